@@ -12,6 +12,11 @@
 
 #define UFM_ERRBUF 1024
 
+/* Elementwise loops run in parallel only above this many elements: below it
+ * a parallel region costs more than the loop (and on a loaded machine a
+ * descheduled thread makes every region wait for a time slice). */
+#define UFM_PAR_MIN ((size_t)1 << 16)
+
 enum ufm_status {
   UFM_OK = 0,
   UFM_EINVAL = 1,   /* bad user input: experiment file, key, .npy file      */

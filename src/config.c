@@ -1,0 +1,459 @@
+/* config.c -- the experiment-file keys as one table: parsing, ranges, defaults, writing back.
+ *
+ * Contents: 1. the key table  2. values  3. files and overrides
+ *           4. cross-key checks  5. output
+ *
+ * Every error names where the offending value came from ("FILE:LINE" or
+ * "command line"), the key, and what is wrong; nothing is run before the
+ * whole experiment has been read and checked.
+ */
+#include "config.h"
+#include "common.h"
+#include "model.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ----------------------------------------------------------- 1. the key table */
+
+typedef enum { K_SIZE, K_ULONG, K_DOUBLE, K_BOOL, K_LOSS, K_OPTIM, K_IMB, K_STRING, K_COUNTS } ktype;
+
+enum { LO_INCL = 0, LO_EXCL = 1, HI_EXCL = 2 }; /* are the bounds themselves allowed? */
+
+typedef struct {
+  const char *name;
+  ktype type;
+  size_t off;
+  const char *def;
+  double lo, hi; /* numeric range */
+  int excl; /* LO_EXCL | HI_EXCL */
+  const char *help;
+} keydef;
+
+#define OFF(f) offsetof(ufm_config, f)
+#define BIG 9007199254740992.0 /* 2^53: integers beyond are not exact as doubles */
+
+static const keydef keys[] = {
+    {"classes", K_SIZE, OFF(classes), "10", 2, 1e6, LO_INCL, "number of classes C"},
+    {"dim", K_SIZE, OFF(dim), "32", 1, 1e8, LO_INCL, "feature dimension p"},
+    {"n", K_SIZE, OFF(n), "20", 1, 1e9, LO_INCL, "samples per class (per majority class)"},
+    {"counts", K_COUNTS, OFF(counts), "", 1, 1e9, LO_INCL,
+     "explicit per-class counts n_1,n_2,... (sets C; overrides n)"},
+    {"imbalance", K_IMB, OFF(imbalance), "none", 0, 0, LO_INCL, "none, step or exp"},
+    {"ratio", K_DOUBLE, OFF(ratio), "1", 1, 1e12, LO_INCL, "imbalance ratio R >= 1"},
+    {"majority", K_SIZE, OFF(majority), "0", 0, 1e6, LO_INCL,
+     "number of majority classes for step imbalance (0: C/2)"},
+    {"loss", K_LOSS, OFF(loss), "ce", 0, 0, LO_INCL, "ce or mse"},
+    {"bias", K_BOOL, OFF(bias), "true", 0, 0, LO_INCL, "learn a bias b (true/false)"},
+    {"lambda_W", K_DOUBLE, OFF(lambda_W), "5e-3", 0, 1e12, LO_INCL, "weight decay on W"},
+    {"lambda_H", K_DOUBLE, OFF(lambda_H), "5e-3", 0, 1e12, LO_INCL, "weight decay on H"},
+    {"lambda_b", K_DOUBLE, OFF(lambda_b), "0", 0, 1e12, LO_INCL, "weight decay on b"},
+    {"optimizer", K_OPTIM, OFF(optimizer), "gd", 0, 0, LO_INCL, "gd or momentum"},
+    {"momentum", K_DOUBLE, OFF(momentum), "0.9", 0, 1, HI_EXCL, "heavy-ball coefficient mu, 0 <= mu < 1"},
+    {"lr", K_DOUBLE, OFF(lr), "2", 0, 1e12, LO_EXCL, "step size > 0"},
+    {"iterations", K_ULONG, OFF(iterations), "10000", 0, 1e15, LO_INCL, "number of GD steps"},
+    {"init_scale", K_DOUBLE, OFF(init_scale), "0.1", 0, 1e12, LO_INCL,
+     "standard deviation of the initial entries of W and H"},
+    {"seed", K_ULONG, OFF(seed), "1", 0, 4294967295.0, LO_INCL, "seed of gsl_rng_mt19937"},
+    {"init_from", K_STRING, OFF(init_from), "none", 0, 0, LO_INCL,
+     "directory with W.npy, H.npy (and b.npy) to start from, or none"},
+    {"log_points", K_SIZE, OFF(log_points), "100", 1, 1e7, LO_INCL,
+     "logged iterations, log-spaced (plus 0 and the last)"},
+    {"seeds", K_SIZE, OFF(seeds), "1", 1, 1e6, LO_INCL, "repeat with this many seeds (sweeps)"},
+    {"constraint_W", K_DOUBLE, OFF(constraint_W), "0", 0, 1e12, LO_INCL,
+     "layer-peeled bound E_W (0: none)"},
+    {"constraint_H", K_DOUBLE, OFF(constraint_H), "0", 0, 1e12, LO_INCL,
+     "layer-peeled bound E_H (0: none)"},
+    {"checkpoint_every", K_ULONG, OFF(checkpoint_every), "0", 0, 1e15, LO_INCL,
+     "iterations between checkpoints (0: none)"},
+    {"tol", K_DOUBLE, OFF(tol), "0", 0, 1e12, LO_INCL,
+     "stop as converged once the gradient norm is <= tol (0: never)"},
+    {"out", K_STRING, OFF(out), "", 0, 0, LO_INCL, "run directory (default runs/NAME)"},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const keydef *key_lookup(const char *name)
+{
+  for (size_t k = 0; k < NKEYS; k++)
+    if (strcmp(keys[k].name, name) == 0) return &keys[k];
+  return NULL;
+}
+
+static size_t key_index(const keydef *kd) { return (size_t)(kd - keys); }
+
+/* -------------------------------------------------------------------- 2. values */
+
+static char *trim(char *s)
+{
+  while (isspace((unsigned char)*s)) s++;
+  size_t n = strlen(s);
+  while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+  return s;
+}
+
+/* A whole-string finite number. */
+static int parse_double(const char *s, double *x)
+{
+  if (*s == '\0' || isspace((unsigned char)*s)) return 0;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (*end != '\0' || errno == ERANGE || !isfinite(v)) return 0;
+  *x = v;
+  return 1;
+}
+
+/* A non-negative integer, written plainly or as an exact float (1e5). */
+static int parse_uint(const char *s, double *x)
+{
+  double v;
+  if (!parse_double(s, &v) || v < 0 || v != floor(v) || v > BIG) return 0;
+  *x = v;
+  return 1;
+}
+
+static int looks_like_sweep(const char *v)
+{
+  if (strchr(v, ',')) return 1;
+  if (strncmp(v, "log:", 4) == 0) return 1;
+  const char *c1 = strchr(v, ':');
+  return c1 && strchr(c1 + 1, ':');
+}
+
+static int range_error(const keydef *kd, const char *where, const char *v, char *errbuf)
+{
+  char lo[64], hi[64];
+  snprintf(lo, sizeof lo, "%g", kd->lo);
+  snprintf(hi, sizeof hi, "%g", kd->hi);
+  return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: %s is out of range (must be %s %s and %s %s)",
+                  where, kd->name, v, (kd->excl & LO_EXCL) ? ">" : ">=", lo,
+                  (kd->excl & HI_EXCL) ? "<" : "<=", hi);
+}
+
+static int check_range(const keydef *kd, double x, const char *where, const char *v, char *errbuf)
+{
+  if (x < kd->lo || ((kd->excl & LO_EXCL) && x == kd->lo) || x > kd->hi
+      || ((kd->excl & HI_EXCL) && x == kd->hi))
+    return range_error(kd, where, v, errbuf);
+  return UFM_OK;
+}
+
+static int parse_counts(ufm_config *cfg, const keydef *kd, const char *v, const char *where,
+                        char *errbuf)
+{
+  size_t cap = 1;
+  for (const char *s = v; *s; s++) cap += *s == ',';
+  size_t *counts = ufm_malloc(cap * sizeof *counts), n = 0;
+  char *copy = strdup(v), *save = NULL;
+  int st = UFM_OK;
+  for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char *t = trim(tok);
+    double x;
+    if (!parse_uint(t, &x)) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not a whole number", where, kd->name, t);
+      break;
+    }
+    if ((st = check_range(kd, x, where, t, errbuf)) != UFM_OK) break;
+    counts[n++] = (size_t)x;
+  }
+  free(copy);
+  if (st == UFM_OK && n != cap)
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: empty entry in the list '%s'", where, kd->name, v);
+  if (st == UFM_OK && n < 2)
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: needs at least 2 classes, got %zu", where,
+                  kd->name, n);
+  if (st != UFM_OK) {
+    free(counts);
+    return st;
+  }
+  free(cfg->counts);
+  cfg->counts = counts;
+  cfg->ncounts = n;
+  return UFM_OK;
+}
+
+int ufm_config_set(ufm_config *cfg, const char *key, const char *value, const char *where,
+                   char *errbuf)
+{
+  const keydef *kd = key_lookup(key);
+  if (!kd) return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: unknown key", where, key);
+  char *buf = strdup(value);
+  char *v = trim(buf);
+  int st = UFM_OK;
+  void *field = (char *)cfg + kd->off;
+  double x;
+
+  if (*v == '\0') {
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: empty value", where, key);
+    goto done;
+  }
+  if (kd->type != K_COUNTS && kd->type != K_STRING && looks_like_sweep(v)) {
+    st = ufm_fail(errbuf, UFM_EINVAL,
+                  "%s: %s: '%s' holds several values (a sweep); sweeps are not supported by "
+                  "this version, give one value",
+                  where, key, v);
+    goto done;
+  }
+  switch (kd->type) {
+  case K_SIZE:
+  case K_ULONG:
+    if (!parse_uint(v, &x)) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not a whole number >= 0", where, key, v);
+      goto done;
+    }
+    if ((st = check_range(kd, x, where, v, errbuf)) != UFM_OK) goto done;
+    if (kd->type == K_SIZE) *(size_t *)field = (size_t)x;
+    else *(unsigned long *)field = (unsigned long)x;
+    break;
+  case K_DOUBLE:
+    if (!parse_double(v, &x)) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not a finite number", where, key, v);
+      goto done;
+    }
+    if ((st = check_range(kd, x, where, v, errbuf)) != UFM_OK) goto done;
+    *(double *)field = x;
+    break;
+  case K_BOOL:
+    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) *(int *)field = 1;
+    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) *(int *)field = 0;
+    else st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not true or false", where, key, v);
+    break;
+  case K_LOSS: {
+    const ufm_loss_type *L = ufm_loss_lookup(v);
+    if (!L) st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: unknown loss '%s' (known: %s)", where, key, v, ufm_loss_names());
+    else cfg->loss = L;
+    break;
+  }
+  case K_OPTIM: {
+    const ufm_optim_type *T = ufm_optim_lookup(v);
+    if (!T) st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: unknown optimizer '%s' (known: %s)", where, key, v, ufm_optim_names());
+    else cfg->optimizer = T;
+    break;
+  }
+  case K_IMB:
+    if (!strcmp(v, "none")) cfg->imbalance = UFM_IMB_NONE;
+    else if (!strcmp(v, "step")) cfg->imbalance = UFM_IMB_STEP;
+    else if (!strcmp(v, "exp")) cfg->imbalance = UFM_IMB_EXP;
+    else st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not none, step or exp", where, key, v);
+    break;
+  case K_STRING: {
+    char **sp = (char **)field;
+    free(*sp);
+    *sp = (strcmp(key, "init_from") == 0 && strcmp(v, "none") == 0) ? NULL : strdup(v);
+    break;
+  }
+  case K_COUNTS:
+    st = parse_counts(cfg, kd, v, where, errbuf);
+    break;
+  }
+done:
+  if (st == UFM_OK) {
+    size_t k = key_index(kd);
+    free(cfg->where[k]);
+    cfg->where[k] = strdup(where);
+  }
+  free(buf);
+  return st;
+}
+
+ufm_config *ufm_config_new(void)
+{
+  ufm_config *cfg = ufm_calloc(1, sizeof *cfg);
+  cfg->where = ufm_calloc(NKEYS, sizeof(char *));
+  for (size_t k = 0; k < NKEYS; k++) {
+    if (keys[k].type == K_COUNTS || keys[k].def[0] == '\0') continue;
+    int st = ufm_config_set(cfg, keys[k].name, keys[k].def, "default", NULL);
+    (void)st; /* the table's defaults are valid: tested */
+    free(cfg->where[k]);
+    cfg->where[k] = NULL;
+  }
+  cfg->name = strdup("default");
+  return cfg;
+}
+
+void ufm_config_free(ufm_config *cfg)
+{
+  if (!cfg) return;
+  for (size_t k = 0; k < NKEYS; k++) free(cfg->where[k]);
+  free(cfg->where);
+  free(cfg->counts);
+  free(cfg->init_from);
+  free(cfg->out);
+  free(cfg->name);
+  free(cfg);
+}
+
+/* ------------------------------------------------------ 3. files and overrides */
+
+/* Lines are `key = value`; `#` starts a comment; blank lines are skipped. A
+ * key given twice in one file is an error (one of the two is a mistake). */
+int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
+{
+  FILE *fp = fopen(path, "r");
+  if (!fp) return ufm_fail(errbuf, UFM_EINVAL, "%s: cannot read: %s", path, strerror(errno));
+  int *seen = ufm_calloc(NKEYS, sizeof(int));
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int lineno = 0, st = UFM_OK;
+  size_t wlen = strlen(path) + 32;
+  char *where = ufm_malloc(wlen);
+  while ((len = getline(&line, &cap, fp)) != -1) {
+    lineno++;
+    snprintf(where, wlen, "%s:%d", path, lineno);
+    if (memchr(line, '\0', (size_t)len)) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: binary data (a NUL byte) in an experiment file", where);
+      break;
+    }
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char *s = trim(line);
+    if (*s == '\0') continue;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: '%s': expected 'key = value'", where, s);
+      break;
+    }
+    *eq = '\0';
+    char *key = trim(s), *val = eq + 1;
+    if (*key == '\0') {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: missing key before '='", where);
+      break;
+    }
+    const keydef *kd = key_lookup(key);
+    if (kd && seen[key_index(kd)]) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: given twice (first on line %d)", where, key,
+                    seen[key_index(kd)]);
+      break;
+    }
+    if ((st = ufm_config_set(cfg, key, val, where, errbuf)) != UFM_OK) break;
+    seen[key_index(kd)] = lineno;
+  }
+  if (st == UFM_OK && ferror(fp))
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: read error: %s", path, strerror(errno));
+  fclose(fp);
+  free(line);
+  free(seen);
+  free(where);
+  if (st == UFM_OK) {
+    /* the experiment's name: the file's basename without .ini */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".ini") == 0) n -= 4;
+    free(cfg->name);
+    cfg->name = strndup(base, n);
+    if (strcmp(cfg->name, "config") == 0 && strrchr(path, '/')) {
+      /* a run directory's config.ini: name it after the directory */
+      const char *end = strrchr(path, '/'), *b = end;
+      while (b > path && b[-1] != '/') b--;
+      free(cfg->name);
+      cfg->name = end > b ? strndup(b, (size_t)(end - b)) : strdup("config");
+    }
+  }
+  return st;
+}
+
+/* ---------------------------------------------------------- 4. cross-key checks */
+
+static const char *where_of(const ufm_config *cfg, const char *key)
+{
+  const keydef *kd = key_lookup(key);
+  const char *w = cfg->where[key_index(kd)];
+  return w ? w : "default";
+}
+
+static int not_yet(const ufm_config *cfg, const char *key, const char *what, char *errbuf)
+{
+  return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: %s is not supported by this version yet",
+                  where_of(cfg, key), key, what);
+}
+
+int ufm_config_finish(ufm_config *cfg, char *errbuf)
+{
+  if (cfg->ncounts > 0) {
+    if (cfg->where[key_index(key_lookup("classes"))] && cfg->classes != cfg->ncounts)
+      return ufm_fail(errbuf, UFM_EINVAL, "%s: counts: %zu counts given but classes = %zu (%s)",
+                      where_of(cfg, "counts"), cfg->ncounts, cfg->classes, where_of(cfg, "classes"));
+    cfg->classes = cfg->ncounts;
+  } else {
+    if (cfg->majority > cfg->classes)
+      return ufm_fail(errbuf, UFM_EINVAL, "%s: majority: %zu majority classes but only %zu classes",
+                      where_of(cfg, "majority"), cfg->majority, cfg->classes);
+    size_t maj = cfg->majority ? cfg->majority : cfg->classes / 2;
+    free(cfg->counts);
+    cfg->counts = ufm_malloc(cfg->classes * sizeof(size_t));
+    ufm_counts_make(cfg->classes, cfg->n, cfg->imbalance, cfg->ratio, maj, cfg->counts);
+    cfg->majority = maj;
+  }
+  if (cfg->seeds > 1) return not_yet(cfg, "seeds", "seeds > 1 (a sweep)", errbuf);
+  if (cfg->constraint_W > 0) return not_yet(cfg, "constraint_W", "the layer-peeled constraint", errbuf);
+  if (cfg->constraint_H > 0) return not_yet(cfg, "constraint_H", "the layer-peeled constraint", errbuf);
+  if (cfg->checkpoint_every > 0) return not_yet(cfg, "checkpoint_every", "checkpointing", errbuf);
+
+  size_t N = 0;
+  for (size_t c = 0; c < cfg->classes; c++) {
+    if (N > (size_t)BIG - cfg->counts[c])
+      return ufm_fail(errbuf, UFM_EINVAL, "%s: counts: total number of samples too large", where_of(cfg, "counts"));
+    N += cfg->counts[c];
+  }
+  double need = ufm_model_bytes_needed(cfg->classes, cfg->dim, N, cfg->optimizer->uses_velocity);
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+  double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+  if (have > 0 && need > have)
+    return ufm_fail(errbuf, UFM_EINVAL,
+                    "%s: dim: C = %zu, p = %zu, N = %zu need %.3g bytes of memory, more than this "
+                    "machine's %.3g",
+                    where_of(cfg, "dim"), cfg->classes, cfg->dim, N, need, have);
+
+  if (!cfg->out) {
+    size_t n = strlen(cfg->name) + 6;
+    cfg->out = ufm_malloc(n);
+    snprintf(cfg->out, n, "runs/%s", cfg->name);
+  }
+  return UFM_OK;
+}
+
+/* ------------------------------------------------------------------- 5. output */
+
+static void write_value(const ufm_config *cfg, const keydef *kd, FILE *fp)
+{
+  const void *field = (const char *)cfg + kd->off;
+  switch (kd->type) {
+  case K_SIZE: fprintf(fp, "%zu", *(const size_t *)field); break;
+  case K_ULONG: fprintf(fp, "%lu", *(const unsigned long *)field); break;
+  case K_DOUBLE: fprintf(fp, "%.17g", *(const double *)field); break;
+  case K_BOOL: fputs(*(const int *)field ? "true" : "false", fp); break;
+  case K_LOSS: fputs(cfg->loss->name, fp); break;
+  case K_OPTIM: fputs(cfg->optimizer->name, fp); break;
+  case K_IMB: fputs(cfg->imbalance == UFM_IMB_STEP ? "step" : cfg->imbalance == UFM_IMB_EXP ? "exp" : "none", fp); break;
+  case K_STRING: {
+    const char *s = *(char *const *)field;
+    fputs(s ? s : "none", fp);
+    break;
+  }
+  case K_COUNTS:
+    for (size_t c = 0; c < cfg->classes; c++) fprintf(fp, c ? ",%zu" : "%zu", cfg->counts[c]);
+    break;
+  }
+}
+
+void ufm_config_write(const ufm_config *cfg, FILE *fp)
+{
+  fprintf(fp, "# ufm experiment '%s', every key resolved; reload with: ufm run config.ini\n", cfg->name);
+  for (size_t k = 0; k < NKEYS; k++) {
+    fprintf(fp, "%s = ", keys[k].name);
+    write_value(cfg, &keys[k], fp);
+    fputc('\n', fp);
+  }
+}
+
+void ufm_config_print_keys(FILE *fp)
+{
+  for (size_t k = 0; k < NKEYS; k++)
+    fprintf(fp, "  %-17s %-8s %s\n", keys[k].name, keys[k].def[0] ? keys[k].def : "-", keys[k].help);
+}

@@ -1,0 +1,58 @@
+/* config.h -- experiment files (SPEC section 4): parsing, validation, defaults, config.ini. */
+#ifndef UFM_CONFIG_H
+#define UFM_CONFIG_H
+
+#include <stdio.h>
+#include "loss.h"
+#include "optim.h"
+
+/* A resolved experiment. Fields are named after the keys. */
+typedef struct {
+  size_t classes, dim, n;
+  size_t *counts; /* resolved per-class counts (length classes) after ufm_config_finish */
+  size_t ncounts; /* number of counts given by the `counts` key (0: from n/imbalance) */
+  int imbalance;  /* UFM_IMB_* */
+  double ratio;
+  size_t majority; /* 0 in the file means classes/2 */
+  const ufm_loss_type *loss;
+  int bias;
+  double lambda_W, lambda_H, lambda_b;
+  const ufm_optim_type *optimizer;
+  double momentum;
+  double lr;
+  unsigned long iterations;
+  double init_scale;
+  unsigned long seed;
+  char *init_from; /* NULL: random initialisation */
+  size_t log_points;
+  size_t seeds;
+  double constraint_W, constraint_H;
+  unsigned long checkpoint_every;
+  double tol;
+  char *out;
+  char *name; /* basename of the experiment file without .ini, or "default" */
+  /* where each key was last set, for error messages: "FILE:LINE" */
+  char **where;
+} ufm_config;
+
+ufm_config *ufm_config_new(void);
+void ufm_config_free(ufm_config *cfg);
+
+/* Read `key = value` lines. UFM_EINVAL with "FILE:LINE: key: what" or UFM_EIO. */
+int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf);
+
+/* Set one key from text; `where` ("FILE:LINE" or "command line") prefixes errors. */
+int ufm_config_set(ufm_config *cfg, const char *key, const char *value, const char *where,
+                   char *errbuf);
+
+/* Cross-key checks and resolution (counts, majority, out, memory); call once
+ * after all keys are set. */
+int ufm_config_finish(ufm_config *cfg, char *errbuf);
+
+/* Every key with its resolved value, loadable by ufm_config_read_file. */
+void ufm_config_write(const ufm_config *cfg, FILE *fp);
+
+/* The key table for --help: one line per key with its default. */
+void ufm_config_print_keys(FILE *fp);
+
+#endif

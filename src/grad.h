@@ -1,0 +1,49 @@
+/* grad.h -- the objective F(W,H,b) of SPEC section 1 and its gradient, at the cost of three products. */
+#ifndef UFM_GRAD_H
+#define UFM_GRAD_H
+
+#include "loss.h"
+#include "model.h"
+
+typedef struct {
+  const ufm_loss_type *loss;
+  double lambda_W, lambda_H, lambda_b;
+} ufm_problem;
+
+/* Workspace of one evaluation, allocated once per run. After ufm_grad_eval
+ * it holds everything known at that point: the gradients, the per-sample
+ * losses, predictions and margins, and the reductions below. */
+typedef struct {
+  size_t C, p, N;
+  gsl_matrix *ZT;  /* N x C: the logits Z^T + 1 b^T, then G^T = (1/N) dLoss/dZ^T */
+  gsl_matrix *gW;  /* C x p: grad_W = G H^T + lambda_W W                          */
+  gsl_matrix *gH;  /* p x N: grad_H = W^T G + lambda_H H                          */
+  gsl_vector *gb;  /* C:     grad_b = G 1 + lambda_b b (zero without bias)        */
+  double *loss_i;  /* N per-sample losses                                         */
+  double *margin;  /* N: z_{i,y_i} - max_{c != y_i} z_ic                          */
+  int32_t *pred;   /* N: argmax_c z_ic                                            */
+  double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
+  /* reductions at the evaluated point */
+  double loss;                   /* (1/N) sum_i loss_i                  */
+  double normW2, normH2, normb2; /* squared norms of the state          */
+  double gnorm2;                 /* squared norm of (grad_W, grad_H, grad_b) */
+  double gmax, thetamax;         /* largest |entry| of gradient, of state    */
+} ufm_grad_ws;
+
+ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
+void ufm_grad_ws_free(ufm_grad_ws *ws);
+
+/* Evaluate loss and gradient at the model's current state. Returns UFM_OK,
+ * or UFM_EDIVERGED when the loss, the gradient or the state is not finite.
+ * Every reduction runs in a fixed order: the same bits on any thread count. */
+int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws);
+
+/* F = loss + lambda_W/2 ||W||^2 + lambda_H/2 ||H||^2 + lambda_b/2 ||b||^2 at
+ * the point of the last ufm_grad_eval. */
+double ufm_grad_objective(const ufm_problem *pb, const ufm_grad_ws *ws);
+
+/* Sum of squares of x[0..n-1] in a fixed order (four interleaved partial
+ * sums, combined at the end). */
+double ufm_sumsq(const double *x, size_t n);
+
+#endif

@@ -1,0 +1,35 @@
+/* loss.h -- the per-sample losses of SPEC section 1, as a table (add a loss = add an entry). */
+#ifndef UFM_LOSS_H
+#define UFM_LOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One sample: on entry z[0..C-1] holds its logits, y its class. On exit z
+ * holds scale * dloss/dz; the return value is loss(z, y). */
+typedef double (*ufm_loss_sample_fn)(size_t C, double *z, int32_t y, double scale);
+
+typedef struct {
+  const char *name;
+  const char *formula; /* for --help and the README */
+  ufm_loss_sample_fn sample;
+} ufm_loss_type;
+
+extern const ufm_loss_type ufm_loss_ce;
+extern const ufm_loss_type ufm_loss_mse;
+
+/* Look a loss up by name; NULL if unknown. */
+const ufm_loss_type *ufm_loss_lookup(const char *name);
+/* "ce, mse": the names, for error messages. */
+const char *ufm_loss_names(void);
+
+/* The batch pass over Z^T (N x C, row i = logits of sample i, bias not yet
+ * added). For every sample: add b (if not NULL), record the predicted class
+ * pred[i] = argmax_c z_ic (first on ties) and the margin
+ * margin[i] = z_{i,y_i} - max_{c != y_i} z_ic, then overwrite the row with
+ * (1/N) dloss/dz_i and store loss_i[i]. Returns the mean loss, summed in
+ * sample order (the same bits on any thread count). */
+double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
+                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin);
+
+#endif

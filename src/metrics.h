@@ -1,0 +1,34 @@
+/* metrics.h -- the neural-collapse metrics of SPEC section 2, without any p x p or N x N matrix. */
+#ifndef UFM_METRICS_H
+#define UFM_METRICS_H
+
+#include "grad.h"
+
+/* Column order of metrics.tsv (after `iter`). */
+enum {
+  UFM_M_LOSS, UFM_M_OBJECTIVE, UFM_M_ACC, UFM_M_NC1, UFM_M_CDNV,
+  UFM_M_EQUINORM_M, UFM_M_EQUINORM_W, UFM_M_EQUIANGLE_M, UFM_M_EQUIANGLE_W,
+  UFM_M_MAXANGLE_M, UFM_M_MAXANGLE_W, UFM_M_ETF_M, UFM_M_ETF_W, UFM_M_NC3, UFM_M_NC4,
+  UFM_M_NORM_W, UFM_M_NORM_H, UFM_M_NORM_B, UFM_M_MARGIN, UFM_M_NMARGIN, UFM_M_GRAD_NORM,
+  UFM_NMETRICS
+};
+extern const char *const ufm_metric_names[UFM_NMETRICS];
+
+typedef struct ufm_metrics_ws ufm_metrics_ws;
+
+ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N);
+void ufm_metrics_ws_free(ufm_metrics_ws *mw);
+
+/* All metrics at the model's current state into out[UFM_NMETRICS]. ws must
+ * hold ufm_grad_eval at that same state (loss, predictions, margins and
+ * gradient norm are taken from it). Cost: one product U_r^T H of size
+ * r x p x N (r = rank of M <= C-1) plus O(pN + C^2 (p + N)) work. A quantity
+ * that is undefined at this state (a cosine with a zero vector, say) is NaN. */
+void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_ws *ws,
+                      ufm_metrics_ws *mw, double *out);
+
+/* The numerical rank of M used for the pseudo-inverse at the last
+ * evaluation: singular values above max(p, C) * DBL_EPSILON * s_max. */
+size_t ufm_metrics_rank(const ufm_metrics_ws *mw);
+
+#endif

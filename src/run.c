@@ -1,0 +1,342 @@
+/* run.c -- the loop that owns a run: initialise, evaluate, log, step, save.
+ *
+ * Contents: 1. state files  2. the log schedule and metrics.tsv
+ *           3. summary.tsv  4. the run
+ */
+#include "run.h"
+#include "common.h"
+#include "fileio.h"
+#include "grad.h"
+#include "metrics.h"
+#include "npy.h"
+#include "optim.h"
+#include "plot.h"
+#include "progress.h"
+#include "version.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* -------------------------------------------------------------- 1. state files */
+
+static int load_block(const char *dir, const char *name, size_t ndim, const size_t *shape,
+                      double *dst, int optional, char *errbuf)
+{
+  char *path = ufm_path_join(dir, name);
+  double *data = NULL;
+  int nd = 0;
+  size_t sh[UFM_NPY_MAXDIM];
+  int st;
+  if (optional && access(path, F_OK) != 0) {
+    free(path);
+    return UFM_OK;
+  }
+  st = ufm_npy_read_f8(path, &data, &nd, sh, errbuf);
+  if (st == UFM_EIO) st = UFM_EINVAL; /* a missing input file is bad input */
+  if (st == UFM_OK) {
+    int same = (size_t)nd == ndim;
+    for (size_t k = 0; same && k < ndim; k++) same = sh[k] == shape[k];
+    if (!same) {
+      char got[128] = "", want[128] = "";
+      for (int k = 0; k < nd; k++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%zu", k ? "," : "", sh[k]);
+      for (size_t k = 0; k < ndim; k++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%zu", k ? "," : "", shape[k]);
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: shape (%s) but the experiment needs (%s)", path, got, want);
+    }
+  }
+  if (st == UFM_OK) {
+    size_t n = 1;
+    for (size_t k = 0; k < ndim; k++) n *= shape[k];
+    for (size_t k = 0; k < n; k++)
+      if (!isfinite(data[k])) {
+        st = ufm_fail(errbuf, UFM_EINVAL, "%s: entry %zu is not finite", path, k);
+        break;
+      }
+    if (st == UFM_OK) memcpy(dst, data, n * sizeof(double));
+  }
+  free(data);
+  free(path);
+  return st;
+}
+
+int ufm_state_load(ufm_model *m, const char *dir, char *errbuf)
+{
+  size_t sW[2] = {m->C, m->p}, sH[2] = {m->p, m->N}, sb[1] = {m->C};
+  int st = load_block(dir, "W.npy", 2, sW, m->W->data, 0, errbuf);
+  if (st == UFM_OK) st = load_block(dir, "H.npy", 2, sH, m->H->data, 0, errbuf);
+  if (st == UFM_OK && m->bias) st = load_block(dir, "b.npy", 1, sb, m->b->data, 1, errbuf);
+  return st;
+}
+
+int ufm_state_save(const ufm_model *m, const char *dir, char *errbuf)
+{
+  size_t sW[2] = {m->C, m->p}, sH[2] = {m->p, m->N}, sb[1] = {m->C}, sl[1] = {m->N};
+  struct { const char *name; const double *d; int nd; size_t *s; } blocks[] = {
+      {"W.npy", m->W->data, 2, sW}, {"H.npy", m->H->data, 2, sH}, {"b.npy", m->b->data, 1, sb}};
+  for (size_t k = 0; k < 3; k++) {
+    char *path = ufm_path_join(dir, blocks[k].name);
+    int st = ufm_npy_write_f8(path, blocks[k].d, blocks[k].nd, blocks[k].s, errbuf);
+    free(path);
+    if (st != UFM_OK) return st;
+  }
+  char *path = ufm_path_join(dir, "labels.npy");
+  int st = ufm_npy_write_i4(path, m->labels, 1, sl, errbuf);
+  free(path);
+  return st;
+}
+
+/* ------------------------------------------- 2. the log schedule and metrics.tsv */
+
+static int cmp_ulong(const void *a, const void *b)
+{
+  unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+  return (x > y) - (x < y);
+}
+
+size_t ufm_log_schedule(unsigned long T, size_t L, unsigned long **ret_its)
+{
+  unsigned long *its = ufm_malloc((L + 2) * sizeof *its);
+  size_t n = 0;
+  its[n++] = 0;
+  its[n++] = T;
+  for (size_t j = 0; j < L && T > 0; j++) {
+    double e = L > 1 ? (double)j / (double)(L - 1) : 1.0;
+    double v = floor(pow((double)T, e) + 0.5);
+    its[n++] = v > (double)T ? T : (unsigned long)v;
+  }
+  qsort(its, n, sizeof *its, cmp_ulong);
+  size_t u = 0;
+  for (size_t k = 0; k < n; k++)
+    if (u == 0 || its[k] != its[u - 1]) its[u++] = its[k];
+  *ret_its = its;
+  return u;
+}
+
+typedef struct {
+  size_t rows, cap;
+  unsigned long *iter;
+  double *v; /* rows x UFM_NMETRICS */
+} mtable;
+
+static void mtable_add(mtable *t, unsigned long it, const double *vals)
+{
+  if (t->rows == t->cap) {
+    t->cap = t->cap ? 2 * t->cap : 64;
+    t->iter = realloc(t->iter, t->cap * sizeof *t->iter);
+    t->v = realloc(t->v, t->cap * UFM_NMETRICS * sizeof *t->v);
+    if (!t->iter || !t->v) {
+      fprintf(stderr, "ufm: out of memory\n");
+      abort();
+    }
+  }
+  t->iter[t->rows] = it;
+  memcpy(t->v + t->rows * UFM_NMETRICS, vals, UFM_NMETRICS * sizeof *vals);
+  t->rows++;
+}
+
+/* The whole table, rewritten atomically at every log point, so metrics.tsv
+ * is always complete up to the last logged iteration. */
+static int mtable_write(const mtable *t, const char *dir, char *errbuf)
+{
+  char *path = ufm_path_join(dir, "metrics.tsv");
+  ufm_afile af;
+  int st = ufm_afile_open(&af, path, errbuf);
+  free(path);
+  if (st != UFM_OK) return st;
+  fputs("iter", af.fp);
+  for (size_t k = 0; k < UFM_NMETRICS; k++) fprintf(af.fp, "\t%s", ufm_metric_names[k]);
+  fputc('\n', af.fp);
+  for (size_t r = 0; r < t->rows; r++) {
+    fprintf(af.fp, "%lu", t->iter[r]);
+    for (size_t k = 0; k < UFM_NMETRICS; k++) fprintf(af.fp, "\t%.17g", t->v[r * UFM_NMETRICS + k]);
+    fputc('\n', af.fp);
+  }
+  return ufm_afile_commit(&af, errbuf);
+}
+
+/* ------------------------------------------------------------------ 3. summary */
+
+typedef struct {
+  const char *status;
+  unsigned long iterations;
+  double seconds;
+  const double *final; /* UFM_NMETRICS, or NULL */
+  size_t rank;
+  const char *message;
+} run_result;
+
+static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_result *r,
+                         const char *dir, char *errbuf)
+{
+  char *path = ufm_path_join(dir, "summary.tsv");
+  ufm_afile af;
+  int st = ufm_afile_open(&af, path, errbuf);
+  free(path);
+  if (st != UFM_OK) return st;
+  FILE *fp = af.fp;
+  fprintf(fp, "status\t%s\n", r->status);
+  if (r->message) fprintf(fp, "message\t%s\n", r->message);
+  fprintf(fp, "iterations\t%lu\n", r->iterations);
+  fprintf(fp, "wall_time\t%.6f\n", r->seconds);
+  fprintf(fp, "iters_per_sec\t%.6g\n", r->seconds > 0 ? (double)r->iterations / r->seconds : 0.0);
+  fprintf(fp, "classes\t%zu\ndim\t%zu\nsamples\t%zu\ncounts\t", m->C, m->p, m->N);
+  for (size_t c = 0; c < m->C; c++) fprintf(fp, c ? ",%zu" : "%zu", m->counts[c]);
+  fprintf(fp, "\nrank_M\t%zu\n", r->rank);
+  if (r->final)
+    for (size_t k = 0; k < UFM_NMETRICS; k++)
+      fprintf(fp, "%s\t%.17g\n", ufm_metric_names[k], r->final[k]);
+  fprintf(fp, "threads\t%d\nblas\t%s\nversion\t%s\n", ufm_threads(), ufm_blas_name(), PACKAGE_VERSION);
+  (void)cfg;
+  return ufm_afile_commit(&af, errbuf);
+}
+
+/* -------------------------------------------------------------------- 4. the run */
+
+/* An existing directory holding a run is only replaced with --force. */
+static int prepare_outdir(const char *out, int force, char *errbuf)
+{
+  struct stat sb;
+  if (stat(out, &sb) == 0) {
+    if (!S_ISDIR(sb.st_mode))
+      return ufm_fail(errbuf, UFM_EINVAL, "out: %s exists and is not a directory", out);
+    char *cfgp = ufm_path_join(out, "config.ini"), *met = ufm_path_join(out, "metrics.tsv");
+    int holds_run = access(cfgp, F_OK) == 0 || access(met, F_OK) == 0;
+    free(cfgp);
+    free(met);
+    if (holds_run && !force)
+      return ufm_fail(errbuf, UFM_EINVAL,
+                      "out: %s already holds a run; give --force to overwrite it, or out=DIR", out);
+  }
+  return ufm_mkdirs(out, errbuf);
+}
+
+static int write_config(const ufm_config *cfg, const char *dir, char *errbuf)
+{
+  char *path = ufm_path_join(dir, "config.ini");
+  ufm_afile af;
+  int st = ufm_afile_open(&af, path, errbuf);
+  free(path);
+  if (st != UFM_OK) return st;
+  ufm_config_write(cfg, af.fp);
+  return ufm_afile_commit(&af, errbuf);
+}
+
+/* Remove the outputs of an earlier run that this one will not rewrite. */
+static void clear_old_outputs(const char *dir)
+{
+  const char *names[] = {"metrics.tsv", "summary.tsv", "W.npy", "H.npy", "b.npy", "labels.npy",
+                         "dashboard.png", "dashboard.pdf"};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    char *p = ufm_path_join(dir, names[k]);
+    unlink(p);
+    free(p);
+  }
+}
+
+int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
+{
+  ufm_model *m = ufm_model_alloc(cfg->classes, cfg->dim, cfg->counts, cfg->bias);
+  if (!m) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the model");
+  int st = UFM_OK;
+  if (cfg->init_from) st = ufm_state_load(m, cfg->init_from, errbuf);
+  else ufm_model_init_random(m, cfg->seed, cfg->init_scale);
+  if (st == UFM_OK) st = prepare_outdir(cfg->out, opts->force, errbuf);
+  if (st != UFM_OK) {
+    ufm_model_free(m);
+    return st;
+  }
+  clear_old_outputs(cfg->out);
+  st = write_config(cfg, cfg->out, errbuf);
+  if (st != UFM_OK) {
+    ufm_model_free(m);
+    return st;
+  }
+
+  ufm_problem pb = {cfg->loss, cfg->lambda_W, cfg->lambda_H, cfg->lambda_b};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_optim *opt = ufm_optim_alloc(cfg->optimizer, m->C, m->p, m->N, cfg->lr, cfg->momentum);
+  if (!ws || !mw || !opt) {
+    ufm_grad_ws_free(ws);
+    ufm_metrics_ws_free(mw);
+    ufm_optim_free(opt);
+    ufm_model_free(m);
+    return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
+  }
+  unsigned long *its;
+  size_t nlog = ufm_log_schedule(cfg->iterations, cfg->log_points, &its), next = 0;
+  mtable tab = {0};
+  double vals[UFM_NMETRICS];
+  int have_vals = 0;
+  char msg[512] = "";
+  const char *status = "finished";
+  unsigned long t = 0;
+  ufm_progress pg;
+  ufm_progress_start(&pg, cfg->name, cfg->iterations, opts->quiet);
+  double t0 = ufm_clock();
+
+  for (t = 0;; t++) {
+    int gst = ufm_grad_eval(&pb, m, ws);
+    if (gst == UFM_EDIVERGED) {
+      status = "diverged";
+      snprintf(msg, sizeof msg,
+               "loss or gradient not finite at iteration %lu; the state saved is the last finite "
+               "one (iteration %lu); try a smaller lr (now %g)",
+               t, t, cfg->lr);
+      break;
+    }
+    int conv = cfg->tol > 0 && sqrt(ws->gnorm2) <= cfg->tol;
+    int last = t == cfg->iterations || conv;
+    if ((next < nlog && its[next] == t) || last) {
+      ufm_metrics_eval(&pb, m, ws, mw, vals);
+      have_vals = 1;
+      mtable_add(&tab, t, vals);
+      while (next < nlog && its[next] <= t) next++;
+      if ((st = mtable_write(&tab, cfg->out, errbuf)) != UFM_OK) break;
+    }
+    if (conv) status = "converged";
+    if (last) break;
+    if (!(ws->thetamax + ufm_optim_step_bound(opt, ws) < 1e300)) {
+      status = "diverged";
+      snprintf(msg, sizeof msg,
+               "the next step would overflow at iteration %lu; the state saved is the last finite "
+               "one (iteration %lu); try a smaller lr (now %g)",
+               t, t, cfg->lr);
+      break;
+    }
+    ufm_optim_iterate(opt, m, ws);
+    ufm_progress_update(&pg, t + 1, ws->loss);
+  }
+  double secs = ufm_clock() - t0;
+  ufm_progress_end(&pg, t, ws->loss, status);
+
+  if (st == UFM_OK) {
+    run_result rr = {status, t, secs, have_vals ? vals : NULL, ufm_metrics_rank(mw),
+                     msg[0] ? msg : NULL};
+    st = ufm_state_save(m, cfg->out, errbuf);
+    if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
+  }
+  if (st == UFM_OK && !opts->noplot && tab.rows > 0) {
+    char perr[UFM_ERRBUF];
+    if (ufm_plot_run(cfg->out, cfg->name, perr) != UFM_OK)
+      fprintf(stderr, "ufm: warning: no figures: %s\n", perr);
+    else if (!opts->quiet)
+      fprintf(stderr, "%s: figure %s/dashboard.png (and .pdf)\n", cfg->name, cfg->out);
+  }
+  if (st == UFM_OK && strcmp(status, "diverged") == 0)
+    st = ufm_fail(errbuf, UFM_EDIVERGED, "%s: diverged: %s", cfg->out, msg);
+
+  free(its);
+  free(tab.iter);
+  free(tab.v);
+  ufm_optim_free(opt);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+  return st;
+}
