@@ -1,0 +1,27 @@
+#!/bin/sh
+# setup.sh -- install the Debian 12 packages ufm needs (only those missing),
+# then configure and build. Idempotent: when everything is in place it only
+# runs an up-to-date `make`, in a second or two.
+set -eu
+cd "$(dirname "$0")"
+
+PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+  echo "setup: installing:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+  autoreconf -fi
+fi
+if [ ! -f Makefile ] || [ configure -nt Makefile ]; then
+  ./configure
+fi
+make -j"$(nproc)"

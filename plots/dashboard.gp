@@ -39,9 +39,26 @@ set datafile columnheaders
 
 # ---------------------------------------------------------------- header
 # Space-separated list of the column names; colidx(name) is 0 if absent.
+# Count the lines first (header included) so that a header-only file does
+# not trigger a "no valid data points" warning in the header pass.
+set datafile nocolumnheaders
+undefine STATS_*
+stats F using (0) nooutput
+NLINES = exists("STATS_records") ? STATS_records : 0
+if (NLINES == 0) {
+    print sprintf("dashboard.gp: cannot read %s (missing or empty)", F)
+    exit status 1
+}
+set datafile columnheaders
 HDR = ""
-stats F every ::0::0 using (HDR = " ", _s = sum [i=1:128] (HDR = HDR.columnhead(i)." ", 0), 0) nooutput
+if (NLINES > 1) {
+    stats F every ::0::0 using (HDR = " ", _s = sum [i=1:128] (HDR = HDR.columnhead(i)." ", 0), 0) nooutput
+}
 colidx(name) = sum [i=1:words(HDR)] (word(HDR, i) eq name ? i : 0)
+# Data column by header name.  (Used instead of column("name") in the plot
+# commands: gnuplot resolves a literal column("name") when the file is opened,
+# even for a clause that is skipped, and warns if that column is missing.)
+col(name) = column(colidx(name))
 
 # ---------------------------------------------------------------- summaries
 # For each column c: N_c valid (non-nan) values, NP_c positive values,
@@ -75,20 +92,27 @@ if (_ka > 0 && _ki > 0 && N_err > 0) {
         (column(_ka) >= 1 ? (TPT < 0 ? (TPT = column(_ki) + 1) : 0) : (TPT = -1)) : 0) nooutput
 }
 
-# x range: whole decades of iteration+1 (decade-only tics, so the 10^{%L}
-# labels are exact even for a run with 1-2 logged iterations).
+# x range: from the decade below the first logged iteration+1 to the last
+# one, at least one decade wide; tics at powers of ten only, so the 10^{%L}
+# labels stay exact even for a run with 1-2 logged iterations.
 if (NP_iter > 0) {
-    XLO = 10**floor(log10(MINP_iter) + 1e-9)
-    XHI = 10**ceil(log10(MAX_iter) - 1e-9)
-    if (XHI <= XLO) { XHI = 10 * XLO }
+    XLO = 10.0**floor(log10(MINP_iter) + 1e-9)
+    XHI = (MAX_iter > 10 * XLO) ? MAX_iter : 10 * XLO
 } else {
     XLO = 1; XHI = 10
     print sprintf("dashboard.gp: no data rows in %s", F)
+    F = '+'          # every clause is skipped; '+' just avoids empty-file warnings
 }
 if (TPT <= MINP_iter) { TPT = -1 }   # zero error from the very first row
+XTIC0 = XLO
+# Pad both ends by 2% of the span so that points on the ends stay visible.
+_pad = 10**(0.02 * log10(XHI / XLO))
+XLO = XLO / _pad; XHI = XHI * _pad
 
 # Log-y range of the columns in list L, in whole decades (YLO = 0: nothing
-# positive to show).  Major tics every YSTEP decades.
+# positive to show).  Major tics every YSTEP decades, from 10^_e[1] to
+# 10^_e[2].  (Tics for YSTEP > 1 are placed explicitly: gnuplot 5.4 hangs on
+# e.g. "set ytics 1e10" over a 40-decade log range.)
 array _e[2]
 logrange(L) = (YLO = 1e308, YHI = -1e308, \
     _d = sum [j=1:words(L)] (value("NP_".word(L,j)) > 0 ? \
@@ -97,9 +121,11 @@ logrange(L) = (YLO = 1e308, YHI = -1e308, \
     (YHI > 0) ? (_e[1] = floor(log10(YLO) + 1e-9), _e[2] = ceil(log10(YHI) - 1e-9), \
                  (_e[2] <= _e[1] ? (_e[1] = _e[1] - 1, _e[2] = _e[2] + 1) : 0), \
                  YSTEP = (_e[2] - _e[1] <= 8 ? 1 : _e[2] - _e[1] <= 16 ? 2 : \
-                          _e[2] - _e[1] <= 40 ? 5 : 10), \
-                 _e[1] = YSTEP * floor(_e[1] / YSTEP), _e[2] = YSTEP * ceil(_e[2] / YSTEP), \
-                 YLO = 10.0**_e[1], YHI = 10.0**_e[2], 1) \
+                          _e[2] - _e[1] <= 40 ? 5 : _e[2] - _e[1] <= 100 ? 10 : 50), \
+                 _e[1] = YSTEP * floor(_e[1] / (1.0 * YSTEP)), \
+                 _e[2] = YSTEP * ceil(_e[2] / (1.0 * YSTEP)), \
+                 _pad = 10**(0.025 * (_e[2] - _e[1])), \
+                 YLO = 10.0**_e[1] / _pad, YHI = 10.0**_e[2] * _pad, 1) \
              : (YLO = 0, YHI = 0, YSTEP = 1, 0))
 # Number of valid but non-positive values (hidden on a log axis) in list L.
 nhidden(L) = sum [j=1:words(L)] (value("N_".word(L,j)) - value("NP_".word(L,j)))
@@ -115,13 +141,18 @@ C_TPT = "#999999"
 NR = (N_iter > 0 ? N_iter : 1)
 PI = (NR > 24 ? int(NR / 12) : 1)            # ~12 markers per curve
 
-X = '(column("iter") + 1)'
+X = '(col("iter") + 1)'
 XL = "iteration + 1"
 
 # Per-panel helpers (macros, expanded after the range has been set).
 # LOGY: log y axis over the columns in PL; EMPTY: note when nothing shows.
 LOGY = 'R_ = logrange(PL); set logscale y; set format y "10^{%L}"; \
-        if (R_) { set yrange [YLO:YHI]; set ytics 10**YSTEP; set mytics (YSTEP == 1 ? 10 : YSTEP) } \
+        if (R_) { set yrange [YLO:YHI]; \
+                  if (YSTEP == 1) { set ytics 10.0**_e[1], 10, 10.0**_e[2]; set mytics 10 } \
+                  else { set ytics (); set mytics 1; \
+                         do for [e_ = int(_e[1]) : int(_e[2])] { \
+                             if (e_ % YSTEP == 0) { set ytics add (10.0**e_) } \
+                             else { set ytics add ("" 10.0**e_ 1) } } } } \
         else { set yrange [0.1:10]; set ytics 10; set mytics 10 }; \
         _nv = nvalid(PL); _nh = nhidden(exists("PZ") ? PZ : PL); undefine PZ; \
         if (!R_) { set label 20 (_nv > 0 ? "all values ≤ 0" : "no data") at graph 0.5, 0.5 center tc rgb "#666666" } \
@@ -149,7 +180,7 @@ do for [pass = 1:2] {
     set logscale x
     set xrange [XLO:XHI]
     set format x "10^{%L}"
-    set xtics 10 nomirror
+    set xtics XTIC0, 10 nomirror
     set mxtics 10
     set ytics nomirror
     set border 3 lw 1
@@ -173,49 +204,50 @@ do for [pass = 1:2] {
     set title "(a) training loss and error"
     set key bottom left
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_loss > 0)] F using @X:(column("loss")) ls 3 title "loss", \
-         for [k=1:(NP_err > 0)] F using @X:(1 - column("acc")) ls 4 title "error 1 − acc", \
-         for [k=1:(TPT > 0)] NaN with lines lc rgb C_TPT lw 1.2 dt 3 title "TPT: error = 0"
+         for [k=1:(NP_loss > 0)] F using @X:(col("loss")) ls 3 title "loss", \
+         for [k=1:(NP_err > 0)] F using @X:(1 - col("acc")) ls 4 title "error 1 − acc", \
+         for [k=1:(TPT > 0)] NaN with lines lc rgb C_TPT lw 1.2 dt 3 title "TPT: error = 0", \
+         for [k=1:(N_err > 0 && NP_err == 0)] NaN ls 4 title "error ≡ 0"
     @RESET
 
     # (b) NC1 within-class variability collapse
     PL = "nc1 cdnv"; @LOGY
     set title "(b) NC1: within-class variability"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_nc1 > 0)] F using @X:(column("nc1")) ls 1 title "Tr(Σ_WΣ_B^+)/C", \
-         for [k=1:(NP_cdnv > 0)] F using @X:(column("cdnv")) ls 4 title "CDNV"
+         for [k=1:(NP_nc1 > 0)] F using @X:(col("nc1")) ls 1 title "Tr(Σ_WΣ_B^+)/C", \
+         for [k=1:(NP_cdnv > 0)] F using @X:(col("cdnv")) ls 4 title "CDNV"
     @RESET
 
     # (c) equinorm
     PL = "equinorm_M equinorm_W"; @LOGY
     set title "(c) NC2: equinorm (std/mean of norms)"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_equinorm_M > 0)] F using @X:(column("equinorm_M")) ls 1 title "class means M", \
-         for [k=1:(NP_equinorm_W > 0)] F using @X:(column("equinorm_W")) ls 2 title "classifier W"
+         for [k=1:(NP_equinorm_M > 0)] F using @X:(col("equinorm_M")) ls 1 title "class means M", \
+         for [k=1:(NP_equinorm_W > 0)] F using @X:(col("equinorm_W")) ls 2 title "classifier W"
     @RESET
 
     # (d) equiangularity
     PL = "equiangle_M equiangle_W"; @LOGY
     set title "(d) NC2: equiangularity (std of cos)"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_equiangle_M > 0)] F using @X:(column("equiangle_M")) ls 1 title "M", \
-         for [k=1:(NP_equiangle_W > 0)] F using @X:(column("equiangle_W")) ls 2 title "W"
+         for [k=1:(NP_equiangle_M > 0)] F using @X:(col("equiangle_M")) ls 1 title "M", \
+         for [k=1:(NP_equiangle_W > 0)] F using @X:(col("equiangle_W")) ls 2 title "W"
     @RESET
 
     # (e) maximal angle
     PL = "maxangle_M maxangle_W"; @LOGY
     set title "(e) NC2: max-angle (mean |cos + 1/(C−1)|)"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_maxangle_M > 0)] F using @X:(column("maxangle_M")) ls 1 title "M", \
-         for [k=1:(NP_maxangle_W > 0)] F using @X:(column("maxangle_W")) ls 2 title "W"
+         for [k=1:(NP_maxangle_M > 0)] F using @X:(col("maxangle_M")) ls 1 title "M", \
+         for [k=1:(NP_maxangle_W > 0)] F using @X:(col("maxangle_W")) ls 2 title "W"
     @RESET
 
     # (f) distance to the simplex ETF
     PL = "etf_M etf_W"; @LOGY
     set title "(f) NC2: distance to simplex ETF"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_etf_M > 0)] F using @X:(column("etf_M")) ls 1 title "M", \
-         for [k=1:(NP_etf_W > 0)] F using @X:(column("etf_W")) ls 2 title "W"
+         for [k=1:(NP_etf_M > 0)] F using @X:(col("etf_M")) ls 1 title "M", \
+         for [k=1:(NP_etf_W > 0)] F using @X:(col("etf_W")) ls 2 title "W"
     @RESET
 
     # (g) NC3 self-duality
@@ -223,7 +255,7 @@ do for [pass = 1:2] {
     set xlabel XL offset 0, 0.4 font ",10"
     set title "(g) NC3: self-duality"
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_nc3 > 0)] F using @X:(column("nc3")) ls 3 title "‖W^T/‖W‖ − M/‖M‖‖^2"
+         for [k=1:(NP_nc3 > 0)] F using @X:(col("nc3")) ls 3 title "‖W^T/‖W‖ − M/‖M‖‖^2"
     @RESET
 
     # (h) NC4 nearest-class-centre mismatch: linear y, exact zeros visible
@@ -232,7 +264,7 @@ do for [pass = 1:2] {
     set yrange [-0.03 * _top : _top]
     if (N_nc4 == 0) { set label 20 "no data" at graph 0.5, 0.5 center tc rgb "#666666" }
     plot 0 lt nodraw notitle, \
-         for [k=1:(N_nc4 > 0)] F using @X:(column("nc4")) ls 3 title "fraction of samples"
+         for [k=1:(N_nc4 > 0)] F using @X:(col("nc4")) ls 3 title "fraction of samples"
     @RESET
 
     # (i) norms and gradient norm
@@ -240,9 +272,9 @@ do for [pass = 1:2] {
     set title "(i) norms"
     set key bottom left
     plot 1 lt nodraw notitle, \
-         for [k=1:(NP_norm_H > 0)] F using @X:(column("norm_H")) ls 1 title "‖H‖", \
-         for [k=1:(NP_norm_W > 0)] F using @X:(column("norm_W")) ls 2 title "‖W‖", \
-         for [k=1:(NP_grad_norm > 0)] F using @X:(column("grad_norm")) ls 4 title "‖∇‖ (gradient)"
+         for [k=1:(NP_norm_H > 0)] F using @X:(col("norm_H")) ls 1 title "‖H‖", \
+         for [k=1:(NP_norm_W > 0)] F using @X:(col("norm_W")) ls 2 title "‖W‖", \
+         for [k=1:(NP_grad_norm > 0)] F using @X:(col("grad_norm")) ls 4 title "‖∇‖ (gradient)"
     @RESET
 
     unset multiplot

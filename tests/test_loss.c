@@ -1,2 +1,241 @@
+/* test_loss.c -- losses, gradients (against central finite differences) and optimiser steps.
+ *
+ * Every loss x bias x regulariser combination has its analytic gradient
+ * checked entry by entry against central differences of the objective F.
+ * Test values are deliberately unround (2.385e-2, ...). Seeds are fixed and
+ * printed.
+ */
 #include "testutil.h"
-int main(void){return 0;}
+
+#include "common.h"
+#include "grad.h"
+#include "model.h"
+#include "optim.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+static const size_t counts3[3] = {2, 3, 2};
+
+static ufm_model *small_model(int bias, unsigned long seed)
+{
+  ufm_model *m = ufm_model_alloc(3, 4, counts3, bias);
+  ufm_model_init_random(m, seed, 0.8);
+  if (bias) {
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed + 17);
+    for (size_t c = 0; c < m->C; c++) gsl_vector_set(m->b, c, gsl_ran_gaussian(r, 0.5));
+    gsl_rng_free(r);
+  }
+  return m;
+}
+
+static double objective_at(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
+{
+  ufm_grad_eval(pb, m, ws);
+  return ufm_grad_objective(pb, ws);
+}
+
+/* Central differences on every entry of a block; compare with the analytic
+ * gradient g. Returns the largest relative error max|fd - g| / max|g|. */
+static double fd_block(const ufm_problem *pb, ufm_model *m, ufm_grad_ws *ws, double *x,
+                       const double *g, size_t n)
+{
+  const double h = 1e-5;
+  double maxerr = 0.0, gmax = 0.0;
+  for (size_t k = 0; k < n; k++) {
+    double x0 = x[k];
+    x[k] = x0 + h;
+    double fp = objective_at(pb, m, ws);
+    x[k] = x0 - h;
+    double fm = objective_at(pb, m, ws);
+    x[k] = x0;
+    double fd = (fp - fm) / (2 * h);
+    maxerr = fmax(maxerr, fabs(fd - g[k]));
+    gmax = fmax(gmax, fabs(g[k]));
+  }
+  return maxerr / gmax;
+}
+
+static void check_gradient(const ufm_loss_type *L, int bias, int reg)
+{
+  ufm_problem pb = {L, reg ? 2.385e-2 : 0.0, reg ? 1.7e-2 : 0.0, reg ? 3.1e-2 : 0.0};
+  unsigned long seed = 20240 + 2 * (unsigned long)bias + (unsigned long)reg;
+  ufm_model *m = small_model(bias, seed);
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N), *ws2 = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  size_t nW = m->C * m->p, nH = m->p * m->N;
+  double *gW = malloc(nW * sizeof(double)), *gH = malloc(nH * sizeof(double)), gb[3];
+  memcpy(gW, ws->gW->data, nW * sizeof(double));
+  memcpy(gH, ws->gH->data, nH * sizeof(double));
+  memcpy(gb, ws->gb->data, sizeof gb);
+
+  double eW = fd_block(&pb, m, ws2, m->W->data, gW, nW);
+  double eH = fd_block(&pb, m, ws2, m->H->data, gH, nH);
+  printf("# %s bias=%d reg=%d seed=%lu: relative errors W %.2e H %.2e", L->name, bias, reg, seed, eW, eH);
+  assert_true(eW < 1e-6);
+  assert_true(eH < 1e-6);
+  if (bias) {
+    double eb = fd_block(&pb, m, ws2, m->b->data, gb, 3);
+    printf(" b %.2e", eb);
+    assert_true(eb < 1e-6);
+  } else {
+    for (size_t c = 0; c < 3; c++) assert_true(gb[c] == 0.0);
+  }
+  printf("\n");
+  /* the reported norm is the norm of the whole gradient */
+  double n2 = 0;
+  for (size_t k = 0; k < nW; k++) n2 += gW[k] * gW[k];
+  for (size_t k = 0; k < nH; k++) n2 += gH[k] * gH[k];
+  for (size_t c = 0; c < 3; c++) n2 += gb[c] * gb[c];
+  assert_close(ws->gnorm2, n2, 1e-12, 0);
+  free(gW);
+  free(gH);
+  ufm_grad_ws_free(ws);
+  ufm_grad_ws_free(ws2);
+  ufm_model_free(m);
+}
+
+static void test_grad_ce_nobias(void **s) { (void)s; check_gradient(&ufm_loss_ce, 0, 0); check_gradient(&ufm_loss_ce, 0, 1); }
+static void test_grad_ce_bias(void **s) { (void)s; check_gradient(&ufm_loss_ce, 1, 0); check_gradient(&ufm_loss_ce, 1, 1); }
+static void test_grad_mse_nobias(void **s) { (void)s; check_gradient(&ufm_loss_mse, 0, 0); check_gradient(&ufm_loss_mse, 0, 1); }
+static void test_grad_mse_bias(void **s) { (void)s; check_gradient(&ufm_loss_mse, 1, 0); check_gradient(&ufm_loss_mse, 1, 1); }
+
+/* The objective's value against a direct evaluation of SPEC's formula. */
+static void test_objective_value(void **s)
+{
+  (void)s;
+  for (int li = 0; li < 2; li++) {
+    const ufm_loss_type *L = li ? &ufm_loss_mse : &ufm_loss_ce;
+    ufm_problem pb = {L, 2.385e-2, 1.7e-2, 3.1e-2};
+    ufm_model *m = small_model(1, 99);
+    ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+    assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+    double loss = 0, nW = 0, nH = 0, nb = 0;
+    for (size_t i = 0; i < m->N; i++) {
+      double z[3], mx = -1e300, se = 0;
+      for (size_t c = 0; c < 3; c++) {
+        z[c] = gsl_vector_get(m->b, c);
+        for (size_t k = 0; k < m->p; k++) z[c] += gsl_matrix_get(m->W, c, k) * gsl_matrix_get(m->H, k, i);
+        mx = fmax(mx, z[c]);
+      }
+      int y = m->labels[i];
+      if (li == 0) {
+        for (size_t c = 0; c < 3; c++) se += exp(z[c] - mx);
+        loss += log(se) + mx - z[y];
+      } else {
+        for (size_t c = 0; c < 3; c++) loss += 0.5 * (z[c] - (c == (size_t)y)) * (z[c] - (c == (size_t)y));
+      }
+    }
+    loss /= (double)m->N;
+    for (size_t k = 0; k < 12; k++) nW += m->W->data[k] * m->W->data[k];
+    for (size_t k = 0; k < 28; k++) nH += m->H->data[k] * m->H->data[k];
+    for (size_t k = 0; k < 3; k++) nb += m->b->data[k] * m->b->data[k];
+    assert_close(ws->loss, loss, 1e-13, 0);
+    assert_close(ufm_grad_objective(&pb, ws), loss + 0.5 * (2.385e-2 * nW + 1.7e-2 * nH + 3.1e-2 * nb), 1e-13, 0);
+    ufm_grad_ws_free(ws);
+    ufm_model_free(m);
+  }
+}
+
+/* Cross-entropy stays exact where naive formulas overflow or cancel. */
+static void test_ce_extremes(void **s)
+{
+  (void)s;
+  /* huge logits: no overflow */
+  double z[4] = {1e6, -3e5, 2.5e5, 999990.0};
+  double l = ufm_loss_ce.sample(4, z, 0, 1.0);
+  assert_close(l, log1p(exp(-10.0)), 1e-14, 0);
+  assert_close(z[3], exp(-10.0) / (1 + exp(-10.0)), 1e-12, 0);
+  /* a loss below 1e-300: log1p, not log(1 + tiny) = 0; the true-class
+   * gradient keeps its tiny value instead of cancelling to 0 */
+  double z2[3] = {700.0, 0.0, -5.0};
+  l = ufm_loss_ce.sample(3, z2, 0, 0.5);
+  double tiny = exp(-700.0) + exp(-705.0);
+  assert_true(l > 0);
+  assert_close(l, tiny, 1e-12, 0);
+  assert_close(z2[0], -0.5 * tiny, 1e-12, 0);
+  assert_close(z2[1], 0.5 * exp(-700.0), 1e-12, 0);
+  /* wrong class far ahead: loss is the logit gap */
+  double z3[2] = {-400.0, 400.0};
+  l = ufm_loss_ce.sample(2, z3, 0, 1.0);
+  assert_close(l, 800.0, 1e-15, 0);
+  assert_close(z3[0], -1.0, 1e-15, 0);
+  assert_close(z3[1], 1.0, 1e-15, 0);
+}
+
+/* One GD step is theta - lr grad(theta) for every block, taken at the same point. */
+static void test_gd_step(void **s)
+{
+  (void)s;
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-2, 1.7e-2, 3.1e-2};
+  ufm_model *m = small_model(1, 5), *m0 = small_model(1, 5);
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(3, 4, 7);
+  ufm_optim *o = ufm_optim_alloc(&ufm_optim_gd, 3, 4, 7, 0.37, 0.0);
+  ufm_grad_eval(&pb, m, ws);
+  ufm_optim_iterate(o, m, ws);
+  for (size_t k = 0; k < 12; k++) assert_true(m->W->data[k] == m0->W->data[k] - 0.37 * ws->gW->data[k]);
+  for (size_t k = 0; k < 28; k++) assert_true(m->H->data[k] == m0->H->data[k] - 0.37 * ws->gH->data[k]);
+  for (size_t k = 0; k < 3; k++) assert_true(m->b->data[k] == m0->b->data[k] - 0.37 * ws->gb->data[k]);
+  ufm_optim_free(o);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+  ufm_model_free(m0);
+}
+
+/* Heavy ball, PyTorch convention: v1 = g0, v2 = mu v1 + g1; no bias: b stays 0. */
+static void test_momentum_steps(void **s)
+{
+  (void)s;
+  ufm_problem pb = {&ufm_loss_mse, 1.3e-2, 2.2e-2, 0.0};
+  ufm_model *m = small_model(0, 8);
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(3, 4, 7);
+  ufm_optim *o = ufm_optim_alloc(&ufm_optim_momentum, 3, 4, 7, 0.21, 0.85);
+  double W0[12], g0[12], W1[12];
+  memcpy(W0, m->W->data, sizeof W0);
+  ufm_grad_eval(&pb, m, ws);
+  memcpy(g0, ws->gW->data, sizeof g0);
+  ufm_optim_iterate(o, m, ws);
+  for (size_t k = 0; k < 12; k++) assert_true(m->W->data[k] == W0[k] - 0.21 * g0[k]);
+  memcpy(W1, m->W->data, sizeof W1);
+  ufm_grad_eval(&pb, m, ws);
+  ufm_optim_iterate(o, m, ws);
+  for (size_t k = 0; k < 12; k++) {
+    double v = 0.85 * g0[k] + ws->gW->data[k];
+    assert_true(m->W->data[k] == W1[k] - 0.21 * v);
+  }
+  for (size_t c = 0; c < 3; c++) assert_true(m->b->data[c] == 0.0);
+  ufm_optim_free(o);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+}
+
+/* A non-finite state is reported as divergence, not as a number. */
+static void test_nonfinite_detected(void **s)
+{
+  (void)s;
+  ufm_problem pb = {&ufm_loss_ce, 1e-3, 1e-3, 0.0};
+  ufm_model *m = small_model(0, 3);
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(3, 4, 7);
+  m->H->data[5] = NAN;
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_EDIVERGED);
+  m->H->data[5] = 1e200;
+  m->W->data[2] = 1e200;
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_EDIVERGED);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_grad_ce_nobias),   cmocka_unit_test(test_grad_ce_bias),
+      cmocka_unit_test(test_grad_mse_nobias),  cmocka_unit_test(test_grad_mse_bias),
+      cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
+      cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
+      cmocka_unit_test(test_nonfinite_detected),
+  };
+  return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
+}

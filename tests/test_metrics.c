@@ -1,2 +1,368 @@
+/* test_metrics.c -- every metric on configurations with known answers, and against a brute-force reference.
+ *
+ * 1. an exact simplex ETF (randomly rotated), features collapsed onto the
+ *    classifier: every NC quantity is 0;
+ * 2. a 3-class, 2-dimensional case computed by hand;
+ * 3. random states of several shapes (p > C, p = C-1, p < C-1, C = 2,
+ *    imbalanced) against a direct implementation of SPEC section 2 that
+ *    forms the p x p matrices Sigma_W, Sigma_B (fine at test sizes).
+ */
 #include "testutil.h"
-int main(void){return 0;}
+
+#include "common.h"
+#include "geometry.h"
+#include "grad.h"
+#include "metrics.h"
+#include "model.h"
+
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+static void eval(const ufm_problem *pb, const ufm_model *m, double *out)
+{
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  assert_int_equal(ufm_grad_eval(pb, m, ws), UFM_OK);
+  ufm_metrics_eval(pb, m, ws, mw, out);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+}
+
+/* ------------------------------------------------------------ 1. exact ETF */
+
+/* W = E R with E a simplex ETF (C x p) and R a random orthogonal p x p;
+ * h_i = a w_{y_i}. */
+static void etf_case(size_t C, size_t p, size_t n, int bias)
+{
+  size_t *counts = malloc(C * sizeof *counts);
+  for (size_t c = 0; c < C; c++) counts[c] = n;
+  ufm_model *m = ufm_model_alloc(C, p, counts, bias);
+  gsl_matrix *E = gsl_matrix_alloc(C, p), *A = gsl_matrix_alloc(p, p), *R = gsl_matrix_alloc(p, p);
+  gsl_vector *tau = gsl_vector_alloc(p);
+  assert_int_equal(ufm_etf(E), 0);
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, 4242);
+  for (size_t k = 0; k < p * p; k++) A->data[k] = gsl_ran_gaussian(r, 1.0);
+  gsl_linalg_QR_decomp(A, tau);
+  gsl_matrix *Rt = gsl_matrix_alloc(p, p);
+  gsl_linalg_QR_unpack(A, tau, R, Rt);
+  gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, E, R, 0.0, m->W);
+  const double a = 2.385;
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < p; k++) gsl_matrix_set(m->H, k, i, a * gsl_matrix_get(m->W, m->labels[i], k));
+  double out[UFM_NMETRICS];
+  ufm_problem pb = {&ufm_loss_ce, 1e-3, 1e-3, 0};
+  eval(&pb, m, out);
+  printf("# ETF C=%zu p=%zu: nc1 %.1e etf_M %.1e etf_W %.1e nc3 %.1e\n", C, p, out[UFM_M_NC1],
+         out[UFM_M_ETF_M], out[UFM_M_ETF_W], out[UFM_M_NC3]);
+  assert_true(out[UFM_M_NC1] < 1e-25);
+  assert_true(out[UFM_M_CDNV] < 1e-25);
+  const int zero[] = {UFM_M_EQUINORM_M, UFM_M_EQUINORM_W, UFM_M_EQUIANGLE_M, UFM_M_EQUIANGLE_W,
+                      UFM_M_MAXANGLE_M, UFM_M_MAXANGLE_W, UFM_M_ETF_M, UFM_M_ETF_W};
+  for (size_t j = 0; j < sizeof zero / sizeof zero[0]; j++) assert_true(out[zero[j]] < 1e-13);
+  assert_true(out[UFM_M_NC3] < 1e-25);
+  assert_true(out[UFM_M_NC4] == 0.0);
+  assert_true(out[UFM_M_ACC] == 1.0);
+  assert_close(out[UFM_M_NORM_W], sqrt((double)C), 1e-14, 0);
+  assert_close(out[UFM_M_NORM_H], a * sqrt((double)(C * n)), 1e-14, 0);
+  /* logits a w_y.w_c: a on the true class, -a/(C-1) elsewhere */
+  assert_close(out[UFM_M_MARGIN], a * (1 + 1.0 / (double)(C - 1)), 1e-13, 0);
+  gsl_matrix_free(E);
+  gsl_matrix_free(A);
+  gsl_matrix_free(R);
+  gsl_matrix_free(Rt);
+  gsl_vector_free(tau);
+  gsl_rng_free(r);
+  ufm_model_free(m);
+  free(counts);
+}
+
+static void test_etf_exact(void **s)
+{
+  (void)s;
+  etf_case(5, 7, 3, 0);
+  etf_case(6, 5, 4, 1); /* p = C-1 */
+  etf_case(2, 3, 2, 0);
+  etf_case(10, 40, 2, 1);
+}
+
+/* ------------------------------------------------------ 2. a case by hand */
+
+/* C = 3, p = 2, two samples per class: class means (2,0), (0,2), (-2,-2),
+ * global mean 0; Sigma_W = [[4,2],[2,4]]/6, Sigma_B = [[8,4],[4,8]]/3,
+ * Tr(Sigma_W Sigma_B^+) = 1/2, so NC1 = 1/6. W = [[1,0],[0,1],[-1,-1]],
+ * b = (0,0,5): two samples are classified against their nearest centre. */
+static void test_hand_case(void **s)
+{
+  (void)s;
+  const size_t counts[3] = {2, 2, 2};
+  ufm_model *m = ufm_model_alloc(3, 2, counts, 1);
+  const double H[2][6] = {{1, 3, 0, 0, -1, -3}, {0, 0, 1, 3, -1, -3}};
+  const double W[3][2] = {{1, 0}, {0, 1}, {-1, -1}};
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0; i < 6; i++) gsl_matrix_set(m->H, k, i, H[k][i]);
+  for (size_t c = 0; c < 3; c++)
+    for (size_t k = 0; k < 2; k++) gsl_matrix_set(m->W, c, k, W[c][k]);
+  gsl_vector_set(m->b, 2, 5.0);
+  double out[UFM_NMETRICS];
+  ufm_problem pb = {&ufm_loss_mse, 0.25, 0.5, 2.0};
+  eval(&pb, m, out);
+
+  assert_close(out[UFM_M_NC1], 1.0 / 6.0, 1e-14, 0);
+  /* s^2 = 1, 1, 2; squared distances 8, 20, 20 */
+  assert_close(out[UFM_M_CDNV], (2.0 / 16 + 3.0 / 40 + 3.0 / 40) / 3, 1e-14, 0);
+  /* ||m_c|| = 2, 2, 2 sqrt 2 */
+  double mean = (4 + 2 * M_SQRT2) / 3;
+  double sd = sqrt((2 * (2 - mean) * (2 - mean) + (2 * M_SQRT2 - mean) * (2 * M_SQRT2 - mean)) / 3);
+  assert_close(out[UFM_M_EQUINORM_M], sd / mean, 1e-14, 0);
+  /* cosines 0, -1/sqrt2, -1/sqrt2: std 1/3; mean |cos + 1/2| */
+  assert_close(out[UFM_M_EQUIANGLE_M], 1.0 / 3.0, 1e-14, 0);
+  assert_close(out[UFM_M_MAXANGLE_M], (0.5 + 2 * (M_SQRT1_2 - 0.5)) / 3, 1e-14, 0);
+  /* W has the same Gram pattern up to scale 1/2... by construction W^T = M/2 */
+  assert_close(out[UFM_M_EQUINORM_W], sd / mean, 1e-14, 0);
+  assert_close(out[UFM_M_EQUIANGLE_W], 1.0 / 3.0, 1e-14, 0);
+  assert_close(out[UFM_M_NC3], 0.0, 0, 1e-28);
+  /* G = M^T M = [[4,0,-4],[0,4,-4],[-4,-4,8]], ||G||_F = sqrt(160) */
+  const double G[3][3] = {{4, 0, -4}, {0, 4, -4}, {-4, -4, 8}};
+  double e2 = 0;
+  for (int c = 0; c < 3; c++)
+    for (int d = 0; d < 3; d++) {
+      double ref = ((c == d) - 1.0 / 3) / M_SQRT2;
+      e2 += (G[c][d] / sqrt(160.0) - ref) * (G[c][d] / sqrt(160.0) - ref);
+    }
+  assert_close(out[UFM_M_ETF_M], sqrt(e2), 1e-14, 0);
+  assert_close(out[UFM_M_ETF_W], sqrt(e2), 1e-14, 0);
+  /* predictions 2,0,2,1,2,2; nearest centres 0,0,1,1,2,2 */
+  assert_close(out[UFM_M_ACC], 4.0 / 6.0, 1e-15, 0);
+  assert_close(out[UFM_M_NC4], 2.0 / 6.0, 1e-15, 0);
+  assert_close(out[UFM_M_MARGIN], -3.0, 1e-15, 0);
+  assert_close(out[UFM_M_NORM_W], 2.0, 1e-15, 0);
+  assert_close(out[UFM_M_NORM_H], sqrt(40.0), 1e-15, 0);
+  assert_close(out[UFM_M_NORM_B], 5.0, 1e-15, 0);
+  assert_close(out[UFM_M_NMARGIN], -3.0 / (0.5 * (4 + 40)), 1e-15, 0);
+  ufm_model_free(m);
+}
+
+/* ------------------------------------------- 3. against a brute-force reference */
+
+typedef struct {
+  double nc1, cdnv, eqnM, eqnW, eqaM, eqaW, maxM, maxW, etfM, etfW, nc3, nc4, acc, margin;
+} ref_metrics;
+
+static void gram_ref(size_t C, const double *V, size_t p, int cols, double *eqn, double *eqa,
+                     double *mx, double *etf)
+{
+  /* vectors v_c: column c of a p x C array (cols) or row c of a C x p array */
+  double G[64][64], nrm[64];
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      double s = 0;
+      for (size_t k = 0; k < p; k++) s += (cols ? V[k * C + c] * V[k * C + d] : V[c * p + k] * V[d * p + k]);
+      G[c][d] = s;
+    }
+  double mean = 0, var = 0;
+  for (size_t c = 0; c < C; c++) mean += (nrm[c] = sqrt(G[c][c])) / (double)C;
+  for (size_t c = 0; c < C; c++) var += (nrm[c] - mean) * (nrm[c] - mean) / (double)C;
+  *eqn = sqrt(var) / mean;
+  double cm = 0, cv = 0, dev = 0, n = (double)(C * (C - 1)), fro = 0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      fro += G[c][d] * G[c][d];
+      if (c != d) cm += G[c][d] / (nrm[c] * nrm[d]) / n;
+    }
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++)
+      if (c != d) {
+        double cs = G[c][d] / (nrm[c] * nrm[d]);
+        cv += (cs - cm) * (cs - cm) / n;
+        dev += fabs(cs + 1.0 / (double)(C - 1)) / n;
+      }
+  *eqa = sqrt(cv);
+  *mx = dev;
+  double e2 = 0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      double ref = ((c == d) - 1.0 / (double)C) / sqrt((double)(C - 1));
+      e2 += (G[c][d] / sqrt(fro) - ref) * (G[c][d] / sqrt(fro) - ref);
+    }
+  *etf = sqrt(e2);
+}
+
+static void reference(const ufm_model *m, ref_metrics *r)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  double *mu = calloc(p * C, sizeof(double)), *muG = calloc(p, sizeof(double)), *M = calloc(p * C, sizeof(double));
+  for (size_t i = 0; i < N; i++)
+    for (size_t k = 0; k < p; k++) {
+      double h = gsl_matrix_get(m->H, k, i);
+      mu[k * C + m->labels[i]] += h / (double)m->counts[m->labels[i]];
+      muG[k] += h / (double)N;
+    }
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++) M[k * C + c] = mu[k * C + c] - muG[k];
+  gsl_matrix *SW = gsl_matrix_calloc(p, p), *SB = gsl_matrix_calloc(p, p);
+  double *s2 = calloc(C, sizeof(double));
+  for (size_t i = 0; i < N; i++) {
+    int y = m->labels[i];
+    for (size_t k = 0; k < p; k++) {
+      double dk = gsl_matrix_get(m->H, k, i) - mu[k * C + y];
+      s2[y] += dk * dk / (double)m->counts[y];
+      for (size_t l = 0; l < p; l++)
+        *gsl_matrix_ptr(SW, k, l) += dk * (gsl_matrix_get(m->H, l, i) - mu[l * C + y]) / (double)N;
+    }
+  }
+  for (size_t c = 0; c < C; c++)
+    for (size_t k = 0; k < p; k++)
+      for (size_t l = 0; l < p; l++) *gsl_matrix_ptr(SB, k, l) += M[k * C + c] * M[l * C + c] / (double)C;
+  /* pseudo-inverse of the symmetric Sigma_B through its eigenvectors */
+  gsl_vector *ev = gsl_vector_alloc(p);
+  gsl_matrix *Q = gsl_matrix_alloc(p, p), *SBc = gsl_matrix_alloc(p, p);
+  gsl_matrix_memcpy(SBc, SB);
+  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(p);
+  gsl_eigen_symmv(SBc, ev, Q, w);
+  double emax = gsl_vector_max(ev), tr = 0;
+  for (size_t j = 0; j < p; j++) {
+    double e = gsl_vector_get(ev, j);
+    if (e <= 1e-10 * emax) continue;
+    for (size_t k = 0; k < p; k++)
+      for (size_t l = 0; l < p; l++)
+        tr += gsl_matrix_get(SW, k, l) * gsl_matrix_get(Q, k, j) * gsl_matrix_get(Q, l, j) / e;
+  }
+  r->nc1 = tr / (double)C;
+  double cd = 0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = c + 1; d < C; d++) {
+      double dist = 0;
+      for (size_t k = 0; k < p; k++) dist += (mu[k * C + c] - mu[k * C + d]) * (mu[k * C + c] - mu[k * C + d]);
+      cd += (s2[c] + s2[d]) / (2 * dist);
+    }
+  r->cdnv = cd / (C * (C - 1) / 2.0);
+  gram_ref(C, M, p, 1, &r->eqnM, &r->eqaM, &r->maxM, &r->etfM);
+  gram_ref(C, m->W->data, p, 0, &r->eqnW, &r->eqaW, &r->maxW, &r->etfW);
+  double nW = 0, nM = 0, s = 0;
+  for (size_t k = 0; k < p * C; k++) nW += m->W->data[k] * m->W->data[k], nM += M[k] * M[k];
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++) {
+      double d = gsl_matrix_get(m->W, c, k) / sqrt(nW) - M[k * C + c] / sqrt(nM);
+      s += d * d;
+    }
+  r->nc3 = s;
+  size_t mis = 0, ok = 0;
+  r->margin = INFINITY;
+  for (size_t i = 0; i < N; i++) {
+    size_t am = 0, nn = 0;
+    double best = -INFINITY, bd = INFINITY, zy = 0, other = -INFINITY;
+    for (size_t c = 0; c < C; c++) {
+      double z = m->bias ? gsl_vector_get(m->b, c) : 0, dist = 0;
+      for (size_t k = 0; k < p; k++) {
+        z += gsl_matrix_get(m->W, c, k) * gsl_matrix_get(m->H, k, i);
+        double dk = gsl_matrix_get(m->H, k, i) - mu[k * C + c];
+        dist += dk * dk;
+      }
+      if (z > best) best = z, am = c;
+      if (dist < bd) bd = dist, nn = c;
+      if ((int)c == m->labels[i]) zy = z;
+      else if (z > other) other = z;
+    }
+    mis += am != nn;
+    ok += (int)am == m->labels[i];
+    r->margin = fmin(r->margin, zy - other);
+  }
+  r->nc4 = (double)mis / (double)N;
+  r->acc = (double)ok / (double)N;
+  gsl_eigen_symmv_free(w);
+  gsl_vector_free(ev);
+  gsl_matrix_free(Q);
+  gsl_matrix_free(SBc);
+  gsl_matrix_free(SW);
+  gsl_matrix_free(SB);
+  free(mu);
+  free(muG);
+  free(M);
+  free(s2);
+}
+
+static void random_case(size_t C, size_t p, const size_t *counts, int bias, unsigned long seed)
+{
+  ufm_model *m = ufm_model_alloc(C, p, counts, bias);
+  ufm_model_init_random(m, seed, 1.3);
+  /* pull features towards their class so that the classes are not trivial */
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < p; k++)
+      *gsl_matrix_ptr(m->H, k, i) += 1.5 * gsl_matrix_get(m->W, m->labels[i], k);
+  if (bias)
+    for (size_t c = 0; c < C; c++) gsl_vector_set(m->b, c, 0.1 * (double)c - 0.2);
+  double out[UFM_NMETRICS];
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  eval(&pb, m, out);
+  ref_metrics r;
+  reference(m, &r);
+  printf("# random C=%zu p=%zu seed=%lu: nc1 %.6g (ref %.6g), nc4 %.3g, acc %.3g\n", C, p, seed,
+         out[UFM_M_NC1], r.nc1, out[UFM_M_NC4], out[UFM_M_ACC]);
+  assert_close(out[UFM_M_NC1], r.nc1, 1e-9, 0);
+  assert_close(out[UFM_M_CDNV], r.cdnv, 1e-9, 0);
+  assert_close(out[UFM_M_EQUINORM_M], r.eqnM, 1e-9, 1e-15);
+  assert_close(out[UFM_M_EQUINORM_W], r.eqnW, 1e-9, 1e-15);
+  assert_close(out[UFM_M_EQUIANGLE_M], r.eqaM, 1e-9, 1e-15);
+  assert_close(out[UFM_M_EQUIANGLE_W], r.eqaW, 1e-9, 1e-15);
+  assert_close(out[UFM_M_MAXANGLE_M], r.maxM, 1e-9, 1e-15);
+  assert_close(out[UFM_M_MAXANGLE_W], r.maxW, 1e-9, 1e-15);
+  assert_close(out[UFM_M_ETF_M], r.etfM, 1e-9, 1e-15);
+  assert_close(out[UFM_M_ETF_W], r.etfW, 1e-9, 1e-15);
+  assert_close(out[UFM_M_NC3], r.nc3, 1e-9, 1e-15);
+  assert_close(out[UFM_M_NC4], r.nc4, 0, 0);
+  assert_close(out[UFM_M_ACC], r.acc, 0, 0);
+  assert_close(out[UFM_M_MARGIN], r.margin, 1e-12, 1e-14);
+  ufm_model_free(m);
+}
+
+static void test_against_reference(void **s)
+{
+  (void)s;
+  const size_t c4[4] = {5, 5, 5, 5}, c5[5] = {3, 4, 5, 6, 2}, c3[3] = {4, 4, 4},
+               c6[6] = {30, 30, 30, 3, 3, 3}, c2[2] = {3, 7}, c7[7] = {4, 5, 4, 5, 4, 5, 4};
+  random_case(4, 8, c4, 1, 11);
+  random_case(5, 2, c5, 0, 12);  /* p < C-1: Sigma_B has rank p */
+  random_case(3, 2, c3, 1, 13);  /* p = C-1 */
+  random_case(6, 9, c6, 1, 14);  /* step imbalance */
+  random_case(2, 3, c2, 0, 15);  /* two classes */
+  random_case(7, 1, c7, 1, 16);  /* p = 1 */
+  random_case(7, 40, c7, 0, 17); /* p >> C */
+}
+
+/* Collapsed features with p < C-1: NC1 is finite and ~0, not 0/0. */
+static void test_collapsed_low_dim(void **s)
+{
+  (void)s;
+  const size_t counts[5] = {3, 3, 3, 3, 3};
+  ufm_model *m = ufm_model_alloc(5, 2, counts, 0);
+  ufm_model_init_random(m, 77, 1.0);
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < 2; k++) gsl_matrix_set(m->H, k, i, 1.7 * gsl_matrix_get(m->W, m->labels[i], k));
+  double out[UFM_NMETRICS];
+  ufm_problem pb = {&ufm_loss_ce, 0, 0, 0};
+  eval(&pb, m, out);
+  assert_true(isfinite(out[UFM_M_NC1]) && out[UFM_M_NC1] < 1e-25);
+  /* random w_c in the plane: argmax w_c.h_i need not be y_i, the NCC is */
+  ref_metrics r;
+  reference(m, &r);
+  assert_close(out[UFM_M_NC4], r.nc4, 0, 0);
+  assert_close(out[UFM_M_NC4], 1.0 - out[UFM_M_ACC], 0, 0);
+  ufm_model_free(m);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_etf_exact),
+      cmocka_unit_test(test_hand_case),
+      cmocka_unit_test(test_against_reference),
+      cmocka_unit_test(test_collapsed_low_dim),
+  };
+  return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
+}

@@ -1,2 +1,248 @@
+/* test_run.c -- whole runs: neural collapse emerges, restarts from saved state are exact,
+ * thread counts do not change a bit, divergence stops cleanly with a finite state saved. */
 #include "testutil.h"
-int main(void){return 0;}
+
+#include "common.h"
+#include "config.h"
+#include "npy.h"
+#include "run.h"
+#include "version.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+
+static int setup(void **s)
+{
+  (void)s;
+  strcpy(tmpdir, "/tmp/ufm-test-run-XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **s)
+{
+  (void)s;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A configuration from "key=value" strings, finished; out under tmpdir. */
+static ufm_config *make_config(const char *out, const char *const *kv)
+{
+  ufm_config *cfg = ufm_config_new();
+  char err[UFM_ERRBUF], path[256];
+  for (; *kv; kv++) {
+    const char *eq = strchr(*kv, '=');
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - *kv), *kv);
+    if (ufm_config_set(cfg, key, eq + 1, "test", err) != UFM_OK) fail_msg("%s", err);
+  }
+  snprintf(path, sizeof path, "%s/%s", tmpdir, out);
+  ufm_config_set(cfg, "out", path, "test", err);
+  if (ufm_config_finish(cfg, err) != UFM_OK) fail_msg("%s", err);
+  return cfg;
+}
+
+static int run_config(ufm_config *cfg)
+{
+  ufm_run_opts opts = {1, 1, 1};
+  char err[UFM_ERRBUF] = "";
+  int st = ufm_run(cfg, &opts, err);
+  if (st != UFM_OK) printf("# run: %s\n", err);
+  return st;
+}
+
+static double *load(const char *out, const char *name, size_t *n)
+{
+  char path[256], err[UFM_ERRBUF];
+  snprintf(path, sizeof path, "%s/%s/%s", tmpdir, out, name);
+  double *d;
+  int nd;
+  size_t sh[UFM_NPY_MAXDIM];
+  if (ufm_npy_read_f8(path, &d, &nd, sh, err) != UFM_OK) fail_msg("%s", err);
+  *n = 1;
+  for (int k = 0; k < nd; k++) *n *= sh[k];
+  return d;
+}
+
+static int same_file(const char *a, const char *b, const char *name)
+{
+  size_t na, nb;
+  double *x = load(a, name, &na), *y = load(b, name, &nb);
+  int same = na == nb && memcmp(x, y, na * sizeof(double)) == 0;
+  free(x);
+  free(y);
+  return same;
+}
+
+/* Column `col` of metrics.tsv, first and last rows. */
+static void metric_ends(const char *out, const char *col, double *first, double *last)
+{
+  char path[256], line[8192];
+  snprintf(path, sizeof path, "%s/%s/metrics.tsv", tmpdir, out);
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  assert_non_null(fgets(line, sizeof line, fp));
+  int idx = -1, k = 0;
+  for (char *t = strtok(line, "\t\n"); t; t = strtok(NULL, "\t\n"), k++)
+    if (!strcmp(t, col)) idx = k;
+  assert_true(idx >= 0);
+  int row = 0;
+  while (fgets(line, sizeof line, fp)) {
+    k = 0;
+    for (char *t = strtok(line, "\t\n"); t; t = strtok(NULL, "\t\n"), k++)
+      if (k == idx) {
+        double v = strtod(t, NULL);
+        if (row == 0) *first = v;
+        *last = v;
+      }
+    row++;
+  }
+  fclose(fp);
+}
+
+static void summary_status(const char *out, char *status, size_t cap)
+{
+  char path[256], line[512];
+  snprintf(path, sizeof path, "%s/%s/summary.tsv", tmpdir, out);
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  status[0] = '\0';
+  while (fgets(line, sizeof line, fp))
+    if (!strncmp(line, "status\t", 7)) snprintf(status, cap, "%.*s", (int)strcspn(line + 7, "\n"), line + 7);
+  fclose(fp);
+}
+
+/* Neural collapse emerges: NC1 falls by orders of magnitude, the class means
+ * and classifiers approach the simplex ETF and each other. */
+static void test_collapse_emerges(void **s)
+{
+  (void)s;
+  for (int li = 0; li < 2; li++) {
+    const char *kv[] = {"classes=4", "dim=8", "n=5", "iterations=1500", "lr=2", "seed=3",
+                        li ? "loss=mse" : "loss=ce", li ? "lr=0.5" : "lr=2", NULL};
+    const char *out = li ? "collapse-mse" : "collapse-ce";
+    ufm_config *cfg = make_config(out, kv);
+    assert_int_equal(run_config(cfg), UFM_OK);
+    double a, b;
+    metric_ends(out, "nc1", &a, &b);
+    printf("# %s: nc1 %.3g -> %.3g\n", out, a, b);
+    assert_true(b < 1e-4 * a);
+    metric_ends(out, "etf_W", &a, &b);
+    printf("# %s: etf_W %.3g -> %.3g\n", out, a, b);
+    if (!li) assert_true(b < 1e-2); /* MSE with weight decay: not an ETF in general */
+    metric_ends(out, "nc3", &a, &b);
+    assert_true(b < 1e-2);
+    metric_ends(out, "acc", &a, &b);
+    assert_true(b == 1.0);
+    char st[32];
+    summary_status(out, st, sizeof st);
+    assert_string_equal(st, "finished");
+    size_t n;
+    double *H = load(out, "H.npy", &n);
+    assert_int_equal(n, 8 * 20);
+    free(H);
+    ufm_config_free(cfg);
+  }
+}
+
+/* 40 steps == 20 steps, saved, then 20 more from the saved state (init_from),
+ * bit for bit: the saved state is the whole state of plain GD. */
+static void test_restart_exact(void **s)
+{
+  (void)s;
+  const char *base[] = {"classes=5", "dim=6", "counts=3,4,5,2,3", "lr=0.7", "lambda_b=1e-3", NULL};
+  const char *k40[] = {"classes=5", "dim=6", "counts=3,4,5,2,3", "lr=0.7", "lambda_b=1e-3", "iterations=40", NULL};
+  const char *k20[] = {"classes=5", "dim=6", "counts=3,4,5,2,3", "lr=0.7", "lambda_b=1e-3", "iterations=20", NULL};
+  (void)base;
+  ufm_config *a = make_config("r40", k40), *b = make_config("r20", k20);
+  assert_int_equal(run_config(a), UFM_OK);
+  assert_int_equal(run_config(b), UFM_OK);
+  char from[256], err[UFM_ERRBUF];
+  snprintf(from, sizeof from, "%s/r20", tmpdir);
+  ufm_config *c = make_config("r20b", k20);
+  assert_int_equal(ufm_config_set(c, "init_from", from, "test", err), UFM_OK);
+  assert_int_equal(run_config(c), UFM_OK);
+  assert_true(same_file("r40", "r20b", "W.npy"));
+  assert_true(same_file("r40", "r20b", "H.npy"));
+  assert_true(same_file("r40", "r20b", "b.npy"));
+  assert_false(same_file("r40", "r20", "W.npy"));
+  ufm_config_free(a);
+  ufm_config_free(b);
+  ufm_config_free(c);
+}
+
+/* The same seed gives the same bits on 1 and 2 threads, at a size where the
+ * elementwise passes and the BLAS calls do run in parallel. */
+static void test_thread_invariance(void **s)
+{
+  (void)s;
+  const char *kv[] = {"classes=16", "dim=64", "n=512", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *kvm[] = {"classes=16", "dim=64", "n=512", "iterations=6", "log_points=6", "lr=1",
+                       "optimizer=momentum", "loss=mse", NULL};
+  const char *outs[2][2] = {{"t1", "t2"}, {"t1m", "t2m"}};
+  for (int v = 0; v < 2; v++) {
+    for (int t = 0; t < 2; t++) {
+      ufm_set_threads(t + 1);
+      ufm_config *cfg = make_config(outs[v][t], v ? kvm : kv);
+      assert_int_equal(run_config(cfg), UFM_OK);
+      ufm_config_free(cfg);
+    }
+    assert_true(same_file(outs[v][0], outs[v][1], "W.npy"));
+    assert_true(same_file(outs[v][0], outs[v][1], "H.npy"));
+    assert_true(same_file(outs[v][0], outs[v][1], "b.npy"));
+    char p1[256], p2[256], cmd[600];
+    snprintf(p1, sizeof p1, "%s/%s/metrics.tsv", tmpdir, outs[v][0]);
+    snprintf(p2, sizeof p2, "%s/%s/metrics.tsv", tmpdir, outs[v][1]);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", p1, p2);
+    assert_int_equal(system(cmd), 0);
+  }
+  ufm_set_threads(2);
+}
+
+/* A step size far too large: the run stops as diverged, keeps a finite state. */
+static void test_divergence(void **s)
+{
+  (void)s;
+  const char *kv[] = {"classes=3", "dim=4", "n=4", "loss=mse", "lr=1e6", "iterations=200", NULL};
+  ufm_config *cfg = make_config("div", kv);
+  assert_int_equal(run_config(cfg), UFM_EDIVERGED);
+  char st[32];
+  summary_status("div", st, sizeof st);
+  assert_string_equal(st, "diverged");
+  size_t n;
+  double *W = load("div", "W.npy", &n);
+  for (size_t k = 0; k < n; k++) assert_true(isfinite(W[k]));
+  free(W);
+  ufm_config_free(cfg);
+}
+
+static void test_log_schedule(void **s)
+{
+  (void)s;
+  unsigned long *its;
+  size_t n = ufm_log_schedule(1000, 10, &its);
+  assert_true(its[0] == 0 && its[1] == 1 && its[n - 1] == 1000);
+  for (size_t k = 1; k < n; k++) assert_true(its[k] > its[k - 1]);
+  assert_true(n == 11); /* 0 and 10 log-spaced points 1, 2, 5, 10, 22, ..., 1000 */
+  free(its);
+  n = ufm_log_schedule(0, 10, &its);
+  assert_true(n == 1 && its[0] == 0);
+  free(its);
+  n = ufm_log_schedule(7, 1, &its);
+  assert_true(n == 2 && its[0] == 0 && its[1] == 7);
+  free(its);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_log_schedule),     cmocka_unit_test(test_collapse_emerges),
+      cmocka_unit_test(test_restart_exact),    cmocka_unit_test(test_thread_invariance),
+      cmocka_unit_test(test_divergence),
+  };
+  return cmocka_run_group_tests_name("run", tests, setup, teardown);
+}
