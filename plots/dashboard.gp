@@ -109,9 +109,9 @@ XTIC0 = XLO
 _pad = 10**(0.02 * log10(XHI / XLO))
 XLO = XLO / _pad; XHI = XHI * _pad
 
-# Log-y range of the columns in list L, in whole decades (YLO = 0: nothing
-# positive to show).  Major tics every YSTEP decades, from 10^_e[1] to
-# 10^_e[2].  (Tics for YSTEP > 1 are placed explicitly: gnuplot 5.4 hangs on
+# Log-y range of the columns in list L: the decades 10^_e[1] .. 10^_e[2]
+# around the data, padded by 2.5% (YLO = 0: nothing positive to show).
+# Labelled tics at the multiples of YSTEP decades, minor tics at the others.  (Tics for YSTEP > 1 are placed explicitly: gnuplot 5.4 hangs on
 # e.g. "set ytics 1e10" over a 40-decade log range.)
 array _e[2]
 logrange(L) = (YLO = 1e308, YHI = -1e308, \
@@ -122,8 +122,6 @@ logrange(L) = (YLO = 1e308, YHI = -1e308, \
                  (_e[2] <= _e[1] ? (_e[1] = _e[1] - 1, _e[2] = _e[2] + 1) : 0), \
                  YSTEP = (_e[2] - _e[1] <= 8 ? 1 : _e[2] - _e[1] <= 16 ? 2 : \
                           _e[2] - _e[1] <= 40 ? 5 : _e[2] - _e[1] <= 100 ? 10 : 50), \
-                 _e[1] = YSTEP * floor(_e[1] / (1.0 * YSTEP)), \
-                 _e[2] = YSTEP * ceil(_e[2] / (1.0 * YSTEP)), \
                  _pad = 10**(0.025 * (_e[2] - _e[1])), \
                  YLO = 10.0**_e[1] / _pad, YHI = 10.0**_e[2] * _pad, 1) \
              : (YLO = 0, YHI = 0, YSTEP = 1, 0))
@@ -145,7 +143,9 @@ X = '(col("iter") + 1)'
 XL = "iteration + 1"
 
 # Per-panel helpers (macros, expanded after the range has been set).
-# LOGY: log y axis over the columns in PL; EMPTY: note when nothing shows.
+# LOGY: log y axis over the columns in PL, with a grey note when values <= 0
+# are hidden (counted over PZ if set, else PL) or nothing can be shown.
+# RESET: back to the defaults between panels.
 LOGY = 'R_ = logrange(PL); set logscale y; set format y "10^{%L}"; \
         if (R_) { set yrange [YLO:YHI]; \
                   if (YSTEP == 1) { set ytics 10.0**_e[1], 10, 10.0**_e[2]; set mytics 10 } \
@@ -156,8 +156,8 @@ LOGY = 'R_ = logrange(PL); set logscale y; set format y "10^{%L}"; \
         else { set yrange [0.1:10]; set ytics 10; set mytics 10 }; \
         _nv = nvalid(PL); _nh = nhidden(exists("PZ") ? PZ : PL); undefine PZ; \
         if (!R_) { set label 20 (_nv > 0 ? "all values ≤ 0" : "no data") at graph 0.5, 0.5 center tc rgb "#666666" } \
-        else { if (_nh > 0) { set label 20 sprintf("%d value%s ≤ 0 not shown", _nh, _nh > 1 ? "s" : "") at graph 0.03, 0.06 left font ",8" tc rgb "#666666" } }'
-RESET = 'unset label 20; unset logscale y; set format y "%g"; set ytics autofreq; set mytics default; set yrange [*:*]; set key top right'
+        else { if (_nh > 0) { set label 20 sprintf("%d value%s ≤ 0 not shown", _nh, _nh > 1 ? "s" : "") at graph 0.97, 0.93 right font ",8" tc rgb "#666666" } }'
+RESET = 'unset label 20; unset logscale y; set format y "%g"; set ytics autofreq; set mytics default; set yrange [*:*]; set key bottom left Left reverse'
 
 # ---------------------------------------------------------------- draw
 do for [pass = 1:2] {
@@ -186,7 +186,8 @@ do for [pass = 1:2] {
     set border 3 lw 1
     set tics out scale 0.6, 0.3 font ",9.5"
     set grid xtics ytics lc rgb "#e4e4e4" lw 0.8 dt 1 back
-    set key top right samplen 2.2 spacing 1.05 width -1 font ",9" noopaque
+    # Decaying quantities start high at the left: bottom left is free.
+    set key bottom left Left reverse samplen 2.2 spacing 1.05 font ",9" noopaque
     set title offset 0, -0.6 font ",11"
     set style data linespoints
     set style line 1 lc rgb C_M lw 2.0 dt 1 pt 7  ps 0.75 pi PI
@@ -202,7 +203,8 @@ do for [pass = 1:2] {
     # (a) loss and training error
     PL = "loss err"; PZ = "loss"; @LOGY     # zero error is shown by the TPT line
     set title "(a) training loss and error"
-    set key bottom left
+    set key top right Right noreverse   # the error curve drops steeply at the TPT
+    set label 20 at graph 0.03, 0.06 left  # zero-loss note, if any: away from the key
     plot 1 lt nodraw notitle, \
          for [k=1:(NP_loss > 0)] F using @X:(col("loss")) ls 3 title "loss", \
          for [k=1:(NP_err > 0)] F using @X:(1 - col("acc")) ls 4 title "error 1 − acc", \
@@ -260,6 +262,7 @@ do for [pass = 1:2] {
 
     # (h) NC4 nearest-class-centre mismatch: linear y, exact zeros visible
     set title "(h) NC4: mismatch with NCC rule"
+    set key top right Right noreverse
     _top = (N_nc4 > 0 && MAX_nc4 > 0) ? 1.08 * MAX_nc4 : 1
     set yrange [-0.03 * _top : _top]
     if (N_nc4 == 0) { set label 20 "no data" at graph 0.5, 0.5 center tc rgb "#666666" }
@@ -270,7 +273,6 @@ do for [pass = 1:2] {
     # (i) norms and gradient norm
     PL = "norm_H norm_W grad_norm"; @LOGY
     set title "(i) norms"
-    set key bottom left
     plot 1 lt nodraw notitle, \
          for [k=1:(NP_norm_H > 0)] F using @X:(col("norm_H")) ls 1 title "‖H‖", \
          for [k=1:(NP_norm_W > 0)] F using @X:(col("norm_W")) ls 2 title "‖W‖", \

@@ -83,6 +83,8 @@ static const keydef *key_lookup(const char *name)
   return NULL;
 }
 
+int ufm_config_is_key(const char *name) { return key_lookup(name) != NULL; }
+
 static size_t key_index(const keydef *kd) { return (size_t)(kd - keys); }
 
 /* -------------------------------------------------------------------- 2. values */
@@ -98,7 +100,7 @@ static char *trim(char *s)
 /* A whole-string finite number. */
 static int parse_double(const char *s, double *x)
 {
-  if (*s == '\0' || isspace((unsigned char)*s)) return 0;
+  if (*s == '\0' || isspace((unsigned char)*s) || strpbrk(s, "xXpP")) return 0; /* no hex floats */
   char *end;
   errno = 0;
   double v = strtod(s, &end);
@@ -242,6 +244,11 @@ int ufm_config_set(ufm_config *cfg, const char *key, const char *value, const ch
     break;
   case K_STRING: {
     char **sp = (char **)field;
+    if (strchr(v, '#')) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '#' starts a comment in experiment files and "
+                    "cannot appear in a path", where, key);
+      goto done;
+    }
     free(*sp);
     *sp = (strcmp(key, "init_from") == 0 && strcmp(v, "none") == 0) ? NULL : strdup(v);
     break;
@@ -437,7 +444,8 @@ static void write_value(const ufm_config *cfg, const keydef *kd, FILE *fp)
     break;
   }
   case K_COUNTS:
-    for (size_t c = 0; c < cfg->classes; c++) fprintf(fp, c ? ",%zu" : "%zu", cfg->counts[c]);
+    for (size_t c = 0; cfg->counts && c < cfg->classes; c++)
+      fprintf(fp, c ? ",%zu" : "%zu", cfg->counts[c]);
     break;
   }
 }
@@ -446,6 +454,9 @@ void ufm_config_write(const ufm_config *cfg, FILE *fp)
 {
   fprintf(fp, "# ufm experiment '%s', every key resolved; reload with: ufm run config.ini\n", cfg->name);
   for (size_t k = 0; k < NKEYS; k++) {
+    /* counts derived from n and imbalance are shown, commented, so that
+     * overriding n, classes or imbalance on reload still works */
+    if (keys[k].type == K_COUNTS && cfg->ncounts == 0) fputs("# (resolved) ", fp);
     fprintf(fp, "%s = ", keys[k].name);
     write_value(cfg, &keys[k], fp);
     fputc('\n', fp);

@@ -52,6 +52,9 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf);
 /* Every key with its resolved value, loadable by ufm_config_read_file. */
 void ufm_config_write(const ufm_config *cfg, FILE *fp);
 
+/* Is name an experiment key? */
+int ufm_config_is_key(const char *name);
+
 /* The key table for --help: one line per key with its default. */
 void ufm_config_print_keys(FILE *fp);
 

@@ -56,6 +56,18 @@ static void run_help(void)
   ufm_config_print_keys(stdout);
 }
 
+/* key=value is an override, unless it names an existing file and its part
+ * before '=' is no key (an experiment file whose path holds '='). */
+static int is_override(const char *a)
+{
+  const char *eq = strchr(a, '=');
+  if (!eq) return 0;
+  char *key = strndup(a, (size_t)(eq - a));
+  int known = ufm_config_is_key(key);
+  free(key);
+  return known || access(a, F_OK) != 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
   static const struct option lo[] = {{"quiet", no_argument, 0, 'q'},
@@ -86,8 +98,7 @@ static int cmd_run(int argc, char **argv)
   int st = UFM_OK, nfile = 0;
   for (int k = optind; k < argc && st == UFM_OK; k++) {
     const char *a = argv[k];
-    const char *eq = strchr(a, '=');
-    if (eq) continue;
+    if (is_override(a)) continue;
     if (nfile++) {
       ufm_config_free(cfg);
       return usage_error("run", "more than one experiment file ('%s')", a);
@@ -96,7 +107,7 @@ static int cmd_run(int argc, char **argv)
   }
   for (int k = optind; k < argc && st == UFM_OK; k++) {
     const char *a = argv[k], *eq = strchr(a, '=');
-    if (!eq) continue;
+    if (!is_override(a)) continue;
     char *key = strndup(a, (size_t)(eq - a));
     char where[64];
     snprintf(where, sizeof where, "command line (argument %d)", k);
@@ -229,7 +240,7 @@ int main(int argc, char **argv)
     }
   }
   if (k >= argc) {
-    main_help();
+    fprintf(stderr, "ufm: no command given. Try 'ufm --help'.\n");
     return 2;
   }
   for (size_t c = 0; c < NCOMMANDS; c++)

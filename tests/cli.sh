@@ -1,2 +1,301 @@
 #!/bin/sh
-echo placeholder
+# cli.sh -- the command line of SPEC sections 3-5, driven from outside:
+# exit statuses, error messages, the files of a run directory, reruns,
+# config.ini reloads, init_from, divergence, plot and etf.
+#
+# Needs UFM (absolute path of the ufm binary); make check sets it, with
+# UFM_PLOTDIR. Everything happens in a mktemp -d directory (also the working
+# directory, so even a default out=runs/NAME lands there), removed at exit.
+# Prints one line per check and ends with "cli: N passed, M failed".
+set -eu
+
+: "${UFM:?set UFM to the ufm binary}"
+case $UFM in /*) ;; *) UFM=$(pwd)/$UFM ;; esac
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ufm-cli.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' HUP INT TERM
+cd "$T"
+
+pass=0
+fail=0
+tab=$(printf '\t')
+
+ok() {
+  pass=$((pass + 1))
+  echo "ok   - $1"
+}
+bad() {
+  fail=$((fail + 1))
+  echo "FAIL - $1"
+  if [ -s "$T/err" ]; then sed 's/^/       stderr: /' "$T/err" | head -n 5; fi
+}
+# check DESCRIPTION COMMAND...: the command's status decides.
+check() {
+  d=$1
+  shift
+  if "$@"; then ok "$d"; else bad "$d"; fi
+}
+# run COMMAND...: sets rc; stdout in $T/out, stderr in $T/err.
+run() {
+  rc=0
+  "$@" >"$T/out" 2>"$T/err" || rc=$?
+}
+is_rc() { [ "$rc" -eq "$1" ]; }
+# first N bytes of a file as hex
+magic() { head -c "$2" "$1" | od -An -tx1 | tr -d ' \n'; }
+# the checksum of every regular file in a directory, sorted by name
+sums() { (cd "$1" && for f in *; do [ -f "$f" ] && cksum "$f"; done) | sort; }
+have_gnuplot=0
+if command -v gnuplot >/dev/null 2>&1; then have_gnuplot=1; fi
+
+# ----------------------------------------------------------- version and help
+echo "# --version, --help, usage errors"
+run "$UFM" --version
+check "--version exits 0" is_rc 0
+check "--version names GSL" grep -q '^GSL [0-9]' "$T/out"
+check "--version has a BLAS line" grep -q '^BLAS .' "$T/out"
+check "--version reports a thread count" grep -Eq '[0-9]+ threads?' "$T/out"
+LDCONFIG=
+for l in ldconfig /sbin/ldconfig /usr/sbin/ldconfig; do
+  if command -v "$l" >/dev/null 2>&1; then LDCONFIG=$l; break; fi
+done
+if [ -n "$LDCONFIG" ] && "$LDCONFIG" -p 2>/dev/null | grep -q libopenblas; then
+  check "--version: BLAS is not gslcblas (libopenblas is installed)" \
+    sh -c "grep '^BLAS' '$T/out' | grep -vqi gslcblas"
+else
+  echo "note - libopenblas not installed (or no ldconfig): BLAS name not checked"
+fi
+run "$UFM" --threads 1 --version
+check "--threads 1 --version exits 0" is_rc 0
+check "--threads 1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
+run "$UFM" --threads=1 --version
+check "--threads=1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
+for c in "" run plot etf; do
+  # shellcheck disable=SC2086
+  run "$UFM" $c --help
+  check "ufm $c --help exits 0 with text on stdout" sh -c "[ $rc -eq 0 ] && [ -s '$T/out' ]"
+done
+run "$UFM" run --help
+check "ufm run --help lists the keys" sh -c "grep -q 'lambda_W' '$T/out' && grep -q 'init_from' '$T/out'"
+run "$UFM" frobnicate
+check "unknown command exits 2" is_rc 2
+run "$UFM" --frobnicate
+check "unknown option exits 2" is_rc 2
+run "$UFM" run --frobnicate
+check "unknown run option exits 2" is_rc 2
+run "$UFM" --threads 0 --version
+check "--threads 0 exits 2" is_rc 2
+run "$UFM"
+check "no command exits 2" is_rc 2
+check "usage errors wrote no run directory" sh -c "[ ! -e '$T/runs' ]"
+
+# ---------------------------------------------------------- bad experiment files
+echo "# bad experiment files: exit 2, FILE:LINE: key:, nothing written"
+mkdir "$T/bad"
+# bad_file NAME LINE KEY TEXT: TEXT (with out= on line 2) must be refused at LINE.
+bad_file() {
+  f=$T/bad/$1.ini
+  o=$T/o-$1
+  printf '# a bad experiment: %s\nout = %s\n%s' "$1" "$o" "$4" >"$f"
+  run "$UFM" run --quiet "$f"
+  check "$1: exit 2" is_rc 2
+  check "$1: stderr says $f:$2: $3:" grep -qF "$f:$2: $3: " "$T/err"
+  check "$1: nothing on stdout" sh -c "[ ! -s '$T/out' ]"
+  check "$1: no output directory" sh -c "[ ! -e '$o' ]"
+}
+bad_file unknown-key 4 widht 'classes = 4
+widht = 3
+'
+bad_file malformed 6 lr 'classes = 4
+
+# step size
+lr = 1e
+'
+bad_file classes-1 3 classes 'classes = 1
+'
+bad_file lr-0 4 lr 'dim = 8
+lr = 0
+'
+bad_file negative-lambda 4 lambda_W 'dim = 8
+lambda_W = -2.385e-3
+'
+# a good file with a bad override on the command line
+f=$T/bad/good.ini
+printf 'out = %s\nclasses = 4\ndim = 8\nn = 5\niterations = 3\n' "$T/o-override" >"$f"
+run "$UFM" run --quiet "$f" lr=abc
+check "bad override lr=abc: exit 2" is_rc 2
+check "bad override: message starts with 'command line' and names lr" \
+  grep -q '^ufm: command line (argument [0-9]*): lr: ' "$T/err"
+check "bad override: no output directory" sh -c "[ ! -e '$T/o-override' ]"
+run "$UFM" run --quiet "$T/bad/no-such-file.ini" out="$T/o-nofile"
+check "nonexistent experiment file: exit 2" is_rc 2
+check "nonexistent experiment file: named on stderr" grep -qF "$T/bad/no-such-file.ini" "$T/err"
+check "nonexistent experiment file: no output directory" sh -c "[ ! -e '$T/o-nofile' ]"
+
+# ------------------------------------------------------------------ a real run
+echo "# a small run and its run directory"
+R=$T/r
+SMALL="classes=4 dim=8 n=5"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet out="$R" $SMALL iterations=300 log_points=20
+check "run exits 0" is_rc 0
+check "run --quiet prints nothing" sh -c "[ ! -s '$T/out' ] && [ ! -s '$T/err' ]"
+for f in config.ini metrics.tsv summary.tsv W.npy H.npy b.npy labels.npy; do
+  check "run wrote $f" test -s "$R/$f"
+done
+check "metrics.tsv header starts iter<TAB>loss<TAB>objective" \
+  sh -c "head -n 1 '$R/metrics.tsv' | grep -q '^iter${tab}loss${tab}objective'"
+check "metrics.tsv has rows for iterations 0 and 300" \
+  sh -c "cut -f 1 '$R/metrics.tsv' | grep -qx 0 && cut -f 1 '$R/metrics.tsv' | grep -qx 300"
+check "summary.tsv: status finished" grep -qx "status${tab}finished" "$R/summary.tsv"
+for f in W H b labels; do
+  check "$f.npy: magic \\x93NUMPY, version 1.0" [ "$(magic "$R/$f.npy" 8)" = 934e554d50590100 ]
+done
+check "W.npy: <f8, shape (4, 8)" sh -c "head -c 128 '$R/W.npy' | grep -q \"'<f8'.*'shape': (4, 8)\""
+check "H.npy: <f8, shape (8, 20)" sh -c "head -c 128 '$R/H.npy' | grep -q \"'<f8'.*'shape': (8, 20)\""
+check "b.npy: <f8, shape (4,)" sh -c "head -c 128 '$R/b.npy' | grep -q \"'<f8'.*'shape': (4,)\""
+check "labels.npy: <i4, shape (20,)" sh -c "head -c 128 '$R/labels.npy' | grep -q \"'<i4'.*'shape': (20,)\""
+check "W.npy size: 128-byte header + 4*8 doubles" [ "$(wc -c <"$R/W.npy")" -eq $((128 + 4 * 8 * 8)) ]
+if [ "$have_gnuplot" = 1 ]; then
+  check "dashboard.png is a PNG" [ "$(magic "$R/dashboard.png" 8)" = 89504e470d0a1a0a ]
+  check "dashboard.pdf is a PDF" [ "$(head -c 4 "$R/dashboard.pdf")" = "%PDF" ]
+else
+  echo "note - gnuplot not installed: figures not checked"
+fi
+check "config.ini records the overrides" \
+  sh -c "grep -qx 'classes = 4' '$R/config.ini' && grep -qx 'dim = 8' '$R/config.ini'"
+check "no temporary files left in the run directory" sh -c "! ls '$R' | grep -q tmp"
+
+echo "# reruns into the same directory"
+before=$(sums "$R")
+# shellcheck disable=SC2086
+run "$UFM" run --quiet out="$R" $SMALL iterations=300 log_points=20
+check "rerun without --force exits 2" is_rc 2
+check "rerun without --force says --force" grep -q -- '--force' "$T/err"
+check "rerun without --force leaves every file untouched" [ "$(sums "$R")" = "$before" ]
+cp "$R/W.npy" "$T/W-first.npy"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --force out="$R" $SMALL iterations=300 log_points=20
+check "rerun with --force exits 0" is_rc 0
+check "rerun with --force reproduces W.npy byte for byte" cmp -s "$R/W.npy" "$T/W-first.npy"
+# shellcheck disable=SC2086
+run "$UFM" --threads 1 run --quiet --no-plot out="$T/r1" $SMALL iterations=300 log_points=20
+check "the run on 1 thread exits 0" is_rc 0
+check "1 thread gives the same W.npy and H.npy" \
+  sh -c "cmp -s '$R/W.npy' '$T/r1/W.npy' && cmp -s '$R/H.npy' '$T/r1/H.npy'"
+run "$UFM" run "$R/config.ini" out="$T/r2" --quiet
+check "run from config.ini exits 0" is_rc 0
+check "run from config.ini reproduces W.npy byte for byte" cmp -s "$R/W.npy" "$T/r2/W.npy"
+check "run from config.ini reproduces metrics.tsv" cmp -s "$R/metrics.tsv" "$T/r2/metrics.tsv"
+run "$UFM" run "$R/config.ini" out="$T/r3" n=7 --quiet --no-plot
+check "an override of n on a reloaded config.ini exits 0" is_rc 0
+check "an override of n on a reloaded config.ini takes effect" grep -q "^counts${tab}7,7,7,7\$" "$T/r3/summary.tsv"
+run "$UFM" run --quiet "out=$T/a#b" iterations=1
+check "a '#' in out is refused with exit 2" is_rc 2
+check "a '#' in out writes nothing" [ ! -e "$T/a#b" ]
+
+# ------------------------------------------------------------------------ plot
+echo "# plot"
+if [ "$have_gnuplot" = 1 ]; then
+  rm -f "$R/dashboard.png" "$R/dashboard.pdf"
+  run "$UFM" plot "$R"
+  check "plot DIR exits 0" is_rc 0
+  check "plot redrew dashboard.png" [ "$(magic "$R/dashboard.png" 8)" = 89504e470d0a1a0a ]
+  check "plot redrew dashboard.pdf" [ "$(head -c 4 "$R/dashboard.pdf")" = "%PDF" ]
+else
+  echo "note - gnuplot not installed: 'ufm plot DIR' not checked"
+fi
+run "$UFM" plot "$T/no-such-run"
+check "plot of a nonexistent directory exits 2" is_rc 2
+run "$UFM" plot
+check "plot without a directory exits 2" is_rc 2
+
+# ------------------------------------------------------------------------- etf
+echo "# etf"
+run "$UFM" etf 4
+check "etf 4 exits 0" is_rc 0
+# shellcheck disable=SC2016
+check "etf 4: 4 rows of 3 unit vectors, pairwise dot products -1/3 (1e-12)" \
+  awk -F '\t' '
+    /^#/ || NF == 0 { next }
+    { n++; if (NF != 3) bad = 1; for (k = 1; k <= NF; k++) v[n, k] = $k + 0 }
+    END {
+      if (n != 4 || bad) exit 1
+      for (i = 1; i <= 4; i++)
+        for (j = i; j <= 4; j++) {
+          d = 0
+          for (k = 1; k <= 3; k++) d += v[i, k] * v[j, k]
+          want = (i == j) ? 1 : -1 / 3
+          e = d - want; if (e < 0) e = -e
+          if (e > 1e-12) exit 1
+        }
+    }' "$T/out"
+run "$UFM" etf 5 2
+check "etf 5 2 (no room) exits 2" is_rc 2
+run "$UFM" etf 1
+check "etf 1 exits 2" is_rc 2
+run "$UFM" etf abc
+check "etf abc exits 2" is_rc 2
+
+# ------------------------------------------------------------------- init_from
+echo "# init_from"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/i" $SMALL init_from="$R" iterations=0
+check "init_from=RUN iterations=0 exits 0" is_rc 0
+check "init_from=RUN iterations=0 writes the same W.npy" cmp -s "$R/W.npy" "$T/i/W.npy"
+check "... and the same H.npy and b.npy" \
+  sh -c "cmp -s '$R/H.npy' '$T/i/H.npy' && cmp -s '$R/b.npy' '$T/i/b.npy'"
+run "$UFM" run --quiet --no-plot out="$T/d16" classes=4 dim=16 n=5 iterations=5
+check "a run with dim 16 exits 0" is_rc 0
+mkdir "$T/mix"
+cp "$T/d16/W.npy" "$T/mix/W.npy"
+cp "$R/H.npy" "$R/b.npy" "$T/mix/"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/o-mix" $SMALL init_from="$T/mix" iterations=5
+check "init_from with a (4,16) W.npy for dim 8: exit 2" is_rc 2
+check "... the message names W.npy" grep -qF "$T/mix/W.npy" "$T/err"
+check "... and both shapes" sh -c "grep -Eq '4, ?16' '$T/err' && grep -Eq '4, ?8[^0-9]' '$T/err'"
+check "... and no output directory" sh -c "[ ! -e '$T/o-mix' ]"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/o-none" $SMALL init_from="$T/no-such-run"
+check "init_from a nonexistent directory: exit 2, no output directory" \
+  sh -c "[ $rc -eq 2 ] && [ ! -e '$T/o-none' ]"
+
+# ------------------------------------------------------------------ divergence
+echo "# divergence"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/div" $SMALL loss=mse lr=1e6 iterations=100
+check "a diverging run exits 1" is_rc 1
+check "... summary.tsv says status diverged" grep -qx "status${tab}diverged" "$T/div/summary.tsv"
+check "... W.npy, H.npy and b.npy are written" \
+  sh -c "[ -s '$T/div/W.npy' ] && [ -s '$T/div/H.npy' ] && [ -s '$T/div/b.npy' ]"
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
+  check "... the saved W.npy, H.npy and b.npy are finite (numpy)" /usr/bin/python3 -c '
+import sys, numpy as np
+d = sys.argv[1]
+for f, shape in (("W", (4, 8)), ("H", (8, 20)), ("b", (4,))):
+    a = np.load(d + "/" + f + ".npy")
+    assert a.dtype == np.dtype("<f8") and a.shape == shape, (f, a.dtype, a.shape)
+    assert np.isfinite(a).all(), f
+' "$T/div"
+else
+  echo "note - /usr/bin/python3 with numpy not available: finiteness of W.npy not checked"
+fi
+
+# ------------------------------------------------------- shipped experiments
+echo "# shipped experiment files"
+if [ -n "${UFM_EXPERIMENTS:-}" ] && [ -d "$UFM_EXPERIMENTS" ]; then
+  for f in "$UFM_EXPERIMENTS"/*.ini; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f" .ini)
+    run "$UFM" run --quiet --no-plot "$f" out="$T/exp-$name" iterations=3 log_points=2
+    check "experiments/$name.ini runs (3 iterations)" \
+      sh -c "[ $rc -eq 0 ] && grep -qx 'status${tab}finished' '$T/exp-$name/summary.tsv'"
+  done
+else
+  echo "note - UFM_EXPERIMENTS not set: shipped experiment files not checked"
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -275,6 +275,8 @@ static const badval bad_values[] = {
     {"lr", "1e", NULL},
     {"lr", "abc", NULL},
     {"lr", "0x", NULL},
+    {"lr", "0x1p-3", NULL}, /* hex floats are not numbers here */
+    {"iterations", "0x10", NULL},
     {"lr", "nan", NULL},
     {"lr", "inf", NULL},
     {"lr", "-inf", NULL},
