@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox"
+PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox python3-numpy"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -15,6 +15,7 @@ case $UFM in /*) ;; *) UFM=$(pwd)/$UFM ;; esac
 T=$(mktemp -d "${TMPDIR:-/tmp}/ufm-cli.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' HUP INT TERM
+HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$T"
 
 pass=0
@@ -295,6 +296,27 @@ if [ -n "${UFM_EXPERIMENTS:-}" ] && [ -d "$UFM_EXPERIMENTS" ]; then
   done
 else
   echo "note - UFM_EXPERIMENTS not set: shipped experiment files not checked"
+fi
+
+# ------------------------------------------- an independent NumPy reference
+echo "# against tests/reference.py (NumPy): GD steps and every metric"
+REF="$HERE/reference.py"
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null && [ -f "$REF" ]; then
+  G="classes=5 dim=7 counts=3,4,5,2,6"
+  # shellcheck disable=SC2086
+  run "$UFM" run --quiet --no-plot out="$T/ref0" $G iterations=0 init_scale=0.5
+  for combo in "loss=ce bias=true lambda_b=0.02" "loss=ce bias=false" \
+               "loss=mse bias=true lambda_b=0" "loss=mse bias=false lambda_W=0 lambda_H=0" \
+               "loss=ce optimizer=momentum momentum=0.8"; do
+    # shellcheck disable=SC2086
+    run "$UFM" run --quiet --no-plot --force out="$T/ref1" $G iterations=25 lr=0.9 init_from="$T/ref0" $combo
+    check "25 steps ($combo) agree with NumPy to 1e-9" /usr/bin/python3 "$REF" step "$T/ref0" "$T/ref1"
+    check "every metric ($combo) agrees with NumPy" /usr/bin/python3 "$REF" metrics "$T/ref1"
+  done
+  run "$UFM" run --quiet --no-plot out="$T/ref2" classes=8 dim=3 iterations=300
+  check "every metric at p < C-1 agrees with NumPy's pinv" /usr/bin/python3 "$REF" metrics "$T/ref2"
+else
+  echo "note - /usr/bin/python3 with numpy not found: NumPy reference not checked (setup.sh installs python3-numpy)"
 fi
 
 echo "cli: $pass passed, $fail failed"
