@@ -195,8 +195,7 @@ int ufm_config_set(ufm_config *cfg, const char *key, const char *value, const ch
   }
   if (kd->type != K_COUNTS && kd->type != K_STRING && looks_like_sweep(v)) {
     st = ufm_fail(errbuf, UFM_EINVAL,
-                  "%s: %s: '%s' holds several values (a sweep); sweeps are not supported by "
-                  "this version, give one value",
+                  "%s: %s: '%s' holds several values (a sweep); give one value here",
                   where, key, v);
     goto done;
   }
@@ -296,9 +295,10 @@ void ufm_config_free(ufm_config *cfg)
 
 /* ------------------------------------------------------ 3. files and overrides */
 
-/* Lines are `key = value`; `#` starts a comment; blank lines are skipped. A
- * key given twice in one file is an error (one of the two is a mistake). */
-int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
+/* Lines are `key = value`; `#` starts a comment; blank lines are skipped.
+ * Keys are checked here (an unknown key, or a key given twice in one file,
+ * since one of the two is a mistake); values are checked when set. */
+int ufm_settings_read(ufm_settings *st_out, const char *path, char *errbuf)
 {
   FILE *fp = fopen(path, "r");
   if (!fp) return ufm_fail(errbuf, UFM_EINVAL, "%s: cannot read: %s", path, strerror(errno));
@@ -326,19 +326,31 @@ int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
       break;
     }
     *eq = '\0';
-    char *key = trim(s), *val = eq + 1;
+    char *key = trim(s), *val = trim(eq + 1);
     if (*key == '\0') {
       st = ufm_fail(errbuf, UFM_EINVAL, "%s: missing key before '='", where);
       break;
     }
     const keydef *kd = key_lookup(key);
-    if (kd && seen[key_index(kd)]) {
+    if (!kd) {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: unknown key", where, key);
+      break;
+    }
+    if (seen[key_index(kd)]) {
       st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: given twice (first on line %d)", where, key,
                     seen[key_index(kd)]);
       break;
     }
-    if ((st = ufm_config_set(cfg, key, val, where, errbuf)) != UFM_OK) break;
+    if (*val == '\0') {
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: empty value", where, key);
+      break;
+    }
     seen[key_index(kd)] = lineno;
+    char **vals = NULL;
+    size_t nv = 0;
+    if ((st = ufm_config_expand(key, val, where, &vals, &nv, NULL, errbuf)) != UFM_OK) break;
+    ufm_config_free_values(vals, nv);
+    ufm_settings_put(st_out, key, val, where);
   }
   if (st == UFM_OK && ferror(fp))
     st = ufm_fail(errbuf, UFM_EINVAL, "%s: read error: %s", path, strerror(errno));
@@ -346,23 +358,209 @@ int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
   free(line);
   free(seen);
   free(where);
-  if (st == UFM_OK) {
-    /* the experiment's name: the file's basename without .ini */
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    size_t n = strlen(base);
-    if (n > 4 && strcmp(base + n - 4, ".ini") == 0) n -= 4;
-    free(cfg->name);
-    cfg->name = strndup(base, n);
-    if (strcmp(cfg->name, "config") == 0 && strrchr(path, '/')) {
-      /* a run directory's config.ini: name it after the directory */
-      const char *end = strrchr(path, '/'), *b = end;
-      while (b > path && b[-1] != '/') b--;
-      free(cfg->name);
-      cfg->name = end > b ? strndup(b, (size_t)(end - b)) : strdup("config");
+  return st;
+}
+
+void ufm_settings_put(ufm_settings *s, const char *key, const char *value, const char *where)
+{
+  for (size_t k = 0; k < s->n; k++)
+    if (!strcmp(s->key[k], key)) { /* a later setting replaces an earlier one */
+      free(s->value[k]);
+      free(s->where[k]);
+      s->value[k] = strdup(value);
+      s->where[k] = strdup(where);
+      return;
     }
+  s->key = realloc(s->key, (s->n + 1) * sizeof(char *));
+  s->value = realloc(s->value, (s->n + 1) * sizeof(char *));
+  s->where = realloc(s->where, (s->n + 1) * sizeof(char *));
+  if (!s->key || !s->value || !s->where) {
+    fprintf(stderr, "ufm: out of memory\n");
+    abort();
+  }
+  s->key[s->n] = strdup(key);
+  s->value[s->n] = strdup(value);
+  s->where[s->n] = strdup(where);
+  s->n++;
+}
+
+void ufm_settings_clear(ufm_settings *s)
+{
+  for (size_t k = 0; k < s->n; k++) {
+    free(s->key[k]);
+    free(s->value[k]);
+    free(s->where[k]);
+  }
+  free(s->key);
+  free(s->value);
+  free(s->where);
+  memset(s, 0, sizeof *s);
+}
+
+char *ufm_config_name_from_path(const char *path)
+{
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strlen(base);
+  if (n > 4 && strcmp(base + n - 4, ".ini") == 0) n -= 4;
+  int generic = (n == 6 && !strncmp(base, "config", 6)) || (n == 5 && !strncmp(base, "sweep", 5));
+  if (generic && strrchr(path, '/')) {
+    /* a run directory's config.ini (a sweep's sweep.ini): name it after the directory */
+    const char *end = strrchr(path, '/'), *b = end;
+    while (b > path && b[-1] != '/') b--;
+    if (end > b) return strndup(b, (size_t)(end - b));
+  }
+  return strndup(base, n);
+}
+
+int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
+{
+  ufm_settings s = {0};
+  int st = ufm_settings_read(&s, path, errbuf);
+  for (size_t k = 0; st == UFM_OK && k < s.n; k++)
+    st = ufm_config_set(cfg, s.key[k], s.value[k], s.where[k], errbuf);
+  ufm_settings_clear(&s);
+  if (st == UFM_OK) {
+    free(cfg->name);
+    cfg->name = ufm_config_name_from_path(path);
   }
   return st;
+}
+
+/* ------------------------------------------------------------- grids of values */
+
+static char *fmt_double(double x)
+{
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.15g", x);
+  return strdup(buf);
+}
+
+/* start:stop:count or log:start:stop:count into count values; the end
+ * points are the given strings themselves, so they are exact. */
+static int expand_range(const char *key, const char *v, const char *where, char ***ret,
+                        size_t *ret_n, int *geometric, char *errbuf)
+{
+  int lg = strncmp(v, "log:", 4) == 0;
+  char *copy = strdup(lg ? v + 4 : v), *parts[3] = {0}, *save = NULL;
+  int np = 0;
+  for (char *t = strtok_r(copy, ":", &save); t; t = strtok_r(NULL, ":", &save))
+    if (np < 3) parts[np++] = trim(t);
+    else np = 4;
+  double a = 0, b = 0, cnt = 0;
+  int st = UFM_OK;
+  if (np != 3 || strchr(v, ',') || !parse_double(parts[0], &a) || !parse_double(parts[1], &b))
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not a range %sstart:stop:count", where, key,
+                  v, lg ? "log:" : "");
+  else if (!parse_uint(parts[2], &cnt) || cnt < 1 || cnt > 1e6)
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s': the count of a range must be a whole number from 1 to 1e6",
+                  where, key, v);
+  else if (lg && (a <= 0 || b <= 0))
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s': a log range needs bounds > 0", where, key, v);
+  else if (cnt == 1 && a != b)
+    st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s': a range of 1 value needs start = stop", where, key, v);
+  if (st == UFM_OK) {
+    size_t n = (size_t)cnt;
+    char **vals = ufm_malloc(n * sizeof(char *));
+    for (size_t k = 0; k < n; k++) {
+      double t = n > 1 ? (double)k / (double)(n - 1) : 0.0;
+      if (k == 0) vals[k] = strdup(parts[0]);
+      else if (k == n - 1) vals[k] = strdup(parts[1]);
+      else vals[k] = fmt_double(lg ? exp(log(a) + t * (log(b) - log(a))) : a + t * (b - a));
+    }
+    *ret = vals;
+    *ret_n = n;
+    if (geometric) *geometric = lg;
+  }
+  free(copy);
+  return st;
+}
+
+static int expand_list(const char *key, const char *v, const char *where, char ***ret,
+                       size_t *ret_n, char *errbuf)
+{
+  size_t cap = 1;
+  for (const char *c = v; *c; c++) cap += *c == ',';
+  char **vals = ufm_calloc(cap, sizeof(char *));
+  size_t n = 0;
+  int st = UFM_OK;
+  const char *p = v;
+  for (size_t k = 0; k < cap && st == UFM_OK; k++) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char *tok = strndup(p, len), *t = trim(tok);
+    if (*t == '\0') st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: empty entry in the list '%s'", where, key, v);
+    for (size_t j = 0; st == UFM_OK && j < n; j++)
+      if (!strcmp(vals[j], t))
+        st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' appears twice in the list '%s'", where, key, t, v);
+    if (st == UFM_OK) vals[n++] = strdup(t);
+    free(tok);
+    p = e ? e + 1 : p + len;
+  }
+  if (st != UFM_OK) {
+    ufm_config_free_values(vals, n);
+    return st;
+  }
+  *ret = vals;
+  *ret_n = n;
+  return UFM_OK;
+}
+
+void ufm_config_free_values(char **vals, size_t n)
+{
+  for (size_t k = 0; k < n; k++) free(vals[k]);
+  free(vals);
+}
+
+int ufm_config_expand(const char *key, const char *value, const char *where, char ***ret_vals,
+                      size_t *ret_n, int *ret_geometric, char *errbuf)
+{
+  const keydef *kd = key_lookup(key);
+  if (!kd) return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: unknown key", where, key);
+  char *buf = strdup(value), *v = trim(buf), **vals = NULL;
+  size_t n = 0;
+  int st = UFM_OK;
+  if (ret_geometric) *ret_geometric = 0;
+  if (ufm_config_key_sweepable(key) && looks_like_sweep(v)) {
+    if (strchr(v, ',')) st = expand_list(key, v, where, &vals, &n, errbuf);
+    else if (!ufm_config_key_numeric(key))
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s': a range needs a numeric key; list the values instead",
+                    where, key, v);
+    else st = expand_range(key, v, where, &vals, &n, ret_geometric, errbuf);
+  } else {
+    vals = ufm_malloc(sizeof(char *));
+    vals[0] = strdup(v);
+    n = 1;
+  }
+  /* every value must be valid on its own */
+  ufm_config *scratch = st == UFM_OK ? ufm_config_new() : NULL;
+  for (size_t k = 0; st == UFM_OK && k < n; k++)
+    st = ufm_config_set(scratch, key, vals[k], where, errbuf);
+  ufm_config_free(scratch);
+  free(buf);
+  if (st != UFM_OK) {
+    ufm_config_free_values(vals, n);
+    return st;
+  }
+  *ret_vals = vals;
+  *ret_n = n;
+  return UFM_OK;
+}
+
+size_t ufm_config_nkeys(void) { return NKEYS; }
+const char *ufm_config_key_name(size_t k) { return keys[k].name; }
+const char *ufm_config_key_default(size_t k) { return keys[k].def; }
+
+int ufm_config_key_sweepable(const char *key)
+{
+  const keydef *kd = key_lookup(key);
+  return kd && kd->type != K_STRING && kd->type != K_COUNTS && strcmp(key, "seeds") != 0;
+}
+
+int ufm_config_key_numeric(const char *key)
+{
+  const keydef *kd = key_lookup(key);
+  return kd && (kd->type == K_SIZE || kd->type == K_ULONG || kd->type == K_DOUBLE);
 }
 
 /* ---------------------------------------------------------- 4. cross-key checks */
@@ -397,7 +595,6 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
     ufm_counts_make(cfg->classes, cfg->n, cfg->imbalance, cfg->ratio, maj, cfg->counts);
     cfg->majority = maj;
   }
-  if (cfg->seeds > 1) return not_yet(cfg, "seeds", "seeds > 1 (a sweep)", errbuf);
   if (cfg->constraint_W > 0) return not_yet(cfg, "constraint_W", "the layer-peeled constraint", errbuf);
   if (cfg->constraint_H > 0) return not_yet(cfg, "constraint_H", "the layer-peeled constraint", errbuf);
   if (cfg->checkpoint_every > 0) return not_yet(cfg, "checkpoint_every", "checkpointing", errbuf);

@@ -38,6 +38,40 @@ typedef struct {
 ufm_config *ufm_config_new(void);
 void ufm_config_free(ufm_config *cfg);
 
+/* Raw settings, in order of appearance: what a file or command line said,
+ * before values are checked (sweeps expand them into points first). */
+typedef struct {
+  size_t n;
+  char **key, **value, **where; /* where: "FILE:LINE" or "command line (argument K)" */
+} ufm_settings;
+
+/* Read a file's `key = value` lines into s (appending; a later setting of a
+ * key replaces an earlier one). Unknown keys, a key twice in the file, lines
+ * without '=' and empty values are errors "FILE:LINE: key: what". */
+int ufm_settings_read(ufm_settings *s, const char *path, char *errbuf);
+void ufm_settings_put(ufm_settings *s, const char *key, const char *value, const char *where);
+void ufm_settings_clear(ufm_settings *s);
+
+/* The experiment's name from its file: basename without .ini; a run
+ * directory's config.ini or sweep.ini is named after the directory. */
+char *ufm_config_name_from_path(const char *path);
+
+/* The key table, for sweeps and sweep.ini. */
+size_t ufm_config_nkeys(void);
+const char *ufm_config_key_name(size_t k);
+const char *ufm_config_key_default(size_t k);
+int ufm_config_key_sweepable(const char *key); /* may hold a list of values */
+int ufm_config_key_numeric(const char *key);   /* may hold a range          */
+
+/* The values a setting stands for: one value, a list `a, b, c` (keys that
+ * may be swept), or a range `start:stop:count` / `log:start:stop:count`
+ * (numeric keys; the end points are kept exactly as written). Each value is
+ * checked as the key's value; errors name `where` and the key.
+ * *ret_geometric (may be NULL) tells a log range. */
+int ufm_config_expand(const char *key, const char *value, const char *where, char ***ret_vals,
+                      size_t *ret_n, int *ret_geometric, char *errbuf);
+void ufm_config_free_values(char **vals, size_t n);
+
 /* Read `key = value` lines. UFM_EINVAL with "FILE:LINE: key: what" or UFM_EIO. */
 int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf);
 

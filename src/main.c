@@ -8,7 +8,12 @@
 #include "geometry.h"
 #include "plot.h"
 #include "run.h"
+#include "sweep.h"
 #include "version.h"
+#include "ufmconf.h"
+#ifdef HAVE_MPI
+#include <mpi.h>
+#endif
 
 #include <getopt.h>
 #include <stdio.h>
@@ -41,16 +46,27 @@ static int parse_threads(const char *s, int *n)
 
 static void run_help(void)
 {
-  printf("Usage: ufm run [FILE] [key=value ...] [options]\n\n"
+  printf("Usage: ufm run [FILE] [key=value ...] [options]\n"
+         "       ufm run --resume DIR [options]\n\n"
          "Run the experiment in FILE (built-in default experiment without FILE),\n"
          "with key=value overrides, into its run directory (key out, default\n"
          "runs/NAME): config.ini, metrics.tsv, summary.tsv, W.npy, H.npy, b.npy,\n"
          "labels.npy and the figure dashboard.png / dashboard.pdf.\n\n"
+         "A key holding several values (a list 'a, b, c', a range start:stop:count\n"
+         "or log:start:stop:count), or seeds > 1, makes a sweep: every combination\n"
+         "runs into OUT/pNNNN, in parallel, then OUT gets results.tsv, summary.tsv\n"
+         "(mean and std over seeds), timing.tsv and the figures sweep.png (and\n"
+         "heatmap.png for two swept keys). Rerunning the same sweep into the same\n"
+         "directory runs only the points not finished yet.\n\n"
          "Options:\n"
          "  -q, --quiet        no progress output\n"
-         "  -f, --force        overwrite an existing run directory\n"
+         "  -f, --force        overwrite an existing run or sweep directory\n"
          "      --no-plot      do not draw the figures\n"
          "  -t, --threads N    threads for OpenMP and BLAS (default: OMP_NUM_THREADS)\n"
+         "      --dry-run      print the points of the experiment and stop\n"
+         "      --shard I/N    run only the I-th of N slices of a sweep (I = 1..N)\n"
+         "      --keep WHAT    .npy state files kept per run: final (default), all, none\n"
+         "      --resume DIR   finish the sweep in DIR (its sweep.ini)\n"
          "  -h, --help         this text\n\n"
          "Keys (default, meaning):\n");
   ufm_config_print_keys(stdout);
@@ -68,24 +84,56 @@ static int is_override(const char *a)
   return known || access(a, F_OK) != 0;
 }
 
+/* I/N with 1 <= I <= N. */
+static int parse_shard(const char *s, size_t *i, size_t *n)
+{
+  char *end;
+  unsigned long a = strtoul(s, &end, 10);
+  if (end == s || *end != '/') return 0;
+  const char *t = end + 1;
+  unsigned long b = strtoul(t, &end, 10);
+  if (end == t || *end != '\0' || a < 1 || b < 1 || a > b || b > 1000000) return 0;
+  *i = a - 1;
+  *n = b;
+  return 1;
+}
+
 static int cmd_run(int argc, char **argv)
 {
   static const struct option lo[] = {{"quiet", no_argument, 0, 'q'},
                                      {"force", no_argument, 0, 'f'},
                                      {"no-plot", no_argument, 0, 'P'},
                                      {"threads", required_argument, 0, 't'},
+                                     {"dry-run", no_argument, 0, 'D'},
+                                     {"shard", required_argument, 0, 'S'},
+                                     {"keep", required_argument, 0, 'K'},
+                                     {"resume", required_argument, 0, 'R'},
                                      {"help", no_argument, 0, 'h'},
                                      {0, 0, 0, 0}};
-  ufm_run_opts opts = {0, 0, 0};
-  int c, nthreads = 0;
+  ufm_sweep_opts so = {0};
+  so.nshards = 1;
+  int c, nthreads = 0, dry = 0;
+  const char *resume = NULL;
   optind = 1;
   while ((c = getopt_long(argc, argv, "qft:h", lo, NULL)) != -1) {
     switch (c) {
-    case 'q': opts.quiet = 1; break;
-    case 'f': opts.force = 1; break;
-    case 'P': opts.noplot = 1; break;
+    case 'q': so.quiet = 1; break;
+    case 'f': so.force = 1; break;
+    case 'P': so.noplot = 1; break;
+    case 'D': dry = 1; break;
+    case 'R': resume = optarg; break;
     case 't':
       if (!parse_threads(optarg, &nthreads)) return usage_error("run", "--threads: '%s' is not a whole number >= 1", optarg);
+      break;
+    case 'S':
+      if (!parse_shard(optarg, &so.shard, &so.nshards))
+        return usage_error("run", "--shard: '%s' is not I/N with 1 <= I <= N", optarg);
+      break;
+    case 'K':
+      if (!strcmp(optarg, "final")) so.run.keep = UFM_KEEP_FINAL;
+      else if (!strcmp(optarg, "all")) so.run.keep = UFM_KEEP_ALL;
+      else if (!strcmp(optarg, "none")) so.run.keep = UFM_KEEP_NONE;
+      else return usage_error("run", "--keep: '%s' is not final, all or none", optarg);
       break;
     case 'h': run_help(); return 0;
     default: return usage_error("run", "%s", "bad option");
@@ -94,16 +142,41 @@ static int cmd_run(int argc, char **argv)
   if (nthreads) ufm_set_threads(nthreads);
 
   char err[UFM_ERRBUF];
-  ufm_config *cfg = ufm_config_new();
+  ufm_settings set = {0};
+  char *name = strdup("default");
   int st = UFM_OK, nfile = 0;
+  if (resume) {
+    char *ini = malloc(strlen(resume) + 16), *cfgini = malloc(strlen(resume) + 16);
+    sprintf(ini, "%s/sweep.ini", resume);
+    sprintf(cfgini, "%s/config.ini", resume);
+    if (access(ini, R_OK) != 0) {
+      int single = access(cfgini, R_OK) == 0;
+      free(ini);
+      free(cfgini);
+      free(name);
+      if (single)
+        return usage_error("run", "--resume %s: a single run resumes from checkpoints, not implemented "
+                           "yet; rerun it with: ufm run DIR/config.ini --force", resume);
+      return usage_error("run", "--resume %s: not a sweep directory (no sweep.ini)", resume);
+    }
+    st = ufm_settings_read(&set, ini, err);
+    free(name);
+    name = ufm_config_name_from_path(ini);
+    free(ini);
+    free(cfgini);
+    nfile = 1;
+  }
   for (int k = optind; k < argc && st == UFM_OK; k++) {
     const char *a = argv[k];
     if (is_override(a)) continue;
     if (nfile++) {
-      ufm_config_free(cfg);
+      ufm_settings_clear(&set);
+      free(name);
       return usage_error("run", "more than one experiment file ('%s')", a);
     }
-    st = ufm_config_read_file(cfg, a, err);
+    st = ufm_settings_read(&set, a, err);
+    free(name);
+    name = ufm_config_name_from_path(a);
   }
   for (int k = optind; k < argc && st == UFM_OK; k++) {
     const char *a = argv[k], *eq = strchr(a, '=');
@@ -111,13 +184,59 @@ static int cmd_run(int argc, char **argv)
     char *key = strndup(a, (size_t)(eq - a));
     char where[64];
     snprintf(where, sizeof where, "command line (argument %d)", k);
-    st = ufm_config_set(cfg, key, eq + 1, where, err);
+    if (!ufm_config_is_key(key)) st = ufm_fail(err, UFM_EINVAL, "%s: %s: unknown key", where, key);
+    else if (eq[1] == '\0') st = ufm_fail(err, UFM_EINVAL, "%s: %s: empty value", where, key);
+    else ufm_settings_put(&set, key, eq + 1, where);
     free(key);
   }
-  if (st == UFM_OK) st = ufm_config_finish(cfg, err);
-  if (st == UFM_OK) st = ufm_run(cfg, &opts, err);
+  ufm_sweep sw = {0};
+  if (st == UFM_OK) st = ufm_sweep_build(&sw, &set, name, err);
+  if (st == UFM_OK && dry) {
+    if (ufm_mpi_rank() == 0) ufm_sweep_print_points(&sw, stdout);
+  } else if (st == UFM_OK) {
+    if (so.nshards > 1 && !ufm_sweep_is_sweep(&sw)) so.nshards = 1;
+    if (ufm_mpi_rank() != 0) so.quiet = 1;
+    st = ufm_sweep_run(&sw, &so, err);
+  }
+  if (st != UFM_OK && ufm_mpi_rank() == 0) fprintf(stderr, "ufm: %s\n", err);
+  ufm_sweep_free(&sw);
+  ufm_settings_clear(&set);
+  free(name);
+  return exit_code(st);
+}
+
+/* ---------------------------------------------------------------------- merge */
+
+static int cmd_merge(int argc, char **argv)
+{
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("Usage: ufm merge DIR... out=DIR [--force]\n\n"
+           "Join the shard directories of one sweep (ufm run --shard I/N) into one\n"
+           "sweep directory: its point directories (hard-linked where possible),\n"
+           "results.tsv, summary.tsv, timing.tsv and figures.\n");
+    return 0;
+  }
+  const char *out = NULL;
+  int force = 0;
+  char **dirs = calloc((size_t)argc, sizeof(char *));
+  size_t nd = 0;
+  for (int k = 1; k < argc; k++) {
+    if (!strncmp(argv[k], "out=", 4)) out = argv[k] + 4;
+    else if (!strcmp(argv[k], "--force") || !strcmp(argv[k], "-f")) force = 1;
+    else if (argv[k][0] == '-') {
+      free(dirs);
+      return usage_error("merge", "unknown option '%s'", argv[k]);
+    } else dirs[nd++] = argv[k];
+  }
+  if (!out || !*out || nd == 0) {
+    free(dirs);
+    return usage_error("merge", "%s", "expects DIR... out=DIR");
+  }
+  char err[UFM_ERRBUF];
+  int st = ufm_sweep_merge(dirs, nd, out, force, err);
+  free(dirs);
   if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
-  ufm_config_free(cfg);
+  else printf("%s/results.tsv\n", out);
   return exit_code(st);
 }
 
@@ -127,18 +246,32 @@ static int cmd_plot(int argc, char **argv)
 {
   if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
     printf("Usage: ufm plot DIR\n\n(Re)draw the figures of run directory DIR with gnuplot:\n"
-           "DIR/dashboard.png and DIR/dashboard.pdf from DIR/metrics.tsv.\n"
+           "DIR/dashboard.png and DIR/dashboard.pdf from DIR/metrics.tsv; of a sweep\n"
+           "directory: DIR/sweep.png (and heatmap.png) from DIR/summary.tsv.\n"
            "Scripts are read from $UFM_PLOTDIR if set (now: %s).\n", ufm_plot_scriptdir());
     return 0;
   }
   if (argc != 2) return usage_error("plot", "%s", "expects one run directory");
   const char *dir = argv[1];
+  char err[UFM_ERRBUF];
+  char *ini = malloc(strlen(dir) + 16);
+  sprintf(ini, "%s/sweep.ini", dir);
+  int is_sweep = access(ini, R_OK) == 0;
+  free(ini);
+  if (is_sweep) {
+    ufm_sweep sw;
+    int st = ufm_sweep_load_dir(&sw, dir, err);
+    if (st == UFM_OK) st = ufm_plot_sweep(&sw, dir, err);
+    if (st == UFM_OK) printf("%s/sweep.png\n%s/sweep.pdf\n", dir, dir);
+    else fprintf(stderr, "ufm: %s\n", err);
+    if (sw.name) ufm_sweep_free(&sw);
+    return exit_code(st);
+  }
   char *met = malloc(strlen(dir) + 16);
   sprintf(met, "%s/metrics.tsv", dir);
   int ok = access(met, R_OK) == 0;
   free(met);
-  if (!ok) return usage_error("plot", "%s: not a run directory (no readable metrics.tsv)", dir);
-  char err[UFM_ERRBUF];
+  if (!ok) return usage_error("plot", "%s: not a run or sweep directory (no metrics.tsv, no sweep.ini)", dir);
   const char *slash = strrchr(dir, '/');
   const char *title = slash && slash[1] ? slash + 1 : dir;
   int st = ufm_plot_run(dir, title, err);
@@ -196,7 +329,8 @@ typedef struct {
 
 static const command commands[] = {
     {"run", "run an experiment into a run directory, with its figures", cmd_run},
-    {"plot", "(re)draw the figures of a run directory", cmd_plot},
+    {"plot", "(re)draw the figures of a run or sweep directory", cmd_plot},
+    {"merge", "join the shard directories of a sweep", cmd_merge},
     {"etf", "print a simplex equiangular tight frame", cmd_etf},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -213,7 +347,21 @@ static void main_help(void)
          "Exit status: 0 success, 1 a run failed (diverged, I/O), 2 bad usage or input.\n");
 }
 
+static int ufm_main(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+#ifdef HAVE_MPI
+  MPI_Init(&argc, &argv);
+  int rc = ufm_main(argc, argv);
+  MPI_Finalize();
+  return rc;
+#else
+  return ufm_main(argc, argv);
+#endif
+}
+
+static int ufm_main(int argc, char **argv)
 {
   int k = 1;
   while (k < argc && argv[k][0] == '-') {

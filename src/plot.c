@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sweep.h"
 #include "ufmconf.h" /* autoconf: UFM_GNUPLOT */
+
+#include <math.h>
 
 #ifndef UFM_SRCPLOTDIR
 #define UFM_SRCPLOTDIR "plots"
@@ -64,29 +67,57 @@ static int run_gnuplot(const char *setup, const char *script)
   return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
 }
 
-int ufm_plot_run(const char *dir, const char *title, char *errbuf)
+/* A growing string of gnuplot assignments: name='value'; ... */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} gpvars;
+
+static void gp_add(gpvars *v, const char *name, const char *value)
 {
-  char *script = ufm_path_join(ufm_plot_scriptdir(), "dashboard.gp");
-  char *png = ufm_path_join(dir, "dashboard.png"), *pdf = ufm_path_join(dir, "dashboard.pdf");
-  size_t n = strlen(png) + 32;
-  char *tpng = ufm_malloc(n), *tpdf = ufm_malloc(n);
+  size_t need = v->len + strlen(name) + 2 * strlen(value) + 8;
+  if (need > v->cap) {
+    v->cap = 2 * need;
+    v->buf = realloc(v->buf, v->cap);
+    if (!v->buf) abort();
+  }
+  char *q = ufm_malloc(2 * strlen(value) + 3);
+  gp_quote(q, 2 * strlen(value) + 3, value);
+  v->len += (size_t)sprintf(v->buf + v->len, "%s%s=%s", v->len ? "; " : "", name, q);
+  free(q);
+}
+
+static void gp_addnum(gpvars *v, const char *name, double x)
+{
+  char num[64];
+  snprintf(num, sizeof num, "%.17g", x);
+  size_t need = v->len + strlen(name) + strlen(num) + 8;
+  if (need > v->cap) {
+    v->cap = 2 * need;
+    v->buf = realloc(v->buf, v->cap);
+    if (!v->buf) abort();
+  }
+  v->len += (size_t)sprintf(v->buf + v->len, "%s%s=%s", v->len ? "; " : "", name, num);
+}
+
+/* Run plots/SCRIPT with the variables in v plus out_png/out_pdf, writing
+ * DIR/BASE.png and DIR/BASE.pdf through temporary names. */
+static int draw(const char *script_name, gpvars *v, const char *dir, const char *base, char *errbuf)
+{
+  char *script = ufm_path_join(ufm_plot_scriptdir(), script_name);
+  size_t n = strlen(dir) + strlen(base) + 48;
+  char *png = ufm_malloc(n), *pdf = ufm_malloc(n), *tpng = ufm_malloc(n), *tpdf = ufm_malloc(n);
+  snprintf(png, n, "%s/%s.png", dir, base);
+  snprintf(pdf, n, "%s/%s.pdf", dir, base);
   snprintf(tpng, n, "%s.tmp.%ld", png, (long)getpid());
   snprintf(tpdf, n, "%s.tmp.%ld", pdf, (long)getpid());
-
-  size_t cap = 4 * (strlen(dir) + strlen(tpng) + strlen(tpdf) + strlen(title)) + 128;
-  char *setup = ufm_malloc(cap), *q1 = ufm_malloc(cap), *q2 = ufm_malloc(cap),
-       *q3 = ufm_malloc(cap), *q4 = ufm_malloc(cap);
-  gp_quote(q1, cap, dir);
-  gp_quote(q2, cap, tpng);
-  gp_quote(q3, cap, tpdf);
-  gp_quote(q4, cap, title);
-  snprintf(setup, cap, "dir=%s; out_png=%s; out_pdf=%s; title=%s", q1, q2, q3, q4);
-
+  gp_add(v, "out_png", tpng);
+  gp_add(v, "out_pdf", tpdf);
   int st = UFM_OK;
   if (access(script, R_OK) != 0) {
     st = ufm_fail(errbuf, UFM_EIO, "%s: plot script not found (set UFM_PLOTDIR)", script);
   } else {
-    int rc = run_gnuplot(setup, script);
+    int rc = run_gnuplot(v->buf, script);
     if (rc == 127)
       st = ufm_fail(errbuf, UFM_EIO,
                     "gnuplot not found: install it (apt-get install gnuplot-nox), then draw the "
@@ -103,10 +134,227 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   free(pdf);
   free(tpng);
   free(tpdf);
-  free(setup);
-  free(q1);
-  free(q2);
-  free(q3);
-  free(q4);
+  return st;
+}
+
+int ufm_plot_run(const char *dir, const char *title, char *errbuf)
+{
+  gpvars v = {0};
+  gp_add(&v, "dir", dir);
+  gp_add(&v, "title", title);
+  int st = draw("dashboard.gp", &v, dir, "dashboard", errbuf);
+  free(v.buf);
+  return st;
+}
+
+/* ------------------------------------------------------------- sweep figures */
+
+/* The metrics drawn against the swept parameter, in sweep.gp's panel order. */
+static const char *const sweep_metrics[] = {"nc1",  "etf_W",  "etf_M",  "nc3", "nc4",
+                                            "loss", "norm_W", "norm_H", "acc"};
+#define NSWEEPM (sizeof sweep_metrics / sizeof sweep_metrics[0])
+static const char *const heat_metrics[] = {"etf_W", "nc1", "etf_M", "nc3"};
+#define NHEATM (sizeof heat_metrics / sizeof heat_metrics[0])
+
+/* The sweep's summary.tsv as a table of strings (header row 0). */
+typedef struct {
+  size_t rows, cols;
+  char ***cell;
+} table;
+
+static void table_free(table *t)
+{
+  for (size_t r = 0; r < t->rows; r++) {
+    for (size_t c = 0; c < t->cols; c++) free(t->cell[r][c]);
+    free(t->cell[r]);
+  }
+  free(t->cell);
+}
+
+static int table_read(table *t, const char *path)
+{
+  memset(t, 0, sizeof *t);
+  FILE *fp = fopen(path, "r");
+  if (!fp) return 0;
+  char *line = NULL;
+  size_t cap = 0;
+  while (getline(&line, &cap, fp) != -1) {
+    line[strcspn(line, "\n")] = '\0';
+    size_t nc = 1;
+    for (char *c = line; *c; c++) nc += *c == '\t';
+    if (t->rows == 0) t->cols = nc;
+    if (nc != t->cols) continue;
+    t->cell = realloc(t->cell, (t->rows + 1) * sizeof *t->cell);
+    if (!t->cell) abort();
+    char **row = ufm_malloc(nc * sizeof(char *)), *p = line;
+    for (size_t c = 0; c < nc; c++) {
+      size_t len = strcspn(p, "\t");
+      row[c] = strndup(p, len);
+      p += len + (p[len] == '\t');
+    }
+    t->cell[t->rows++] = row;
+  }
+  free(line);
+  fclose(fp);
+  return t->rows > 0;
+}
+
+static long table_col(const table *t, const char *name)
+{
+  for (size_t c = 0; c < t->cols; c++)
+    if (!strcmp(t->cell[0][c], name)) return (long)c;
+  return -1;
+}
+
+static int all_numeric(char *const *v, size_t n, double *lo, double *hi)
+{
+  *lo = INFINITY;
+  *hi = -INFINITY;
+  for (size_t k = 0; k < n; k++) {
+    char *end;
+    double x = strtod(v[k], &end);
+    if (*end != '\0' || !isfinite(x)) return 0;
+    *lo = fmin(*lo, x);
+    *hi = fmax(*hi, x);
+  }
+  return 1;
+}
+
+/* Join strings with a separator into a new string. */
+static char *join(char *const *v, size_t n, const char *sep)
+{
+  size_t len = 1;
+  for (size_t k = 0; k < n; k++) len += strlen(v[k]) + strlen(sep);
+  char *s = ufm_calloc(len, 1);
+  for (size_t k = 0; k < n; k++) {
+    if (k) strcat(s, sep);
+    strcat(s, v[k]);
+  }
+  return s;
+}
+
+int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
+{
+  if (sw->naxes == 0) return UFM_OK; /* seeds only: nothing to draw against */
+  char *sumpath = ufm_path_join(dir, "summary.tsv");
+  table t;
+  int ok = table_read(&t, sumpath);
+  free(sumpath);
+  if (!ok) return ufm_fail(errbuf, UFM_EIO, "%s: no readable summary.tsv", dir);
+  const ufm_axis *ax = &sw->axes[0];
+  size_t ngroups = 1;
+  for (size_t a = 1; a < sw->naxes; a++) ngroups *= sw->axes[a].n;
+  int st = UFM_OK;
+  if (t.rows != 1 + ax->n * ngroups) {
+    table_free(&t);
+    return ufm_fail(errbuf, UFM_EIO, "%s: summary.tsv has %zu rows, the sweep %zu", dir, t.rows - 1,
+                    ax->n * ngroups);
+  }
+
+  /* sweep-plot.tsv: one block per group (two blank lines between blocks):
+   * x, then mean and std of each metric */
+  double lo, hi;
+  int numx = all_numeric(ax->vals, ax->n, &lo, &hi);
+  int logx = numx && lo > 0 && (ax->geometric || hi / lo >= 100);
+  char *data = ufm_path_join(dir, "sweep-plot.tsv");
+  ufm_afile af;
+  if ((st = ufm_afile_open(&af, data, errbuf)) == UFM_OK) {
+    fputs("# x", af.fp); /* a comment: gnuplot would take a header for every block's first row */
+    for (size_t m = 0; m < NSWEEPM; m++) fprintf(af.fp, "\t%s_mean\t%s_std", sweep_metrics[m], sweep_metrics[m]);
+    fputc('\n', af.fp);
+    for (size_t g = 0; g < ngroups; g++) {
+      if (g) fputs("\n\n", af.fp);
+      for (size_t i = 0; i < ax->n; i++) {
+        char **row = t.cell[1 + i * ngroups + g];
+        if (numx) fputs(ax->vals[i], af.fp);
+        else fprintf(af.fp, "%zu", i);
+        for (size_t m = 0; m < NSWEEPM; m++) {
+          char name[64];
+          snprintf(name, sizeof name, "%s_mean", sweep_metrics[m]);
+          long c = table_col(&t, name);
+          fprintf(af.fp, "\t%s\t%s", c >= 0 ? row[c] : "nan", c >= 0 ? row[c + 1] : "nan");
+        }
+        fputc('\n', af.fp);
+      }
+    }
+    st = ufm_afile_commit(&af, errbuf);
+  }
+  /* group titles: the other axes' values, "key=v,key2=w" */
+  char **gt = ufm_calloc(ngroups, sizeof(char *));
+  for (size_t g = 0; g < ngroups; g++) {
+    char buf[512] = "";
+    size_t r = g;
+    for (size_t a = sw->naxes; a-- > 1;) {
+      size_t i = r % sw->axes[a].n;
+      r /= sw->axes[a].n;
+      char part[256];
+      snprintf(part, sizeof part, "%s=%s%s", sw->axes[a].key, sw->axes[a].vals[i], buf[0] ? "," : "");
+      memmove(buf + strlen(part), buf, strlen(buf) + 1);
+      memcpy(buf, part, strlen(part));
+    }
+    gt[g] = strdup(sw->naxes > 1 ? buf : "mean");
+  }
+  char *gtitles = join(gt, ngroups, " "), *xlabels = join(ax->vals, ax->n, " ");
+  if (st == UFM_OK) {
+    gpvars v = {0};
+    gp_add(&v, "data", data);
+    gp_add(&v, "title", sw->name);
+    gp_add(&v, "xlabel", ax->key);
+    gp_addnum(&v, "logx", logx);
+    gp_addnum(&v, "numx", numx);
+    gp_add(&v, "xtlabels", xlabels);
+    gp_addnum(&v, "ngroups", (double)ngroups);
+    gp_add(&v, "gtitles", gtitles);
+    gp_addnum(&v, "nseeds", (double)sw->seeds);
+    st = draw("sweep.gp", &v, dir, "sweep", errbuf);
+    free(v.buf);
+  }
+  /* a heat map over the first two axes when there are exactly two */
+  if (st == UFM_OK && sw->naxes == 2) {
+    const ufm_axis *ay = &sw->axes[1];
+    char *heat = ufm_path_join(dir, "sweep-heat.tsv");
+    if ((st = ufm_afile_open(&af, heat, errbuf)) == UFM_OK) {
+      fputs("# i\tj", af.fp);
+      for (size_t m = 0; m < NHEATM; m++) fprintf(af.fp, "\t%s", heat_metrics[m]);
+      fputc('\n', af.fp);
+      for (size_t i = 0; i < ax->n; i++) {
+        for (size_t j = 0; j < ay->n; j++) {
+          char **row = t.cell[1 + i * ay->n + j];
+          fprintf(af.fp, "%zu\t%zu", i, j);
+          for (size_t m = 0; m < NHEATM; m++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s_mean", heat_metrics[m]);
+            long c = table_col(&t, name);
+            fprintf(af.fp, "\t%s", c >= 0 ? row[c] : "nan");
+          }
+          fputc('\n', af.fp);
+        }
+        fputc('\n', af.fp);
+      }
+      st = ufm_afile_commit(&af, errbuf);
+    }
+    if (st == UFM_OK) {
+      char *ylabels = join(ay->vals, ay->n, " ");
+      gpvars v = {0};
+      gp_add(&v, "data", heat);
+      gp_add(&v, "title", sw->name);
+      gp_add(&v, "xlabel", ax->key);
+      gp_add(&v, "ylabel", ay->key);
+      gp_add(&v, "xtlabels", xlabels);
+      gp_add(&v, "ytlabels", ylabels);
+      gp_addnum(&v, "nx", (double)ax->n);
+      gp_addnum(&v, "ny", (double)ay->n);
+      st = draw("heatmap.gp", &v, dir, "heatmap", errbuf);
+      free(v.buf);
+      free(ylabels);
+    }
+    free(heat);
+  }
+  for (size_t g = 0; g < ngroups; g++) free(gt[g]);
+  free(gt);
+  free(gtitles);
+  free(xlabels);
+  free(data);
+  table_free(&t);
   return st;
 }

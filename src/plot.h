@@ -11,4 +11,13 @@ const char *ufm_plot_scriptdir(void);
  * UFM_OK; UFM_EIO when gnuplot is missing or fails (message in errbuf). */
 int ufm_plot_run(const char *dir, const char *title, char *errbuf);
 
+struct ufm_sweep;
+
+/* Draw a sweep directory's figures from its summary.tsv: sweep.png/.pdf,
+ * the final metrics against the first swept key (one curve per value of the
+ * others, error bars over seeds, log x for geometric grids), and for
+ * two-key sweeps heatmap.png/.pdf. Writes the data files sweep-plot.tsv and
+ * sweep-heat.tsv beside them. */
+int ufm_plot_sweep(const struct ufm_sweep *sw, const char *dir, char *errbuf);
+
 #endif

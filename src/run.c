@@ -278,7 +278,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   unsigned long t = 0;
   ufm_progress pg;
   ufm_progress_start(&pg, cfg->name, cfg->iterations, opts->quiet);
-  double t0 = ufm_clock();
+  double t0 = ufm_clock(), last_write = t0;
 
   for (t = 0;; t++) {
     int gst = ufm_grad_eval(&pb, m, ws);
@@ -297,7 +297,13 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
       have_vals = 1;
       mtable_add(&tab, t, vals);
       while (next < nlog && its[next] <= t) next++;
-      if ((st = mtable_write(&tab, cfg->out, errbuf)) != UFM_OK) break;
+      /* metrics.tsv is rewritten whole at most once a second (and at the
+       * end): a long run's table stays current without a write per row */
+      double now = ufm_clock();
+      if (last || now - last_write >= 1.0) {
+        if ((st = mtable_write(&tab, cfg->out, errbuf)) != UFM_OK) break;
+        last_write = now;
+      }
     }
     if (conv) status = "converged";
     if (last) break;
@@ -318,7 +324,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   if (st == UFM_OK) {
     run_result rr = {status, t, secs, have_vals ? vals : NULL, ufm_metrics_rank(mw),
                      msg[0] ? msg : NULL};
-    st = ufm_state_save(m, cfg->out, errbuf);
+    if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
     if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
   }
   if (st == UFM_OK && !opts->noplot && tab.rows > 0) {

@@ -9,7 +9,10 @@ typedef struct {
   int quiet;   /* no progress output          */
   int force;   /* overwrite an existing run   */
   int noplot;  /* skip the figures            */
+  int keep;    /* UFM_KEEP_*: which .npy files stay after the run */
 } ufm_run_opts;
+
+enum { UFM_KEEP_FINAL = 0, UFM_KEEP_ALL = 1, UFM_KEEP_NONE = 2 };
 
 /* Run cfg into cfg->out. Returns UFM_OK (finished or converged), UFM_EINVAL
  * (bad input found before anything ran: nothing written), UFM_EIO or

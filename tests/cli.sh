@@ -291,12 +291,47 @@ if [ -n "${UFM_EXPERIMENTS:-}" ] && [ -d "$UFM_EXPERIMENTS" ]; then
     [ -f "$f" ] || continue
     name=$(basename "$f" .ini)
     run "$UFM" run --quiet --no-plot "$f" out="$T/exp-$name" iterations=3 log_points=2
-    check "experiments/$name.ini runs (3 iterations)" \
-      sh -c "[ $rc -eq 0 ] && grep -qx 'status${tab}finished' '$T/exp-$name/summary.tsv'"
+    if [ -f "$T/exp-$name/sweep.ini" ]; then
+      check "experiments/$name.ini (a sweep) runs every point (3 iterations)" \
+        sh -c "[ $rc -eq 0 ] && [ \$(cut -f1 '$T/exp-$name/results.tsv' | wc -l) -gt 2 ] && ! grep -v -q -e '${tab}finished${tab}' -e '^point' '$T/exp-$name/results.tsv'"
+    else
+      check "experiments/$name.ini runs (3 iterations)" \
+        sh -c "[ $rc -eq 0 ] && grep -qx 'status${tab}finished' '$T/exp-$name/summary.tsv'"
+    fi
   done
 else
   echo "note - UFM_EXPERIMENTS not set: shipped experiment files not checked"
 fi
+
+# ---------------------------------------------------------------------- sweeps
+echo "# sweeps"
+run "$UFM" run --dry-run out="$T/dry" classes=3,4 dim=log:2:8:3 seeds=2
+check "--dry-run exits 0" is_rc 0
+check "--dry-run lists 12 points and a header" [ "$(wc -l < "$T/out")" -eq 13 ]
+check "--dry-run writes nothing" [ ! -e "$T/dry" ]
+run "$UFM" run --quiet --shard 0/2 out="$T/sh" classes=3,4
+check "--shard 0/2 is refused (I runs from 1)" is_rc 2
+run "$UFM" run --quiet out="$T/badlist" classes=3,,4
+check "an empty list entry exits 2" is_rc 2
+check "an empty list entry writes nothing" [ ! -e "$T/badlist" ]
+run "$UFM" run --quiet out="$T/sw" classes=3,4 dim=2,5 n=3 iterations=40 log_points=4 seeds=2
+check "a 2x2 sweep with 2 seeds exits 0" is_rc 0
+check "the sweep wrote results.tsv with 8 rows" [ "$(wc -l < "$T/sw/results.tsv")" -eq 9 ]
+check "the sweep wrote summary.tsv with 4 rows" [ "$(wc -l < "$T/sw/summary.tsv")" -eq 5 ]
+if [ "$have_gnuplot" = 1 ]; then
+  check "the sweep drew sweep.png" [ "$(magic "$T/sw/sweep.png" 8)" = 89504e470d0a1a0a ]
+  check "the sweep drew heatmap.pdf" [ "$(head -c 4 "$T/sw/heatmap.pdf")" = "%PDF" ]
+  rm -f "$T/sw/sweep.png"
+  run "$UFM" plot "$T/sw"
+  check "plot redraws a sweep directory" sh -c "[ $rc -eq 0 ] && [ -s '$T/sw/sweep.png' ]"
+fi
+run "$UFM" run --quiet out="$T/sw" classes=3,4 dim=2,5 n=3 iterations=41 log_points=4 seeds=2
+check "another sweep into the same directory exits 2" is_rc 2
+check "... naming the difference" grep -q "different sweep" "$T/err"
+run "$UFM" run --quiet --resume "$T/sw"
+check "--resume of a finished sweep exits 0" is_rc 0
+run "$UFM" merge "$T/sw"
+check "merge without out= exits 2" is_rc 2
 
 # ------------------------------------------- an independent NumPy reference
 echo "# against tests/reference.py (NumPy): GD steps and every metric"

@@ -322,12 +322,15 @@ static const badval bad_values[] = {
     {"counts", "3,2.5,4", NULL},
     {"counts", "7", "2 classes"},
     {"counts", "12, -3", NULL},
-    /* sweep-looking values, refused by this version */
-    {"classes", "4, 8", "sweep"},
-    {"lr", "0.1,0.2", "sweep"},
-    {"n", "1:10:5", "sweep"},
-    {"lr", "log:1e-4:1e-1:4", "sweep"},
-    {"loss", "ce, mse", "sweep"},
+    /* grids of values: malformed, or holding an invalid value */
+    {"lr", "log:0:1:5", "log range"},
+    {"lr", "1:2:0", "count"},
+    {"classes", "4,,8", "empty entry"},
+    {"classes", "4, 8, 4", "twice"},
+    {"classes", "1, 4", "range"},
+    {"classes", "2:9:3", "whole number"},
+    {"loss", "ce:mse:2", "range needs a numeric key"},
+    {"lr", "0.1:0.2", NULL},
 };
 #define NBAD (sizeof bad_values / sizeof bad_values[0])
 
@@ -342,6 +345,21 @@ static void test_bad_values_in_file(void **state)
   }
 }
 
+/* A command-line override goes through ufm_config_expand (it may be a grid). */
+static void expand_error(const char *key, const char *value, const char *where, const char *sub)
+{
+  char err[UFM_ERRBUF] = "", **vals = NULL;
+  size_t n = 0;
+  int st = ufm_config_expand(key, value, where, &vals, &n, NULL, err);
+  if (st != UFM_EINVAL) print_error("%s = '%s': status %d, message '%s'\n", key, value, st, err);
+  assert_int_equal(st, UFM_EINVAL);
+  assert_null(vals);
+  char prefix[256];
+  snprintf(prefix, sizeof prefix, "%s: %s: ", where, key);
+  assert_prefix(err, prefix);
+  if (sub) assert_contains(err, sub);
+}
+
 static void test_bad_values_on_command_line(void **state)
 {
   (void)state;
@@ -349,8 +367,12 @@ static void test_bad_values_on_command_line(void **state)
     const badval *b = &bad_values[k];
     char where[64];
     snprintf(where, sizeof where, "command line (argument %zu)", k + 2);
-    set_error(b->key, b->value, where, b->sub);
+    expand_error(b->key, b->value, where, b->sub);
+    if (!strpbrk(b->value, ",:")) set_error(b->key, b->value, where, b->sub);
   }
+  /* one configuration holds one value: a grid is for the sweep layer */
+  set_error("classes", "4, 8", "command line (argument 2)", "sweep");
+  set_error("lr", "log:1e-4:1e-1:4", "command line (argument 2)", "sweep");
   /* an empty value from the command line */
   set_error("lr", "", "command line (argument 3)", "empty");
   set_error("lr", "   ", "command line (argument 3)", "empty");
