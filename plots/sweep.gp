@@ -2,7 +2,9 @@
 #
 # 3x3 panels: NC1, etf_W, etf_M, NC3, NC4, loss, ||W||, ||H||, accuracy, each
 # the mean over seeds with error bars (population std) when nseeds > 1, one
-# curve per value of the other swept keys (Okabe-Ito colours).
+# curve per value of the other swept keys (Okabe-Ito colours); dashed
+# vertical lines (vmarks, one x per curve or nan) mark a predicted threshold
+# in that curve's colour.
 #
 # Usage (ufm plot DIR runs it):
 #   gnuplot -e "data='DIR/sweep-plot.tsv'; out_png=...; out_pdf=...; title=...;
@@ -20,9 +22,15 @@ set encoding utf8
 set datafile separator tab
 set datafile nocolumnheaders
 
-M = "nc1 etf_W etf_M nc3 nc4 loss norm_W norm_H acc"
-T = "NC1: Tr(Σ_WΣ_B^+)/C|classifier W: distance to simplex ETF|class means M: distance to simplex ETF|NC3: self-duality|NC4: mismatch with NCC rule|final training loss|‖W‖_F|‖H‖_F|training accuracy"
-LOGY = "1 1 1 1 0 1 1 1 0"
+# the nine panels: metric names (the data's column pairs, in order), titles
+# ('|'-separated) and log-y flags; ufm passes other sets for imbalanced sweeps
+if (!exists("metrics")) { metrics = "nc1 etf_W etf_M nc3 nc4 loss norm_W norm_H acc" }
+if (!exists("titles")) { titles = "NC1: Tr(Σ_WΣ_B^+)/C|classifier W: distance to simplex ETF|class means M: distance to simplex ETF|NC3: self-duality|NC4: mismatch with NCC rule|final training loss|‖W‖_F|‖H‖_F|training accuracy" }
+if (!exists("logy")) { logy = "1 1 1 1 0 1 1 1 0" }
+if (!exists("vmarks")) { vmarks = "" }
+M = metrics
+T = titles
+LOGY = logy
 array PT[9]
 do for [i=1:9] { PT[i] = "" }
 # split T on '|' without external programs
@@ -54,9 +62,9 @@ if (!numx) {
     set xrange [-0.5:words(xtlabels) - 0.5]
 } else {
     set xrange [*:*]
-    if (words(xtlabels) <= 12) {
+    if (words(xtlabels) <= 12 && !logx) {
         set xtics ()
-        do for [i=1:words(xtlabels)] { set xtics add (word(xtlabels, i) real(word(xtlabels, i))) }
+        do for [i=1:words(xtlabels)] { set xtics add (sprintf("%.4g", real(word(xtlabels, i))) real(word(xtlabels, i))) }
     }
 }
 
@@ -83,6 +91,9 @@ draw_panels = 'do for [m=1:9] { \
     if (YMAX[m] > YMIN[m] || YMAX[m] < YMIN[m]) { set yrange [*:*] } else { \
         if (_log) { set yrange [YMIN[m] / 10 : YMIN[m] * 10] } else { set yrange [YMIN[m] - 0.5 : YMIN[m] + 0.5] } }; \
     if (m == 1 && ngroups > 1) { set key } else { unset key }; \
+    unset arrow; \
+    do for [g=1:words(vmarks)] { if (word(vmarks, g) ne "nan") { \
+        set arrow from real(word(vmarks, g)), graph 0 to real(word(vmarks, g)), graph 1 nohead dt 2 lw 1.2 lc rgb C[(g - 1) % 8 + 1] } }; \
     if (nseeds > 1) { \
         plot for [g=0:ngroups-1] data index g using 1:(column(_c)):(_log && column(_c) - column(_c+1) <= 0 ? column(_c) : column(_c) - column(_c+1)):(column(_c) + column(_c+1)) \
              with yerrorlines ls (g % 8 + 1) title word(gtitles, g + 1) \

@@ -52,7 +52,7 @@ static const keydef keys[] = {
     {"lambda_W", K_DOUBLE, OFF(lambda_W), "5e-3", 0, 1e12, LO_INCL, "weight decay on W"},
     {"lambda_H", K_DOUBLE, OFF(lambda_H), "5e-3", 0, 1e12, LO_INCL, "weight decay on H"},
     {"lambda_b", K_DOUBLE, OFF(lambda_b), "0", 0, 1e12, LO_INCL, "weight decay on b"},
-    {"optimizer", K_OPTIM, OFF(optimizer), "gd", 0, 0, LO_INCL, "gd or momentum"},
+    {"optimizer", K_OPTIM, OFF(optimizer), "gd", 0, 0, LO_INCL, "gd, momentum or ngd (step lr/loss)"},
     {"momentum", K_DOUBLE, OFF(momentum), "0.9", 0, 1, HI_EXCL, "heavy-ball coefficient mu, 0 <= mu < 1"},
     {"lr", K_DOUBLE, OFF(lr), "2", 0, 1e12, LO_EXCL, "step size > 0"},
     {"iterations", K_ULONG, OFF(iterations), "10000", 0, 1e15, LO_INCL, "number of GD steps"},
@@ -595,8 +595,6 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
     ufm_counts_make(cfg->classes, cfg->n, cfg->imbalance, cfg->ratio, maj, cfg->counts);
     cfg->majority = maj;
   }
-  if (cfg->constraint_W > 0) return not_yet(cfg, "constraint_W", "the layer-peeled constraint", errbuf);
-  if (cfg->constraint_H > 0) return not_yet(cfg, "constraint_H", "the layer-peeled constraint", errbuf);
   if (cfg->checkpoint_every > 0) return not_yet(cfg, "checkpoint_every", "checkpointing", errbuf);
 
   size_t N = 0;

@@ -2,6 +2,7 @@
 #include "geometry.h"
 
 #include <math.h>
+#include <gsl/gsl_eigen.h>
 
 /* Helmert basis of {x in R^C : sum x = 0}: for j = 1..C-1,
  * u_j = (1, ..., 1, -j, 0, ..., 0) / sqrt(j (j+1)) with j ones. Since every
@@ -20,5 +21,99 @@ int ufm_etf(gsl_matrix *E)
       gsl_matrix_set(E, c, j - 1, a * u / norm);
     }
   }
+  return 0;
+}
+
+/* Cyclic Jacobi eigen-decomposition of a symmetric matrix (A is destroyed):
+ * plain C, so no BLAS call whose threading could change the last bits
+ * (gsl_eigen_symmv goes through dsymv), and quadratically convergent even
+ * with the (C-1)-fold eigenvalue of balanced counts (gsl_eigen_jacobi's stop
+ * test is an exact zero, which it then hunts for over millions of
+ * rotations). Stops when the off-diagonal mass is below 1e-32 of the total. */
+static void jacobi_eigen(gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
+{
+  const size_t n = A->size1;
+  gsl_matrix_set_identity(V);
+  double total = 0.0;
+  for (size_t k = 0; k < n * n; k++) total += A->data[k] * A->data[k];
+  for (int sweep = 0; sweep < 100; sweep++) {
+    double off = 0.0;
+    for (size_t p = 0; p < n; p++)
+      for (size_t q = p + 1; q < n; q++) off += 2 * gsl_matrix_get(A, p, q) * gsl_matrix_get(A, p, q);
+    if (off <= 1e-32 * total) break;
+    for (size_t p = 0; p < n; p++)
+      for (size_t q = p + 1; q < n; q++) {
+        double apq = gsl_matrix_get(A, p, q);
+        if (apq == 0.0) continue;
+        double app = gsl_matrix_get(A, p, p), aqq = gsl_matrix_get(A, q, q);
+        double theta = (aqq - app) / (2 * apq);
+        double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+        double c = 1 / sqrt(t * t + 1), s = t * c;
+        for (size_t k = 0; k < n; k++) { /* A <- J^T A J: columns, then rows */
+          double akp = gsl_matrix_get(A, k, p), akq = gsl_matrix_get(A, k, q);
+          gsl_matrix_set(A, k, p, c * akp - s * akq);
+          gsl_matrix_set(A, k, q, s * akp + c * akq);
+        }
+        for (size_t k = 0; k < n; k++) {
+          double apk = gsl_matrix_get(A, p, k), aqk = gsl_matrix_get(A, q, k);
+          gsl_matrix_set(A, p, k, c * apk - s * aqk);
+          gsl_matrix_set(A, q, k, s * apk + c * aqk);
+        }
+        for (size_t k = 0; k < n; k++) {
+          double vkp = gsl_matrix_get(V, k, p), vkq = gsl_matrix_get(V, k, q);
+          gsl_matrix_set(V, k, p, c * vkp - s * vkq);
+          gsl_matrix_set(V, k, q, s * vkp + c * vkq);
+        }
+      }
+  }
+  for (size_t k = 0; k < n; k++) gsl_vector_set(ev, k, gsl_matrix_get(A, k, k));
+}
+
+/* P D P = D - (1/C)(n 1^T + 1 n^T) + (N/C^2) 1 1^T, eigendecomposed; its
+ * square root and pseudo-inverse square root share the eigenvectors. The
+ * eigenvalue of the ones vector is 0 exactly in theory; numerically it is
+ * O(eps N) and is dropped (any eigenvalue below C eps times the largest). */
+int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
+             double *nuclear)
+{
+  gsl_matrix *A = gsl_matrix_alloc(C, C), *U = gsl_matrix_alloc(C, C);
+  gsl_vector *ev = gsl_vector_alloc(C);
+  if (!A || !U || !ev) {
+    if (A) gsl_matrix_free(A);
+    if (U) gsl_matrix_free(U);
+    if (ev) gsl_vector_free(ev);
+    return -1;
+  }
+  double N = 0;
+  for (size_t c = 0; c < C; c++) N += (double)counts[c];
+  const double Cd = (double)C;
+  for (size_t a = 0; a < C; a++)
+    for (size_t b = 0; b < C; b++) {
+      double v = (a == b ? (double)counts[a] : 0.0) - ((double)counts[a] + (double)counts[b]) / Cd
+                 + N / (Cd * Cd);
+      gsl_matrix_set(A, a, b, v);
+    }
+  jacobi_eigen(A, ev, U);
+  gsl_eigen_symmv_sort(ev, U, GSL_EIGEN_SORT_VAL_DESC);
+  double emax = gsl_vector_get(ev, 0), tol = Cd * 2.220446049250313e-16 * emax, nuc = 0;
+  if (WW) gsl_matrix_set_zero(WW);
+  if (K) gsl_matrix_set_zero(K);
+  for (size_t k = 0; k < C; k++) {
+    double e = gsl_vector_get(ev, k);
+    double l = e > tol ? sqrt(e) : 0.0;
+    if (sv) gsl_vector_set(sv, k, l);
+    nuc += l;
+    if (l == 0.0) continue;
+    for (size_t a = 0; a < C; a++)
+      for (size_t b = 0; b < C; b++) {
+        double uu = gsl_matrix_get(U, a, k) * gsl_matrix_get(U, b, k);
+        if (WW) *gsl_matrix_ptr(WW, a, b) += l * uu;
+        if (K) *gsl_matrix_ptr(K, a, b) += uu / l;
+      }
+  }
+  if (nuclear) *nuclear = nuc;
+  gsl_matrix_free(A);
+  gsl_matrix_free(U);
+  gsl_vector_free(ev);
   return 0;
 }

@@ -10,4 +10,19 @@
  * Returns 0, or -1 when p < C-1 (no simplex ETF fits). */
 int ufm_etf(gsl_matrix *E);
 
+/* The SELI geometry of class counts n_1..n_C (Thrampoulidis et al. 2022):
+ * Zhat = Y - (1/C) 1 1^T (C x N) with thin SVD U L V^T, computed through the
+ * C x C matrix Zhat Zhat^T = P D P (P = I - 11^T/C, D = diag(n)) = U L^2 U^T.
+ * Fills (any may be NULL):
+ *   sv     (C)     singular values of Zhat, descending (the last is 0);
+ *   WW     (C x C) U L U^T = (P D P)^{1/2}, the classifiers' Gram W W^T;
+ *   K      (C x C) U L^{-1} U^T = (P D P)^{+1/2}: the Gram of the (uncentred)
+ *                  class means, mu_c^T mu_c' = K_cc', since H^T H = V L V^T
+ *                  = Zhat^T K Zhat and h_i depends on y_i only;
+ *   nuclear        ||Zhat||_* = sum of singular values, the optimal value of
+ *                  the unconstrained-features SVM.
+ * Returns 0, or -1 if an allocation fails. */
+int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
+             double *nuclear);
+
 #endif

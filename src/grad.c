@@ -33,6 +33,7 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->loss_i = ufm_malloc(N * sizeof(double));
   ws->margin = ufm_malloc(N * sizeof(double));
   ws->pred = ufm_malloc(N * sizeof(int32_t));
+  ws->zstat = ufm_malloc(2 * N * sizeof(double));
   ws->rows = ufm_malloc(2 * (p + C) * sizeof(double));
   return ws;
 }
@@ -47,6 +48,7 @@ void ufm_grad_ws_free(ufm_grad_ws *ws)
   free(ws->loss_i);
   free(ws->margin);
   free(ws->pred);
+  free(ws->zstat);
   free(ws->rows);
   free(ws);
 }
@@ -115,7 +117,7 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
   /* logits, then the loss pass turns them into G^T in place */
   gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, ws->ZT);
   ws->loss = ufm_loss_batch(pb->loss, N, C, ws->ZT->data, m->bias ? m->b->data : NULL,
-                            m->labels, ws->loss_i, ws->pred, ws->margin);
+                            m->labels, ws->loss_i, ws->pred, ws->margin, ws->zstat);
 
   /* grad_W = G H^T, grad_H = W^T G (G = (G^T)^T), both from the same point */
   gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, ws->ZT, m->H, 0.0, ws->gW);

@@ -22,6 +22,7 @@ typedef struct {
   double *loss_i;  /* N per-sample losses                                         */
   double *margin;  /* N: z_{i,y_i} - max_{c != y_i} z_ic                          */
   int32_t *pred;   /* N: argmax_c z_ic                                            */
+  double *zstat;   /* 2N: ||z_i||^2, z_{i,y_i} - mean_c z_ic (for seli_Z)          */
   double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
   /* reductions at the evaluated point */
   double loss;                   /* (1/N) sum_i loss_i                  */

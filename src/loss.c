@@ -71,7 +71,8 @@ const ufm_loss_type *ufm_loss_lookup(const char *name)
 const char *ufm_loss_names(void) { return "ce, mse"; }
 
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
-                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin)
+                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
+                      double *zstat)
 {
   const double scale = 1.0 / (double)N;
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN)
@@ -88,6 +89,15 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
     }
     pred[i] = (int32_t)a;
     margin[i] = z[y] - other;
+    if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
+      double sq = 0.0, sum = 0.0;
+      for (size_t c = 0; c < C; c++) {
+        sq += z[c] * z[c];
+        sum += z[c];
+      }
+      zstat[2 * i] = sq;
+      zstat[2 * i + 1] = z[y] - sum / (double)C;
+    }
     loss_i[i] = L->sample(C, z, y, scale);
   }
   double sum = 0.0;

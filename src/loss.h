@@ -30,6 +30,7 @@ const char *ufm_loss_names(void);
  * (1/N) dloss/dz_i and store loss_i[i]. Returns the mean loss, summed in
  * sample order (the same bits on any thread count). */
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
-                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin);
+                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
+                      double *zstat);
 
 #endif

@@ -16,6 +16,7 @@
 #endif
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,64 @@ static int cmd_etf(int argc, char **argv)
   return 0;
 }
 
+/* ----------------------------------------------------------------------- seli */
+
+static void print_matrix(const char *title, const gsl_matrix *A)
+{
+  printf("# %s\n", title);
+  for (size_t a = 0; a < A->size1; a++)
+    for (size_t b = 0; b < A->size2; b++)
+      printf("%.17g%c", gsl_matrix_get(A, a, b), b + 1 < A->size2 ? '\t' : '\n');
+}
+
+static int cmd_seli(int argc, char **argv)
+{
+  if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    printf("Usage: ufm seli n_1,n_2,...,n_C\n\n"
+           "Print the SELI geometry of these class counts (Thrampoulidis et al. 2022):\n"
+           "the singular values of Zhat = Y - (1/C) 1 1^T, the optimal value ||Zhat||_* of the\n"
+           "unconstrained-features SVM and its normalised margin 1/||Zhat||_*, the\n"
+           "classifier Gram W W^T = (P D P)^{1/2}, the class-mean Gram (P D P)^{+1/2}, and\n"
+           "both normalised to unit Frobenius norm. Balanced counts give the simplex ETF.\n");
+    return 0;
+  }
+  if (argc != 2) return usage_error("seli", "%s", "expects one list of counts n_1,n_2,...");
+  char err[UFM_ERRBUF];
+  size_t n = 0;
+  ufm_config *cfg = ufm_config_new();
+  int st = ufm_config_set(cfg, "counts", argv[1], "command line", err);
+  if (st == UFM_OK) n = cfg->ncounts;
+  else {
+    fprintf(stderr, "ufm seli: %s\n", err);
+    ufm_config_free(cfg);
+    return 2;
+  }
+  gsl_vector *sv = gsl_vector_alloc(n);
+  gsl_matrix *WW = gsl_matrix_alloc(n, n), *K = gsl_matrix_alloc(n, n);
+  double nuc, N = 0;
+  for (size_t c = 0; c < n; c++) N += (double)cfg->counts[c];
+  ufm_seli(n, cfg->counts, sv, WW, K, &nuc);
+  printf("# SELI geometry of counts %s (C = %zu, N = %.0f)\n", argv[1], n, N);
+  printf("svm_value\t%.17g\nnmargin\t%.17g\nsingular_values\t", nuc, 1.0 / nuc);
+  for (size_t k = 0; k < n; k++) printf("%.17g%c", gsl_vector_get(sv, k), k + 1 < n ? ' ' : '\n');
+  print_matrix("W W^T = U L U^T = (P D P)^{1/2}", WW);
+  print_matrix("class-mean Gram mu_c^T mu_c' = U L^{-1} U^T = (P D P)^{+1/2}", K);
+  double fw = 0, fk = 0;
+  for (size_t k = 0; k < n * n; k++) {
+    fw += WW->data[k] * WW->data[k];
+    fk += K->data[k] * K->data[k];
+  }
+  gsl_matrix_scale(WW, 1.0 / sqrt(fw));
+  gsl_matrix_scale(K, 1.0 / sqrt(fk));
+  print_matrix("W W^T / ||W W^T||_F", WW);
+  print_matrix("class-mean Gram / its Frobenius norm", K);
+  gsl_vector_free(sv);
+  gsl_matrix_free(WW);
+  gsl_matrix_free(K);
+  ufm_config_free(cfg);
+  return 0;
+}
+
 /* ---------------------------------------------------------------- dispatching */
 
 typedef struct {
@@ -332,6 +391,7 @@ static const command commands[] = {
     {"plot", "(re)draw the figures of a run or sweep directory", cmd_plot},
     {"merge", "join the shard directories of a sweep", cmd_merge},
     {"etf", "print a simplex equiangular tight frame", cmd_etf},
+    {"seli", "print the SELI geometry (and SVM value) of class counts", cmd_seli},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -2,7 +2,8 @@
  *
  * Contents: 1. workspace  2. class means and within-class scatter
  *           3. thin SVD of M, NC1 and the nearest-class-centre rule
- *           4. Gram-matrix metrics (norms, angles, ETF, NC3)  5. driver
+ *           4. Gram-matrix metrics (norms, angles, ETF, NC3)
+ *           5. imbalance: minority cosines and distances to SELI  6. driver
  *
  * Notation (SPEC section 2): mu_c class means, mu_G the sample-weighted
  * global mean, M = [mu_c - mu_G] (p x C), M = U S V^T its thin SVD with
@@ -17,13 +18,17 @@
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_linalg.h>
 
+#include "geometry.h"
+
 const char *const ufm_metric_names[UFM_NMETRICS] = {
     "loss",        "objective",   "acc",        "nc1",        "cdnv",      "equinorm_M",
     "equinorm_W",  "equiangle_M", "equiangle_W", "maxangle_M", "maxangle_W", "etf_M",
     "etf_W",       "nc3",         "nc4",        "norm_W",     "norm_H",    "norm_b",
-    "margin",      "nmargin",     "grad_norm"};
+    "margin",      "nmargin",     "grad_norm",  "mc_cos_W",   "mc_cos_M",  "seli_W",
+    "seli_H",      "seli_Z",      "mc_dist_W"};
 
 #define NCC_BLOCK 256
+#define GRAM_BLOCK 256
 
 /* ----------------------------------------------------------------- 1. workspace */
 
@@ -48,6 +53,15 @@ struct ufm_metrics_ws {
   int32_t *ncc;      /* N      nearest class centre                      */
   gsl_matrix *GM;    /* C x C  M^T M                                     */
   gsl_matrix *GW;    /* C x C  W W^T                                     */
+  /* imbalance: the SELI reference of the counts, computed on first use */
+  int seli_ready;
+  gsl_matrix *seliW; /* C x C  U L U^T                                     */
+  gsl_matrix *seliK; /* C x C  U L^-1 U^T                                  */
+  gsl_matrix *T;     /* p x C  columns n_c mu_c - (N/C) mu_G = (Zhat H^T)^T */
+  gsl_matrix *TT;    /* C x C                                              */
+  gsl_matrix *blk;   /* GRAM_BLOCK x GRAM_BLOCK, for ||H^T H||_F           */
+  int *minority;     /* C: class has the smaller of exactly two counts     */
+  size_t nminority;
 };
 
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
@@ -71,7 +85,14 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->score = gsl_matrix_alloc(NCC_BLOCK, C);
   mw->GM = gsl_matrix_alloc(C, C);
   mw->GW = gsl_matrix_alloc(C, C);
-  if (!mw->mu || !mw->muG || !mw->M || !mw->A || !mw->V || !mw->S || !mw->work || !mw->U
+  mw->seliW = gsl_matrix_alloc(C, C);
+  mw->seliK = gsl_matrix_alloc(C, C);
+  mw->T = gsl_matrix_alloc(p, C);
+  mw->TT = gsl_matrix_alloc(C, C);
+  size_t bs = (p < N ? p : N) < GRAM_BLOCK ? (p < N ? p : N) : GRAM_BLOCK;
+  mw->blk = gsl_matrix_alloc(bs ? bs : 1, bs ? bs : 1);
+  mw->minority = ufm_calloc(C, sizeof(int));
+  if (!mw->seliW || !mw->seliK || !mw->T || !mw->TT || !mw->blk || !mw->mu || !mw->muG || !mw->M || !mw->A || !mw->V || !mw->S || !mw->work || !mw->U
       || !mw->Q || !mw->Bmu || !mw->score || !mw->GM || !mw->GW) {
     ufm_metrics_ws_free(mw);
     return NULL;
@@ -87,7 +108,8 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->mu, mw->M, mw->A, mw->V, mw->U, mw->Q, mw->Bmu, mw->score, mw->GM, mw->GW};
+  gsl_matrix *mats[] = {mw->mu, mw->M,  mw->A,     mw->V,     mw->U, mw->Q,  mw->Bmu,
+                        mw->score, mw->GM, mw->GW, mw->seliW, mw->seliK, mw->T, mw->TT, mw->blk};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
@@ -98,6 +120,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->rowres);
   free(mw->bnorm2);
   free(mw->ncc);
+  free(mw->minority);
   free(mw);
 }
 
@@ -312,7 +335,218 @@ static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
   return s;
 }
 
-/* ------------------------------------------------------------------- 5. driver */
+/* ----------------------------------------------- 5. imbalance: minority and SELI */
+
+/* Minority classes: those with the smaller count when exactly two counts
+ * occur (SPEC section 2); the SELI reference of the counts. Once per run. */
+static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  size_t lo = m->counts[0], hi = m->counts[0];
+  int two = 1;
+  for (size_t c = 0; c < m->C; c++) {
+    if (m->counts[c] < lo) lo = m->counts[c];
+    if (m->counts[c] > hi) hi = m->counts[c];
+  }
+  for (size_t c = 0; c < m->C; c++)
+    if (m->counts[c] != lo && m->counts[c] != hi) two = 0;
+  mw->nminority = 0;
+  for (size_t c = 0; c < m->C; c++) {
+    mw->minority[c] = two && lo != hi && m->counts[c] == lo;
+    mw->nminority += (size_t)mw->minority[c];
+  }
+  ufm_seli(m->C, m->counts, NULL, mw->seliW, mw->seliK, NULL);
+  mw->seli_ready = 1;
+}
+
+/* Avg over minority pairs c != c' of the cosine from Gram G; NaN unless there
+ * are two minority classes or more. Past the threshold under weight decay
+ * the minority vectors can all be zero (dead classes): a pair of vectors both
+ * below 1e-12 of the largest norm is identical, cosine 1 (their round-off
+ * directions would give noise); one zero and one not has no cosine (NaN). */
+static double minority_cos(const ufm_metrics_ws *mw, const gsl_matrix *G)
+{
+  if (mw->nminority < 2) return NAN;
+  double gmax = 0.0;
+  for (size_t c = 0; c < mw->C; c++) gmax = fmax(gmax, gsl_matrix_get(G, c, c));
+  double tiny = 1e-24 * gmax, s = 0.0;
+  size_t n = 0;
+  for (size_t c = 0; c < mw->C; c++)
+    for (size_t d = 0; d < mw->C; d++)
+      if (c != d && mw->minority[c] && mw->minority[d]) {
+        double gc = gsl_matrix_get(G, c, c), gd = gsl_matrix_get(G, d, d);
+        if (gc <= tiny && gd <= tiny) s += 1.0;
+        else if (gc <= tiny || gd <= tiny) s += NAN;
+        else s += gsl_matrix_get(G, c, d) / sqrt(gc * gd);
+        n++;
+      }
+  return s / (double)n;
+}
+
+/* Avg over minority pairs of ||w_c - w_c'||, divided by Avg_c ||w_c|| over
+ * all classes: 0 exactly at minority collapse (THEORY.md section 3), however
+ * small the minority classifiers are. From the Gram, so accurate to about
+ * 1e-8 relative. */
+static double minority_dist(const ufm_metrics_ws *mw, const gsl_matrix *G)
+{
+  if (mw->nminority < 2) return NAN;
+  double s = 0.0, avg = 0.0;
+  size_t n = 0;
+  for (size_t c = 0; c < mw->C; c++) avg += sqrt(fmax(gsl_matrix_get(G, c, c), 0.0)) / (double)mw->C;
+  for (size_t c = 0; c < mw->C; c++)
+    for (size_t d = 0; d < mw->C; d++)
+      if (c != d && mw->minority[c] && mw->minority[d]) {
+        double d2 = gsl_matrix_get(G, c, c) + gsl_matrix_get(G, d, d) - 2 * gsl_matrix_get(G, c, d);
+        s += sqrt(fmax(d2, 0.0));
+        n++;
+      }
+  return s / (double)n / avg;
+}
+
+/* || A/||A||_F - B/||B||_F ||_F for C x C matrices. */
+static double normalised_distance(const gsl_matrix *A, const gsl_matrix *B)
+{
+  double fa = 0, fb = 0, d = 0;
+  size_t n = A->size1 * A->size2;
+  for (size_t k = 0; k < n; k++) {
+    fa += A->data[k] * A->data[k];
+    fb += B->data[k] * B->data[k];
+  }
+  fa = sqrt(fa);
+  fb = sqrt(fb);
+  for (size_t k = 0; k < n; k++) {
+    double x = A->data[k] / fa - B->data[k] / fb;
+    d += x * x;
+  }
+  return sqrt(d);
+}
+
+/* ||H^T H||_F^2 = ||H H^T||_F^2 through GRAM_BLOCK-sized blocks of the
+ * smaller Gram (rows of H when p <= N, columns otherwise), never storing
+ * it: min(p,N)^2 max(p,N) flops, blocks summed in a fixed order. */
+static double gram_fro2(const gsl_matrix *H, gsl_matrix *blk)
+{
+  const size_t p = H->size1, N = H->size2, n = p <= N ? p : N, bs = blk->size1;
+  double total = 0.0;
+  for (size_t a = 0; a < n; a += bs)
+    for (size_t b = a; b < n; b += bs) {
+      size_t na = n - a < bs ? n - a : bs, nb = n - b < bs ? n - b : bs;
+      gsl_matrix_view out = gsl_matrix_submatrix(blk, 0, 0, na, nb);
+      if (p <= N) {
+        gsl_matrix_const_view Ha = gsl_matrix_const_submatrix(H, a, 0, na, N);
+        gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(H, b, 0, nb, N);
+        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Ha.matrix, &Hb.matrix, 0.0, &out.matrix);
+      } else {
+        gsl_matrix_const_view Ha = gsl_matrix_const_submatrix(H, 0, a, p, na);
+        gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(H, 0, b, p, nb);
+        gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ha.matrix, &Hb.matrix, 0.0, &out.matrix);
+      }
+      double s = 0.0;
+      for (size_t i = 0; i < na; i++) s += ufm_sumsq(out.matrix.data + i * out.matrix.tda, nb);
+      total += (a == b ? 1.0 : 2.0) * s;
+    }
+  return total;
+}
+
+/* seli_H = || H^T H/||H^T H|| - V L V^T/||V L V^T|| ||_F without an N x N
+ * matrix: V L V^T = Zhat^T K Zhat, so <H^T H, V L V^T> = Tr(K T^T T) with
+ * T = Zhat H^T (C x p, rows n_c mu_c - (N/C) mu_G), ||V L V^T||_F^2 =
+ * ||Zhat||_F^2 = N (C-1)/C; the distance is sqrt(2 - 2 cos), accurate to
+ * about 1e-8 (the cancellation in 2 - 2 cos). */
+static double seli_H(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p;
+  const double N = (double)m->N;
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++)
+      gsl_matrix_set(mw->T, k, c, (double)m->counts[c] * gsl_matrix_get(mw->mu, k, c)
+                                      - N / (double)C * gsl_vector_get(mw->muG, k));
+  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->T, mw->T, 0.0, mw->TT);
+  double inner = 0.0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) inner += gsl_matrix_get(mw->seliK, c, d) * gsl_matrix_get(mw->TT, d, c);
+  double a2 = gram_fro2(m->H, mw->blk), b2 = N * (double)(C - 1) / (double)C;
+  double cs = inner / sqrt(a2 * b2);
+  return sqrt(fmax(0.0, 2.0 - 2.0 * cs));
+}
+
+/* seli_Z from the per-sample ||z_i||^2 and z_{i,y_i} - mean z_i of the loss
+ * pass: <Z, Zhat> = sum_i (z_{i,y_i} - mean_c z_ic), ||Zhat||_F^2 = N (C-1)/C. */
+static double seli_Z(const ufm_model *m, const ufm_grad_ws *ws)
+{
+  double z2 = 0.0, inner = 0.0;
+  for (size_t i = 0; i < m->N; i++) {
+    z2 += ws->zstat[2 * i];
+    inner += ws->zstat[2 * i + 1];
+  }
+  double zh2 = (double)m->N * (double)(m->C - 1) / (double)m->C;
+  return sqrt(fmax(0.0, 2.0 - 2.0 * inner / sqrt(z2 * zh2)));
+}
+
+void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mnorm)
+{
+  for (size_t c = 0; c < mw->C; c++) {
+    if (wnorm) wnorm[c] = sqrt(fmax(gsl_matrix_get(mw->GW, c, c), 0.0));
+    if (mnorm) mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->GM, c, c), 0.0));
+  }
+}
+
+static void normalise(gsl_matrix *A)
+{
+  double f = 0;
+  for (size_t k = 0; k < A->size1 * A->size2; k++) f += A->data[k] * A->data[k];
+  if (f > 0) gsl_matrix_scale(A, 1.0 / sqrt(f));
+}
+
+/* References under SELI (h_i = mu_{y_i}, W H = Zhat): W W^T = U L U^T;
+ * uncentred mean Gram K, so for centred means M = Mraw (I - n 1^T/N):
+ * M^T M = (I - 1 n^T/N) K (I - n 1^T/N); W Mraw = P, so
+ * W M = P - (1/N)(n - (N/C) 1) 1^T. Balanced counts: all three are the
+ * simplex ETF's P up to scale. */
+void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix *WW,
+                       gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref, gsl_matrix *MMref,
+                       gsl_matrix *WMref)
+{
+  const size_t C = m->C;
+  const double N = (double)m->N, Cd = (double)C;
+  if (WW) {
+    gsl_matrix_memcpy(WW, mw->GW);
+    normalise(WW);
+  }
+  if (MM) {
+    gsl_matrix_memcpy(MM, mw->GM);
+    normalise(MM);
+  }
+  if (WM) {
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, mw->M, 0.0, WM);
+    normalise(WM);
+  }
+  if (WWref) {
+    gsl_matrix_memcpy(WWref, mw->seliW);
+    normalise(WWref);
+  }
+  if (MMref) {
+    for (size_t a = 0; a < C; a++)
+      for (size_t b = 0; b < C; b++) {
+        double s = 0;
+        for (size_t c = 0; c < C; c++)
+          for (size_t d = 0; d < C; d++) {
+            double la = (a == c ? 1.0 : 0.0) - (double)m->counts[c] / N;
+            double lb = (b == d ? 1.0 : 0.0) - (double)m->counts[d] / N;
+            s += la * gsl_matrix_get(mw->seliK, c, d) * lb;
+          }
+        gsl_matrix_set(MMref, a, b, s);
+      }
+    normalise(MMref);
+  }
+  if (WMref) {
+    for (size_t a = 0; a < C; a++)
+      for (size_t b = 0; b < C; b++)
+        gsl_matrix_set(WMref, a, b, (a == b ? 1.0 : 0.0) - 1.0 / Cd - ((double)m->counts[a] - N / Cd) / N);
+    normalise(WMref);
+  }
+}
+
+/* ------------------------------------------------------------------- 6. driver */
 
 void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_ws *ws,
                       ufm_metrics_ws *mw, double *out)
@@ -350,4 +584,12 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   out[UFM_M_MARGIN] = margin;
   out[UFM_M_NMARGIN] = margin / (0.5 * (ws->normW2 + ws->normH2));
   out[UFM_M_GRAD_NORM] = sqrt(ws->gnorm2);
+
+  if (!mw->seli_ready) seli_setup(m, mw);
+  out[UFM_M_MC_COS_W] = minority_cos(mw, mw->GW);
+  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->GM);
+  out[UFM_M_SELI_W] = normalised_distance(mw->GW, mw->seliW);
+  out[UFM_M_SELI_H] = seli_H(m, mw);
+  out[UFM_M_SELI_Z] = seli_Z(m, ws);
+  out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->GW);
 }

@@ -10,6 +10,7 @@ enum {
   UFM_M_EQUINORM_M, UFM_M_EQUINORM_W, UFM_M_EQUIANGLE_M, UFM_M_EQUIANGLE_W,
   UFM_M_MAXANGLE_M, UFM_M_MAXANGLE_W, UFM_M_ETF_M, UFM_M_ETF_W, UFM_M_NC3, UFM_M_NC4,
   UFM_M_NORM_W, UFM_M_NORM_H, UFM_M_NORM_B, UFM_M_MARGIN, UFM_M_NMARGIN, UFM_M_GRAD_NORM,
+  UFM_M_MC_COS_W, UFM_M_MC_COS_M, UFM_M_SELI_W, UFM_M_SELI_H, UFM_M_SELI_Z, UFM_M_MC_DIST_W,
   UFM_NMETRICS
 };
 extern const char *const ufm_metric_names[UFM_NMETRICS];
@@ -26,6 +27,16 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw);
  * that is undefined at this state (a cosine with a zero vector, say) is NaN. */
 void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_ws *ws,
                       ufm_metrics_ws *mw, double *out);
+
+/* After ufm_metrics_eval: ||w_c|| and ||mu_c - mu_G|| per class (C each). */
+void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mnorm);
+
+/* After ufm_metrics_eval: the C x C Grams W W^T, M^T M (centred means) and
+ * W M, each divided by its Frobenius norm, and their SELI references (the
+ * simplex ETF for balanced counts), likewise normalised. Any may be NULL. */
+void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix *WW,
+                       gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref, gsl_matrix *MMref,
+                       gsl_matrix *WMref);
 
 /* The numerical rank of M used for the pseudo-inverse at the last
  * evaluation: singular values above max(p, C) * DBL_EPSILON * s_max. */

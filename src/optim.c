@@ -10,7 +10,11 @@ const ufm_optim_type ufm_optim_gd = {"gd", "full-batch gradient descent", 0};
 const ufm_optim_type ufm_optim_momentum = {
     "momentum", "heavy-ball momentum, v <- mu v + grad, theta <- theta - lr v", 1};
 
-static const ufm_optim_type *const optim_table[] = {&ufm_optim_gd, &ufm_optim_momentum};
+const ufm_optim_type ufm_optim_ngd = {
+    "ngd", "normalised GD, theta <- theta - (lr / loss) grad: steps grow as the loss shrinks", 0};
+
+static const ufm_optim_type *const optim_table[] = {&ufm_optim_gd, &ufm_optim_momentum,
+                                                    &ufm_optim_ngd};
 #define NOPTIM (sizeof optim_table / sizeof optim_table[0])
 
 const ufm_optim_type *ufm_optim_lookup(const char *name)
@@ -20,7 +24,7 @@ const ufm_optim_type *ufm_optim_lookup(const char *name)
   return NULL;
 }
 
-const char *ufm_optim_names(void) { return "gd, momentum"; }
+const char *ufm_optim_names(void) { return "gd, momentum, ngd"; }
 
 ufm_optim *ufm_optim_alloc(const ufm_optim_type *T, size_t C, size_t p, size_t N, double lr,
                            double mu)
@@ -50,10 +54,20 @@ void ufm_optim_free(ufm_optim *o)
   free(o);
 }
 
+/* The step size of this iteration: lr, or lr / loss for ngd. Normalised GD
+ * (Nacson et al. 2019) keeps the unregularised cross-entropy's exponentially
+ * shrinking gradient from stalling the max-margin drift: the margin then
+ * grows linearly in t instead of like log t. */
+static double step_size(const ufm_optim *o, const ufm_grad_ws *ws)
+{
+  if (o->type == &ufm_optim_ngd && ws->loss > 0) return o->lr / ws->loss;
+  return o->lr;
+}
+
 double ufm_optim_step_bound(const ufm_optim *o, const ufm_grad_ws *ws)
 {
   if (o->type->uses_velocity) return o->lr * (o->mu * o->vmax + ws->gmax);
-  return o->lr * ws->gmax;
+  return step_size(o, ws) * ws->gmax;
 }
 
 static void gd_block(double *x, const double *g, size_t n, double lr)
@@ -82,9 +96,10 @@ void ufm_optim_iterate(ufm_optim *o, ufm_model *m, const ufm_grad_ws *ws)
 {
   const size_t nW = m->C * m->p, nH = m->p * m->N, nb = m->C;
   if (!o->type->uses_velocity) {
-    gd_block(m->W->data, ws->gW->data, nW, o->lr);
-    gd_block(m->H->data, ws->gH->data, nH, o->lr);
-    if (m->bias) gd_block(m->b->data, ws->gb->data, nb, o->lr);
+    double lr = step_size(o, ws);
+    gd_block(m->W->data, ws->gW->data, nW, lr);
+    gd_block(m->H->data, ws->gH->data, nH, lr);
+    if (m->bias) gd_block(m->b->data, ws->gb->data, nb, lr);
     return;
   }
   double a = momentum_block(m->W->data, o->vW->data, ws->gW->data, nW, o->lr, o->mu);

@@ -20,6 +20,7 @@ typedef struct {
 
 extern const ufm_optim_type ufm_optim_gd;
 extern const ufm_optim_type ufm_optim_momentum;
+extern const ufm_optim_type ufm_optim_ngd;
 const ufm_optim_type *ufm_optim_lookup(const char *name);
 const char *ufm_optim_names(void);
 
@@ -44,6 +45,7 @@ double ufm_optim_step_bound(const ufm_optim *o, const ufm_grad_ws *ws);
 /* One update from the gradient in ws (all blocks from the same point):
  *   gd:       theta <- theta - lr grad
  *   momentum: v <- mu v + grad; theta <- theta - lr v   (PyTorch convention)
+ *   ngd:      theta <- theta - (lr / loss) grad          (loss at the same point)
  * b is left untouched when the model has no bias. */
 void ufm_optim_iterate(ufm_optim *o, ufm_model *m, const ufm_grad_ws *ws);
 

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "geometry.h"
+#include "metrics.h"
 #include "sweep.h"
 #include "ufmconf.h" /* autoconf: UFM_GNUPLOT */
 
@@ -87,6 +89,18 @@ static void gp_add(gpvars *v, const char *name, const char *value)
   free(q);
 }
 
+static void gp_addnum(gpvars *v, const char *name, double x);
+
+/* col_NAME = column number of every metric in metrics.tsv (iter is 1). */
+static void gp_addcols(gpvars *v)
+{
+  for (size_t k = 0; k < UFM_NMETRICS; k++) {
+    char name[64];
+    snprintf(name, sizeof name, "col_%s", ufm_metric_names[k]);
+    gp_addnum(v, name, (double)(k + 2));
+  }
+}
+
 static void gp_addnum(gpvars *v, const char *name, double x)
 {
   char num[64];
@@ -137,6 +151,34 @@ static int draw(const char *script_name, gpvars *v, const char *dir, const char 
   return st;
 }
 
+/* The class counts a run recorded in its summary.tsv; NULL if absent. */
+static size_t *run_counts(const char *dir, size_t *ret_C)
+{
+  char *path = ufm_path_join(dir, "summary.tsv");
+  FILE *fp = fopen(path, "r");
+  free(path);
+  if (!fp) return NULL;
+  char *line = NULL;
+  size_t cap = 0, *counts = NULL;
+  while (getline(&line, &cap, fp) != -1) {
+    if (strncmp(line, "counts\t", 7)) continue;
+    size_t n = 1;
+    for (char *c = line + 7; *c; c++) n += *c == ',';
+    counts = ufm_malloc(n * sizeof(size_t));
+    char *s = line + 7;
+    for (size_t k = 0; k < n; k++) {
+      counts[k] = (size_t)strtoull(s, &s, 10);
+      if (*s == ',') s++;
+    }
+    *ret_C = n;
+  }
+  free(line);
+  fclose(fp);
+  return counts;
+}
+
+/* The dashboard; and, when the run recorded its counts, the geometry figure
+ * (margins, distances to SELI, minority cosines) and the Gram matrices. */
 int ufm_plot_run(const char *dir, const char *title, char *errbuf)
 {
   gpvars v = {0};
@@ -144,15 +186,72 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   gp_add(&v, "title", title);
   int st = draw("dashboard.gp", &v, dir, "dashboard", errbuf);
   free(v.buf);
+  size_t C = 0, *counts = st == UFM_OK ? run_counts(dir, &C) : NULL;
+  if (counts && C >= 2) {
+    double nuc;
+    ufm_seli(C, counts, NULL, NULL, NULL, &nuc);
+    gpvars g = {0};
+    gp_add(&g, "dir", dir);
+    gp_add(&g, "title", title);
+    gp_addnum(&g, "nmargin_opt", 1.0 / nuc);
+    gp_addnum(&g, "C", (double)C);
+    gp_addcols(&g);
+    st = draw("geometry.gp", &g, dir, "geometry", errbuf);
+    free(g.buf);
+    char *grams = ufm_path_join(dir, "grams.tsv");
+    if (st == UFM_OK && access(grams, R_OK) == 0) {
+      gpvars h = {0};
+      gp_add(&h, "data", grams);
+      gp_add(&h, "title", title);
+      gp_addnum(&h, "C", (double)C);
+      st = draw("grams.gp", &h, dir, "grams", errbuf);
+      free(h.buf);
+    }
+    free(grams);
+  }
+  free(counts);
   return st;
 }
 
 /* ------------------------------------------------------------- sweep figures */
 
-/* The metrics drawn against the swept parameter, in sweep.gp's panel order. */
-static const char *const sweep_metrics[] = {"nc1",  "etf_W",  "etf_M",  "nc3", "nc4",
-                                            "loss", "norm_W", "norm_H", "acc"};
-#define NSWEEPM (sizeof sweep_metrics / sizeof sweep_metrics[0])
+/* The metrics drawn against the swept parameter, in sweep.gp's panel order:
+ * the balanced set, and the set for sweeps with imbalanced classes. */
+static const char *const sweep_metrics_bal[] = {"nc1",  "etf_W",  "etf_M",  "nc3", "nc4",
+                                                "loss", "norm_W", "norm_H", "acc"};
+static const char *const sweep_metrics_imb[] = {"mc_cos_W", "mc_dist_W", "seli_W", "seli_H", "etf_W",
+                                                "nc1",      "loss",      "norm_W", "acc"};
+#define NSWEEPM 9
+static const char *const sweep_titles_imb =
+    "minority classifiers: mean cosine|minority classifiers: mean ‖w_c - w_c'‖ / mean ‖w‖|classifier W: distance "
+    "to SELI|features H: distance to SELI|classifier W: distance to simplex ETF|NC1: "
+    "Tr(Σ_WΣ_B^+)/C|final training loss|‖W‖_F|training accuracy";
+static const char *const sweep_logy_imb = "0 1 1 1 1 1 1 1 0";
+
+/* Thresholds known in closed form for the first swept key, one per curve
+ * (THEORY.md sections 1 and 3), for the dashed marks of sweep.gp; NAN where
+ * none applies. Step imbalance, x = ratio R: minority collapse when
+ * sqrt(n/R) <= N s with s = sqrt(lambda_W lambda_H), N = K_A n + K_B n/R
+ * (counts unrounded); with y = R^{-1/2}: s n K_B y^2 - sqrt(n) y + s n K_A = 0,
+ * collapse for y below the smaller root. Balanced, x = lambda_W (lambda_H):
+ * the zero solution from C sqrt(n lambda_W lambda_H) = 1 on. */
+static double threshold_mark(const char *key, const ufm_config *cfg)
+{
+  double n = (double)cfg->n, s = sqrt(cfg->lambda_W * cfg->lambda_H), C = (double)cfg->classes;
+  if (!strcmp(key, "ratio") && cfg->imbalance == UFM_IMB_STEP && cfg->ncounts == 0 && s > 0) {
+    double KA = (double)cfg->majority, KB = C - KA;
+    double disc = n - 4 * s * s * n * n * KA * KB;
+    if (disc < 0 || KB <= 0) return NAN;
+    double y = (sqrt(n) - sqrt(disc)) / (2 * s * n * KB);
+    return y > 0 ? 1.0 / (y * y) : NAN;
+  }
+  int balanced = cfg->imbalance == UFM_IMB_NONE && cfg->ncounts == 0;
+  if (balanced && !strcmp(key, "lambda_W") && cfg->lambda_H > 0)
+    return 1.0 / (C * C * n * cfg->lambda_H);
+  if (balanced && !strcmp(key, "lambda_H") && cfg->lambda_W > 0)
+    return 1.0 / (C * C * n * cfg->lambda_W);
+  return NAN;
+}
 static const char *const heat_metrics[] = {"etf_W", "nc1", "etf_M", "nc3"};
 #define NHEATM (sizeof heat_metrics / sizeof heat_metrics[0])
 
@@ -253,6 +352,28 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
 
   /* sweep-plot.tsv: one block per group (two blank lines between blocks):
    * x, then mean and std of each metric */
+  /* imbalanced sweeps draw the minority / SELI panels */
+  const char *const *sweep_metrics = sweep_metrics_bal;
+  int imbalanced = 0;
+  char marks[4096] = "";
+  size_t stride = sw->seeds;
+  for (size_t a = 1; a < sw->naxes; a++) stride *= sw->axes[a].n;
+  for (size_t g = 0; g < ngroups; g++) {
+    ufm_config *cfg;
+    if (ufm_sweep_point_config(sw, g * sw->seeds, &cfg, NULL) != UFM_OK) continue;
+    for (size_t c = 1; c < cfg->classes; c++) imbalanced |= cfg->counts[c] != cfg->counts[0];
+    double x = threshold_mark(ax->key, cfg);
+    size_t len = strlen(marks);
+    snprintf(marks + len, sizeof marks - len, "%s%.17g", g ? " " : "", x);
+    ufm_config_free(cfg);
+    /* an imbalanced point anywhere on the grid counts */
+    for (size_t i = 1; i < ax->n && !imbalanced; i++)
+      if (ufm_sweep_point_config(sw, i * stride + g * sw->seeds, &cfg, NULL) == UFM_OK) {
+        for (size_t c = 1; c < cfg->classes; c++) imbalanced |= cfg->counts[c] != cfg->counts[0];
+        ufm_config_free(cfg);
+      }
+  }
+  if (imbalanced) sweep_metrics = sweep_metrics_imb;
   double lo, hi;
   int numx = all_numeric(ax->vals, ax->n, &lo, &hi);
   int logx = numx && lo > 0 && (ax->geometric || hi / lo >= 100);
@@ -306,8 +427,54 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
     gp_addnum(&v, "ngroups", (double)ngroups);
     gp_add(&v, "gtitles", gtitles);
     gp_addnum(&v, "nseeds", (double)sw->seeds);
+    if (numx) gp_add(&v, "vmarks", marks);
+    if (imbalanced) {
+      char *mlist = join((char *const *)sweep_metrics, NSWEEPM, " ");
+      gp_add(&v, "metrics", mlist);
+      gp_add(&v, "titles", sweep_titles_imb);
+      gp_add(&v, "logy", sweep_logy_imb);
+      free(mlist);
+    }
     st = draw("sweep.gp", &v, dir, "sweep", errbuf);
     free(v.buf);
+  }
+  /* the runs' metrics against iteration, one curve per point, for small sweeps */
+  if (st == UFM_OK && sw->npoints <= 12) {
+    char **dirs = ufm_calloc(sw->npoints, sizeof(char *)), **names = ufm_calloc(sw->npoints, sizeof(char *));
+    size_t *idx = ufm_calloc(sw->naxes + 1, sizeof(size_t)), rep;
+    for (size_t k = 0; k < sw->npoints; k++) {
+      char name[32], label[512] = "";
+      snprintf(name, sizeof name, "p%04zu", k);
+      dirs[k] = strdup(name);
+      ufm_sweep_point_coords(sw, k, idx, &rep);
+      for (size_t a = 0; a < sw->naxes; a++) {
+        size_t len = strlen(label);
+        snprintf(label + len, sizeof label - len, "%s%s=%s", a ? "," : "", sw->axes[a].key, sw->axes[a].vals[idx[a]]);
+      }
+      if (sw->seeds > 1) {
+        size_t len = strlen(label);
+        snprintf(label + len, sizeof label - len, "%sseed+%zu", sw->naxes ? "," : "", rep);
+      }
+      names[k] = strdup(label);
+    }
+    char *dl = join(dirs, sw->npoints, " "), *nl = join(names, sw->npoints, " ");
+    gpvars v = {0};
+    gp_add(&v, "dir", dir);
+    gp_add(&v, "title", sw->name);
+    gp_add(&v, "points", dl);
+    gp_add(&v, "labels", nl);
+    gp_addcols(&v);
+    st = draw("dynamics.gp", &v, dir, "dynamics", errbuf);
+    free(v.buf);
+    free(dl);
+    free(nl);
+    for (size_t k = 0; k < sw->npoints; k++) {
+      free(dirs[k]);
+      free(names[k]);
+    }
+    free(dirs);
+    free(names);
+    free(idx);
   }
   /* a heat map over the first two axes when there are exactly two */
   if (st == UFM_OK && sw->naxes == 2) {

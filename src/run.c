@@ -5,6 +5,7 @@
  */
 #include "run.h"
 #include "common.h"
+#include "constraint.h"
 #include "fileio.h"
 #include "grad.h"
 #include "metrics.h"
@@ -20,6 +21,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Normalised GD stops here (status converged, with a message). */
+#define UFM_LOSS_FLOOR 1e-290
 
 /* -------------------------------------------------------------- 1. state files */
 
@@ -195,6 +199,56 @@ static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_re
   return ufm_afile_commit(&af, errbuf);
 }
 
+/* The final state's per-class norms (perclass.tsv) and its normalised Gram
+ * matrices beside their SELI/ETF references (grams.tsv: six C x C blocks,
+ * two blank lines apart, for gnuplot's `index`). */
+static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const char *dir,
+                          char *errbuf)
+{
+  const size_t C = m->C;
+  double *wn = ufm_malloc(C * sizeof(double)), *mn = ufm_malloc(C * sizeof(double));
+  ufm_metrics_class_norms(mw, wn, mn);
+  char *path = ufm_path_join(dir, "perclass.tsv");
+  ufm_afile af;
+  int st = ufm_afile_open(&af, path, errbuf);
+  free(path);
+  if (st == UFM_OK) {
+    fputs("class\tn\tw_norm\tmean_norm\tb\n", af.fp);
+    for (size_t c = 0; c < C; c++)
+      fprintf(af.fp, "%zu\t%zu\t%.17g\t%.17g\t%.17g\n", c, m->counts[c], wn[c], mn[c],
+              gsl_vector_get(m->b, c));
+    st = ufm_afile_commit(&af, errbuf);
+  }
+  free(wn);
+  free(mn);
+  if (st != UFM_OK) return st;
+  gsl_matrix *G[6];
+  for (int k = 0; k < 6; k++) G[k] = gsl_matrix_alloc(C, C);
+  ufm_metrics_grams(mw, m, G[0], G[1], G[2], G[3], G[4], G[5]);
+  const char *names[6] = {"W W^T", "M^T M", "W M", "SELI W W^T", "SELI M^T M", "SELI W M"};
+  path = ufm_path_join(dir, "grams.tsv");
+  st = ufm_afile_open(&af, path, errbuf);
+  free(path);
+  if (st == UFM_OK) {
+    for (int k = 0; k < 6; k++) {
+      fprintf(af.fp, "%s# %s, divided by its Frobenius norm\n", k ? "\n\n" : "", names[k]);
+      for (size_t a = 0; a < C; a++)
+        for (size_t b = 0; b < C; b++)
+          fprintf(af.fp, "%.10g%c", gsl_matrix_get(G[k], a, b), b + 1 < C ? '\t' : '\n');
+    }
+    st = ufm_afile_commit(&af, errbuf);
+  }
+  for (int k = 0; k < 6; k++) gsl_matrix_free(G[k]);
+  return st;
+}
+
+/* The layer-peeled model: project onto the norm constraints after each step. */
+static void apply_constraints(const ufm_config *cfg, ufm_model *m)
+{
+  if (cfg->constraint_W > 0) ufm_project_W(m, cfg->constraint_W);
+  if (cfg->constraint_H > 0) ufm_project_H(m, cfg->constraint_H);
+}
+
 /* -------------------------------------------------------------------- 4. the run */
 
 /* An existing directory holding a run is only replaced with --force. */
@@ -229,8 +283,10 @@ static int write_config(const ufm_config *cfg, const char *dir, char *errbuf)
 /* Remove the outputs of an earlier run that this one will not rewrite. */
 static void clear_old_outputs(const char *dir)
 {
-  const char *names[] = {"metrics.tsv", "summary.tsv", "W.npy", "H.npy", "b.npy", "labels.npy",
-                         "dashboard.png", "dashboard.pdf"};
+  const char *names[] = {"metrics.tsv", "summary.tsv", "W.npy",        "H.npy",
+                         "b.npy",       "labels.npy",  "perclass.tsv", "grams.tsv",
+                         "dashboard.png", "dashboard.pdf", "geometry.png", "geometry.pdf",
+                         "grams.png",   "grams.pdf"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     char *p = ufm_path_join(dir, names[k]);
     unlink(p);
@@ -258,6 +314,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   }
 
   ufm_problem pb = {cfg->loss, cfg->lambda_W, cfg->lambda_H, cfg->lambda_b};
+  apply_constraints(cfg, m); /* projected GD starts from a feasible point */
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
   ufm_optim *opt = ufm_optim_alloc(cfg->optimizer, m->C, m->p, m->N, cfg->lr, cfg->momentum);
@@ -273,6 +330,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   mtable tab = {0};
   double vals[UFM_NMETRICS];
   int have_vals = 0;
+  unsigned long vals_at = 0;
   char msg[512] = "";
   const char *status = "finished";
   unsigned long t = 0;
@@ -291,10 +349,18 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
       break;
     }
     int conv = cfg->tol > 0 && sqrt(ws->gnorm2) <= cfg->tol;
+    /* normalised GD drives the loss to the bottom of float64 in a few
+     * thousand steps; below ~1e-290 its step lr/loss would overflow */
+    int floor = cfg->optimizer == &ufm_optim_ngd && ws->loss < UFM_LOSS_FLOOR;
+    if (floor)
+      snprintf(msg, sizeof msg, "ngd: the loss reached %.3g at iteration %lu, the floor of double "
+               "precision (%g); stopped there", ws->loss, t, UFM_LOSS_FLOOR);
+    conv = conv || floor;
     int last = t == cfg->iterations || conv;
     if ((next < nlog && its[next] == t) || last) {
       ufm_metrics_eval(&pb, m, ws, mw, vals);
       have_vals = 1;
+      vals_at = t;
       mtable_add(&tab, t, vals);
       while (next < nlog && its[next] <= t) next++;
       /* metrics.tsv is rewritten whole at most once a second (and at the
@@ -310,12 +376,14 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     if (!(ws->thetamax + ufm_optim_step_bound(opt, ws) < 1e300)) {
       status = "diverged";
       snprintf(msg, sizeof msg,
-               "the next step would overflow at iteration %lu; the state saved is the last finite "
-               "one (iteration %lu); try a smaller lr (now %g)",
-               t, t, cfg->lr);
+               "the next step would overflow at iteration %lu (largest entry %.3g, step bound "
+               "%.3g); the state saved is the last finite one (iteration %lu); try a smaller lr "
+               "(now %g)",
+               t, ws->thetamax, ufm_optim_step_bound(opt, ws), t, cfg->lr);
       break;
     }
     ufm_optim_iterate(opt, m, ws);
+    apply_constraints(cfg, m);
     ufm_progress_update(&pg, t + 1, ws->loss);
   }
   double secs = ufm_clock() - t0;
@@ -326,6 +394,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
                      msg[0] ? msg : NULL};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
     if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
+    if (st == UFM_OK && have_vals && vals_at == t) st = write_geometry(m, mw, cfg->out, errbuf);
   }
   if (st == UFM_OK && !opts->noplot && tab.rows > 0) {
     char perr[UFM_ERRBUF];

@@ -127,12 +127,44 @@ def metrics(d):
         "norm_b": np.linalg.norm(b), "margin": margin, "nmargin": margin / (0.5 * (nW2 + nH2)),
         "grad_norm": np.sqrt(np.sum(gW ** 2) + np.sum(gH ** 2) + np.sum(gb ** 2)),
     }
+    # imbalance columns, with the N x N matrices formed plainly
+    counts = np.bincount(y, minlength=C)
+    sizes = sorted(set(counts.tolist()))
+    minority = [c for c in range(C) if len(sizes) == 2 and counts[c] == sizes[0]]
+
+    def mc_cos(G):
+        if len(minority) < 2:
+            return float("nan")
+        nrm = np.sqrt(np.diag(G))
+        return np.mean([G[a, b] / (nrm[a] * nrm[b]) for a in minority for b in minority if a != b])
+
+    def ndist(A, B):
+        return np.linalg.norm(A / np.linalg.norm(A) - B / np.linalg.norm(B))
+
+    Y = np.zeros((C, N))
+    Y[y, np.arange(N)] = 1
+    Zhat = Y - 1.0 / C
+    U, L, Vt = np.linalg.svd(Zhat, full_matrices=False)
+    L[L < C * np.finfo(float).eps * L[0]] = 0
+    ref["mc_cos_W"] = mc_cos(W @ W.T)
+    ref["mc_cos_M"] = mc_cos(M.T @ M)
+    if len(minority) >= 2:
+        nw = np.linalg.norm(W, axis=1)
+        ref["mc_dist_W"] = np.mean([np.linalg.norm(W[a] - W[b]) for a in minority for b in minority
+                                    if a != b]) / nw.mean()
+    else:
+        ref["mc_dist_W"] = float("nan")
+    ref["seli_W"] = ndist(W @ W.T, U @ np.diag(L) @ U.T)
+    ref["seli_H"] = ndist(H.T @ H, Vt.T @ np.diag(L) @ Vt)
+    ref["seli_Z"] = ndist(Z, Zhat)
     got = dict(line.rstrip("\n").split("\t", 1) for line in open(f"{d}/summary.tsv"))
     ok = True
     for k, v in ref.items():
         g = float(got[k])
-        # absolute floor: values at rounding level (a collapsed state's 1e-30) differ in their noise
-        good = abs(g - v) <= 1e-8 * abs(v) + 1e-12
+        # absolute floor: values at rounding level (a collapsed state's 1e-30) differ in their noise;
+        # seli_H and seli_Z are computed as sqrt(2 - 2 cos): about 1e-8 absolute
+        tol = 2e-8 if k in ("seli_H", "seli_Z", "mc_dist_W") else 1e-12
+        good = (np.isnan(g) and np.isnan(v)) or abs(g - v) <= 1e-8 * abs(v) + tol
         ok &= good
         if not good:
             print(f"metrics {d}: {k} = {g!r}, reference {v!r}  MISMATCH")

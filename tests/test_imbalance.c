@@ -1,0 +1,226 @@
+/* test_imbalance.c -- imbalanced classes: the SELI reference, the imbalance metrics on an
+ * exact SELI state, the minority-collapse threshold on both sides, the layer-peeled
+ * projections, and normalised GD. */
+#include "testutil.h"
+
+#include "common.h"
+#include "constraint.h"
+#include "geometry.h"
+#include "grad.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_eigen.h>
+
+/* Balanced counts: SELI is the simplex ETF, W W^T = sqrt(n) P, the mean Gram
+ * P / sqrt(n), ||Zhat||_* = (C-1) sqrt(n). */
+static void test_seli_balanced_is_etf(void **s)
+{
+  (void)s;
+  const size_t C = 6, n = 7, counts[6] = {7, 7, 7, 7, 7, 7};
+  gsl_matrix *WW = gsl_matrix_alloc(C, C), *K = gsl_matrix_alloc(C, C);
+  gsl_vector *sv = gsl_vector_alloc(C);
+  double nuc;
+  assert_int_equal(ufm_seli(C, counts, sv, WW, K, &nuc), 0);
+  assert_close(nuc, (C - 1) * sqrt((double)n), 1e-13, 0);
+  for (size_t a = 0; a < C; a++)
+    for (size_t b = 0; b < C; b++) {
+      double P = (a == b) - 1.0 / (double)C;
+      assert_close(gsl_matrix_get(WW, a, b), sqrt((double)n) * P, 1e-12, 1e-14);
+      assert_close(gsl_matrix_get(K, a, b), P / sqrt((double)n), 1e-12, 1e-14);
+    }
+  assert_close(gsl_vector_get(sv, C - 1), 0.0, 0, 0);
+  gsl_matrix_free(WW);
+  gsl_matrix_free(K);
+  gsl_vector_free(sv);
+}
+
+/* Counts (2,1,1) by hand: P D P = (1/9)[[10,-5,-5],[-5,7,-2],[-5,-2,7]] with
+ * eigenpairs 5/3 on (2,-1,-1)/sqrt6 and 1 on (0,1,-1)/sqrt2: singular values
+ * sqrt(5/3), 1; W W^T = u1 u1^T + sqrt(5/3) u2 u2^T. */
+static void test_seli_hand_case(void **s)
+{
+  (void)s;
+  const size_t counts[3] = {2, 1, 1};
+  gsl_matrix *WW = gsl_matrix_alloc(3, 3), *K = gsl_matrix_alloc(3, 3);
+  gsl_vector *sv = gsl_vector_alloc(3);
+  double nuc;
+  ufm_seli(3, counts, sv, WW, K, &nuc);
+  const double r = sqrt(5.0 / 3.0);
+  assert_close(gsl_vector_get(sv, 0), r, 1e-14, 0);
+  assert_close(gsl_vector_get(sv, 1), 1.0, 1e-14, 0);
+  assert_close(nuc, 1.0 + r, 1e-14, 0);
+  const double u1[3] = {0, M_SQRT1_2, -M_SQRT1_2}, u2[3] = {2 / sqrt(6.0), -1 / sqrt(6.0), -1 / sqrt(6.0)};
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 3; b++) {
+      assert_close(gsl_matrix_get(WW, a, b), u1[a] * u1[b] + r * u2[a] * u2[b], 1e-13, 1e-15);
+      assert_close(gsl_matrix_get(K, a, b), u1[a] * u1[b] + u2[a] * u2[b] / r, 1e-13, 1e-15);
+    }
+  gsl_matrix_free(WW);
+  gsl_matrix_free(K);
+  gsl_vector_free(sv);
+}
+
+/* An exact SELI state: W = U L^{1/2} Q^T, h_i = Q L^{-1/2} U^T zhat_{y_i}, so
+ * W W^T = U L U^T, H^T H = V L V^T and W H = Zhat: seli_W, seli_H and seli_Z
+ * vanish (to their ~1e-8 resolution for H and Z), the nmargin is 1/||Zhat||_*. */
+static void test_metrics_on_seli_state(void **s)
+{
+  (void)s;
+  const size_t C = 4, p = 6, counts[4] = {9, 9, 2, 2};
+  ufm_model *m = ufm_model_alloc(C, p, counts, 0);
+  gsl_matrix *WW = gsl_matrix_alloc(C, C), *U = gsl_matrix_alloc(C, C), *Ws = gsl_matrix_alloc(C, C);
+  gsl_vector *ev = gsl_vector_alloc(C);
+  ufm_seli(C, counts, NULL, WW, NULL, NULL);
+  /* U L U^T's eigenvectors: U, eigenvalues L */
+  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(C);
+  gsl_matrix_memcpy(Ws, WW);
+  gsl_eigen_symmv(Ws, ev, U, w);
+  gsl_eigen_symmv_free(w);
+  for (size_t c = 0; c < C; c++)
+    for (size_t k = 0; k < C; k++) {
+      double l = gsl_vector_get(ev, k);
+      gsl_matrix_set(m->W, c, k, l > 1e-12 ? gsl_matrix_get(U, c, k) * sqrt(l) : 0.0);
+    }
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < C; k++) {
+      double l = gsl_vector_get(ev, k), v = 0.0;
+      if (l <= 1e-12) continue;
+      for (size_t c = 0; c < C; c++)
+        v += gsl_matrix_get(U, c, k) * (((int32_t)c == m->labels[i]) - 1.0 / (double)C);
+      gsl_matrix_set(m->H, k, i, v / sqrt(l));
+    }
+  ufm_problem pb = {&ufm_loss_ce, 0, 0, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(C, p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(C, p, m->N);
+  double out[UFM_NMETRICS], nuc;
+  ufm_grad_eval(&pb, m, ws);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  ufm_seli(C, counts, NULL, NULL, NULL, &nuc);
+  printf("# SELI state: seli_W %.2e seli_H %.2e seli_Z %.2e etf_W %.3f\n", out[UFM_M_SELI_W],
+         out[UFM_M_SELI_H], out[UFM_M_SELI_Z], out[UFM_M_ETF_W]);
+  assert_true(out[UFM_M_SELI_W] < 1e-13);
+  assert_true(out[UFM_M_SELI_H] < 3e-8);
+  assert_true(out[UFM_M_SELI_Z] < 3e-8);
+  assert_true(out[UFM_M_ETF_W] > 0.1); /* imbalanced: SELI is not the ETF */
+  /* W H = Zhat: margin 1 for every sample; nmargin = 1 / ||Zhat||_* */
+  assert_close(out[UFM_M_MARGIN], 1.0, 1e-12, 0);
+  assert_close(out[UFM_M_NMARGIN], 1.0 / nuc, 1e-12, 0);
+  /* two minority classes of the same size: their classifiers' cosine */
+  double c23 = gsl_matrix_get(WW, 2, 3) / sqrt(gsl_matrix_get(WW, 2, 2) * gsl_matrix_get(WW, 3, 3));
+  assert_close(out[UFM_M_MC_COS_W], c23, 1e-12, 1e-14);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  gsl_matrix_free(WW);
+  gsl_matrix_free(U);
+  gsl_matrix_free(Ws);
+  gsl_vector_free(ev);
+  ufm_model_free(m);
+}
+
+/* Minority collapse on each side of sqrt(n_B) = N sqrt(lambda_W lambda_H):
+ * C = 4, two majority classes of 100, two minority of 4 (N = 208), so the
+ * threshold is sqrt(lambda_W lambda_H) = 2/208; runs at 0.7 and 1.4 times it. */
+static double run_mc(double lambda_W)
+{
+  const size_t counts[4] = {100, 100, 4, 4};
+  ufm_model *m = ufm_model_alloc(4, 8, counts, 1);
+  ufm_model_init_random(m, 11, 0.1);
+  ufm_problem pb = {&ufm_loss_ce, lambda_W, 0.01, 0.01};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(4, 8, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(4, 8, m->N);
+  ufm_optim *o = ufm_optim_alloc(&ufm_optim_momentum, 4, 8, m->N, 1.0, 0.9);
+  for (int t = 0; t < 6000; t++) {
+    ufm_grad_eval(&pb, m, ws);
+    ufm_optim_iterate(o, m, ws);
+  }
+  double out[UFM_NMETRICS];
+  ufm_grad_eval(&pb, m, ws);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  printf("# lambda_W %.4g: mc_dist_W %.3g, mc_cos_W %.6f, grad %.2e\n", lambda_W,
+         out[UFM_M_MC_DIST_W], out[UFM_M_MC_COS_W], out[UFM_M_GRAD_NORM]);
+  assert_true(out[UFM_M_GRAD_NORM] < 1e-9);
+  ufm_optim_free(o);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+  return out[UFM_M_MC_DIST_W];
+}
+
+static void test_minority_collapse_threshold(void **s)
+{
+  (void)s;
+  const double sstar = 2.0 / 208.0, lH = 0.01;
+  double below = run_mc(pow(0.7 * sstar, 2) / lH), above = run_mc(pow(1.4 * sstar, 2) / lH);
+  assert_true(below > 1e-2); /* distinct minority classifiers */
+  assert_true(above < 1e-6); /* identical */
+}
+
+/* The projections: feasible points stay; infeasible ones land on the
+ * boundary in the KKT form x_i = h_i / (1 + nu a_{y_i}). */
+static void test_projections(void **s)
+{
+  (void)s;
+  const size_t counts[3] = {5, 2, 3};
+  ufm_model *m = ufm_model_alloc(3, 4, counts, 0);
+  ufm_model_init_random(m, 5, 1.7);
+  double before = ufm_constraint_H_value(m);
+  ufm_model *h0 = ufm_model_alloc(3, 4, counts, 0);
+  gsl_matrix_memcpy(h0->H, m->H);
+  assert_close(ufm_project_H(m, 2.0 * before), 0.0, 0, 0); /* feasible: unchanged */
+  assert_memory_equal(m->H->data, h0->H->data, 4 * 10 * sizeof(double));
+  double E = 0.2385 * before;
+  double nu = ufm_project_H(m, E);
+  assert_true(nu > 0);
+  assert_close(ufm_constraint_H_value(m), E, 1e-12, 0);
+  for (size_t c = 0; c < 3; c++) {
+    double a = 1.0 / (3.0 * (double)counts[c]);
+    for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++)
+      for (size_t k = 0; k < 4; k++)
+        assert_close(gsl_matrix_get(m->H, k, i), gsl_matrix_get(h0->H, k, i) / (1 + nu * a), 1e-12, 1e-15);
+  }
+  double w2 = 0;
+  for (size_t k = 0; k < 12; k++) w2 += m->W->data[k] * m->W->data[k];
+  ufm_project_W(m, 0.5 * w2 / 3.0);
+  double w2b = 0;
+  for (size_t k = 0; k < 12; k++) w2b += m->W->data[k] * m->W->data[k];
+  assert_close(w2b / 3.0, 0.5 * w2 / 3.0, 1e-13, 0);
+  ufm_model_free(m);
+  ufm_model_free(h0);
+}
+
+/* Normalised GD: one step is theta - (lr / loss) grad. */
+static void test_ngd_step(void **s)
+{
+  (void)s;
+  const size_t counts[3] = {3, 3, 3};
+  ufm_model *m = ufm_model_alloc(3, 4, counts, 0), *m0 = ufm_model_alloc(3, 4, counts, 0);
+  ufm_model_init_random(m, 9, 1.0);
+  ufm_model_init_random(m0, 9, 1.0);
+  ufm_problem pb = {&ufm_loss_ce, 0, 0, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(3, 4, 9);
+  ufm_optim *o = ufm_optim_alloc(&ufm_optim_ngd, 3, 4, 9, 0.37, 0);
+  ufm_grad_eval(&pb, m, ws);
+  ufm_optim_iterate(o, m, ws);
+  double lr = 0.37 / ws->loss;
+  for (size_t k = 0; k < 12; k++) assert_true(m->W->data[k] == m0->W->data[k] - lr * ws->gW->data[k]);
+  for (size_t k = 0; k < 36; k++) assert_true(m->H->data[k] == m0->H->data[k] - lr * ws->gH->data[k]);
+  ufm_optim_free(o);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+  ufm_model_free(m0);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_seli_balanced_is_etf), cmocka_unit_test(test_seli_hand_case),
+      cmocka_unit_test(test_metrics_on_seli_state), cmocka_unit_test(test_minority_collapse_threshold),
+      cmocka_unit_test(test_projections),           cmocka_unit_test(test_ngd_step),
+  };
+  return cmocka_run_group_tests_name("imbalance", tests, NULL, NULL);
+}
