@@ -8,6 +8,7 @@
 #include "geometry.h"
 #include "plot.h"
 #include "run.h"
+#include "theory.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -68,6 +69,45 @@ static int is_override(const char *a)
   return known || access(a, F_OK) != 0;
 }
 
+/* The experiment of a subcommand's arguments argv[optind..]: at most one
+ * experiment FILE, then the key=value overrides (which win over it), then
+ * the cross-key checks -- shared by run and theory, so both read and
+ * validate an experiment the same way. Returns an exit code (0: *ret_cfg
+ * holds the finished configuration; else the error has been reported). */
+static int load_config(const char *cmd, int argc, char **argv, ufm_config **ret_cfg)
+{
+  char err[UFM_ERRBUF];
+  ufm_config *cfg = ufm_config_new();
+  int st = UFM_OK, nfile = 0;
+  *ret_cfg = NULL;
+  for (int k = optind; k < argc && st == UFM_OK; k++) {
+    const char *a = argv[k];
+    if (is_override(a)) continue;
+    if (nfile++) {
+      ufm_config_free(cfg);
+      return usage_error(cmd, "more than one experiment file ('%s')", a);
+    }
+    st = ufm_config_read_file(cfg, a, err);
+  }
+  for (int k = optind; k < argc && st == UFM_OK; k++) {
+    const char *a = argv[k], *eq = strchr(a, '=');
+    if (!is_override(a)) continue;
+    char *key = strndup(a, (size_t)(eq - a));
+    char where[64];
+    snprintf(where, sizeof where, "command line (argument %d)", k);
+    st = ufm_config_set(cfg, key, eq + 1, where, err);
+    free(key);
+  }
+  if (st == UFM_OK) st = ufm_config_finish(cfg, err);
+  if (st != UFM_OK) {
+    fprintf(stderr, "ufm: %s\n", err);
+    ufm_config_free(cfg);
+    return exit_code(st);
+  }
+  *ret_cfg = cfg;
+  return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
   static const struct option lo[] = {{"quiet", no_argument, 0, 'q'},
@@ -93,30 +133,61 @@ static int cmd_run(int argc, char **argv)
   }
   if (nthreads) ufm_set_threads(nthreads);
 
+  ufm_config *cfg;
+  int rc = load_config("run", argc, argv, &cfg);
+  if (rc) return rc;
   char err[UFM_ERRBUF];
-  ufm_config *cfg = ufm_config_new();
-  int st = UFM_OK, nfile = 0;
-  for (int k = optind; k < argc && st == UFM_OK; k++) {
-    const char *a = argv[k];
-    if (is_override(a)) continue;
-    if (nfile++) {
-      ufm_config_free(cfg);
-      return usage_error("run", "more than one experiment file ('%s')", a);
-    }
-    st = ufm_config_read_file(cfg, a, err);
-  }
-  for (int k = optind; k < argc && st == UFM_OK; k++) {
-    const char *a = argv[k], *eq = strchr(a, '=');
-    if (!is_override(a)) continue;
-    char *key = strndup(a, (size_t)(eq - a));
-    char where[64];
-    snprintf(where, sizeof where, "command line (argument %d)", k);
-    st = ufm_config_set(cfg, key, eq + 1, where, err);
-    free(key);
-  }
-  if (st == UFM_OK) st = ufm_config_finish(cfg, err);
-  if (st == UFM_OK) st = ufm_run(cfg, &opts, err);
+  int st = ufm_run(cfg, &opts, err);
   if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
+  ufm_config_free(cfg);
+  return exit_code(st);
+}
+
+/* --------------------------------------------------------------------- theory */
+
+static void theory_help(void)
+{
+  printf("Usage: ufm theory [FILE] [key=value ...] [--out DIR]\n\n"
+         "Print the closed-form predictions (THEORY.md) for the experiment in FILE\n"
+         "with overrides -- the same keys and checks as 'ufm run' -- as\n"
+         "name<TAB>value lines: regime (trivial, etf, orthogonal, soft-threshold,\n"
+         "svm, interpolation or unknown), loss, objective, norm_W, norm_H, norm_b,\n"
+         "margin, nmargin, logit_true, logit_other, logit_gap, w_norm_c, b_c,\n"
+         "svm_value, mc_threshold, mc_lambda, minority_collapse, gap_rate, and\n"
+         "source and note lines. Settings without a known closed form print\n"
+         "'regime<TAB>unknown' and a note saying why.\n\n"
+         "Options:\n"
+         "  -o, --out DIR   also write DIR/theory.tsv and the C x C matrices\n"
+         "                  WWt.tsv, gram_mu.tsv, gram_M.tsv, logits.tsv\n"
+         "  -h, --help      this text\n");
+}
+
+static int cmd_theory(int argc, char **argv)
+{
+  static const struct option lo[] = {{"out", required_argument, 0, 'o'},
+                                     {"help", no_argument, 0, 'h'},
+                                     {0, 0, 0, 0}};
+  const char *outdir = NULL;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
+    switch (c) {
+    case 'o': outdir = optarg; break;
+    case 'h': theory_help(); return 0;
+    default: return usage_error("theory", "%s", "bad option");
+    }
+  }
+  ufm_config *cfg;
+  int rc = load_config("theory", argc, argv, &cfg);
+  if (rc) return rc;
+  ufm_theory *th = ufm_theory_for_config(cfg);
+  ufm_theory_print(th, stdout);
+  if (strcmp(th->regime, "unknown") == 0)
+    fprintf(stderr, "ufm theory: no closed form for the minimiser of this setting (see the note lines)\n");
+  char err[UFM_ERRBUF];
+  int st = outdir ? ufm_theory_write_dir(th, outdir, err) : UFM_OK;
+  if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
+  ufm_theory_free(th);
   ufm_config_free(cfg);
   return exit_code(st);
 }
@@ -198,6 +269,7 @@ static const command commands[] = {
     {"run", "run an experiment into a run directory, with its figures", cmd_run},
     {"plot", "(re)draw the figures of a run directory", cmd_plot},
     {"etf", "print a simplex equiangular tight frame", cmd_etf},
+    {"theory", "print the closed-form predictions for an experiment", cmd_theory},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -72,7 +72,7 @@ check "--threads 1 --version exits 0" is_rc 0
 check "--threads 1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
 run "$UFM" --threads=1 --version
 check "--threads=1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
-for c in "" run plot etf; do
+for c in "" run plot etf theory; do
   # shellcheck disable=SC2086
   run "$UFM" $c --help
   check "ufm $c --help exits 0 with text on stdout" sh -c "[ $rc -eq 0 ] && [ -s '$T/out' ]"
@@ -238,6 +238,48 @@ run "$UFM" etf 1
 check "etf 1 exits 2" is_rc 2
 run "$UFM" etf abc
 check "etf abc exits 2" is_rc 2
+
+# ---------------------------------------------------------------------- theory
+echo "# theory"
+run "$UFM" theory classes=4 dim=8 n=5 lambda_W=4.1e-3 lambda_H=2.385e-3 bias=false
+check "theory exits 0" is_rc 0
+check "theory: first line regime<TAB>etf" sh -c "head -n 1 '$T/out' | grep -qx 'regime${tab}etf'"
+check "theory: every line is name<TAB>value" awk -F '\t' 'NF != 2 || $1 == "" || $2 == "" { exit 1 }' "$T/out"
+for k in loss objective norm_W norm_H norm_b margin nmargin logit_true logit_other w_norm_3 svm_value gap_rate; do
+  check "theory prints $k" grep -q "^$k${tab}" "$T/out"
+done
+# shellcheck disable=SC2016
+check "theory: norm_W = sqrt(C rho), rho = ((C-1)/C) s ln((1-(C-1)r)/r) (awk, 1e-12)" awk -F '\t' '
+  $1 == "norm_W" { w = $2 }
+  END { r = sqrt(5 * 4.1e-3 * 2.385e-3); s = sqrt(5 * 2.385e-3 / 4.1e-3)
+        rho = 0.75 * s * log((1 - 3 * r) / r); d = w - sqrt(4 * rho); if (d < 0) d = -d
+        exit !(w > 0 && d <= 1e-12 * w) }' "$T/out"
+run "$UFM" theory --out "$T/th" classes=3 dim=4 n=4 loss=mse
+check "theory --out DIR exits 0" is_rc 0
+for f in theory.tsv WWt.tsv gram_mu.tsv gram_M.tsv logits.tsv; do
+  check "theory --out wrote $f" test -s "$T/th/$f"
+done
+check "theory --out: WWt.tsv is 3 x 3" awk -F '\t' 'NF != 3 { exit 1 } END { exit NR != 3 }' "$T/th/WWt.tsv"
+check "theory --out: theory.tsv is what was printed" cmp -s "$T/out" "$T/th/theory.tsv"
+run "$UFM" theory classes=4 dim=8 counts=9,6,4,2 lambda_W=4.1e-3 lambda_H=2.385e-3
+check "theory of an imbalanced CE setting exits 0" is_rc 0
+check "... says regime unknown" grep -qx "regime${tab}unknown" "$T/out"
+check "... with a note line" grep -q "^note${tab}." "$T/out"
+check "... and a comment on stderr" grep -q 'no closed form' "$T/err"
+run "$UFM" theory classes=4 dim=8 n=12 imbalance=step ratio=4 lambda_W=0.08 lambda_H=0.05
+check "theory of a step-imbalanced setting prints the minority-collapse threshold" \
+  sh -c "grep -q '^mc_threshold${tab}0.0577350269189625' '$T/out' && grep -qx 'minority_collapse${tab}yes' '$T/out'"
+run "$UFM" theory widht=3
+check "theory with an unknown key exits 2" is_rc 2
+check "... naming it as run does" grep -q 'command line (argument [0-9]*): widht: unknown key' "$T/err"
+printf 'classes = 4\nlr = 0\n' >"$T/bad/theory-lr.ini"
+run "$UFM" theory "$T/bad/theory-lr.ini"
+check "theory of a bad experiment file exits 2 with FILE:LINE: key:" \
+  sh -c "[ $rc -eq 2 ] && grep -qF '$T/bad/theory-lr.ini:2: lr: ' '$T/err'"
+run "$UFM" theory "$T/bad/theory-lr.ini" "$T/bad/theory-lr.ini"
+check "theory with two experiment files exits 2" is_rc 2
+run "$UFM" theory --frobnicate
+check "theory with an unknown option exits 2" is_rc 2
 
 # ------------------------------------------------------------------- init_from
 echo "# init_from"
