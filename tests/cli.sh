@@ -281,6 +281,32 @@ check "theory with two experiment files exits 2" is_rc 2
 run "$UFM" theory --frobnicate
 check "theory with an unknown option exits 2" is_rc 2
 
+echo "# theory.tsv and the summary's NAME_theory / NAME_gap lines"
+TH="classes=4 dim=8 n=5 bias=false lambda_W=4.1e-3 lambda_H=2.385e-3 lr=1"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/rt" $TH iterations=30000 tol=1e-11
+check "a run to convergence exits 0 (status converged)" \
+  sh -c "[ $rc -eq 0 ] && grep -qx 'status${tab}converged' '$T/rt/summary.tsv'"
+# shellcheck disable=SC2086
+"$UFM" theory $TH >"$T/th-printed" 2>/dev/null || true
+check "run wrote theory.tsv, the lines 'ufm theory' prints" cmp -s "$T/th-printed" "$T/rt/theory.tsv"
+for k in loss objective norm_W norm_H norm_b margin nmargin; do
+  check "summary.tsv has ${k}_theory and ${k}_gap" \
+    sh -c "grep -q '^${k}_theory${tab}' '$T/rt/summary.tsv' && grep -q '^${k}_gap${tab}' '$T/rt/summary.tsv'"
+done
+# shellcheck disable=SC2016
+check "converged: |norm_W_gap|, |norm_H_gap|, |objective_gap| <= 1e-6" awk -F '\t' '
+  $1 ~ /^(norm_W|norm_H|objective)_gap$/ { n++; v = $2 < 0 ? -$2 : $2; if (!(v <= 1e-6)) bad = 1 }
+  END { exit bad || n != 3 }' "$T/rt/summary.tsv"
+check "the _theory value is the theory.tsv value" sh -c "
+  a=\$(awk -F '\t' '\$1 == \"norm_W\" { print \$2 }' '$T/rt/theory.tsv')
+  b=\$(awk -F '\t' '\$1 == \"norm_W_theory\" { print \$2 }' '$T/rt/summary.tsv')
+  [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
+run "$UFM" run --quiet --no-plot --force out="$T/rt" classes=4 dim=8 n=5 lambda_W=0 iterations=5
+check "a rerun with no prediction (lambda_W = 0) exits 0" is_rc 0
+check "... removes the old theory.tsv" [ ! -e "$T/rt/theory.tsv" ]
+check "... and writes no _theory lines" sh -c "! grep -q '_theory${tab}' '$T/rt/summary.tsv'"
+
 # ------------------------------------------------------------------- init_from
 echo "# init_from"
 # shellcheck disable=SC2086
