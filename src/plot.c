@@ -73,14 +73,20 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   snprintf(tpng, n, "%s.tmp.%ld", png, (long)getpid());
   snprintf(tpdf, n, "%s.tmp.%ld", pdf, (long)getpid());
 
-  size_t cap = 4 * (strlen(dir) + strlen(tpng) + strlen(tpdf) + strlen(title)) + 128;
+  /* the predicted limits, if the run has them; '' tells the script there
+   * are none (gnuplot 5.4 cannot test for a file without a warning) */
+  char *theory = ufm_path_join(dir, "theory.tsv");
+  if (access(theory, R_OK) != 0) theory[0] = '\0';
+
+  size_t cap = 4 * (strlen(dir) + strlen(tpng) + strlen(tpdf) + strlen(title) + strlen(theory)) + 160;
   char *setup = ufm_malloc(cap), *q1 = ufm_malloc(cap), *q2 = ufm_malloc(cap),
-       *q3 = ufm_malloc(cap), *q4 = ufm_malloc(cap);
+       *q3 = ufm_malloc(cap), *q4 = ufm_malloc(cap), *q5 = ufm_malloc(cap);
   gp_quote(q1, cap, dir);
   gp_quote(q2, cap, tpng);
   gp_quote(q3, cap, tpdf);
   gp_quote(q4, cap, title);
-  snprintf(setup, cap, "dir=%s; out_png=%s; out_pdf=%s; title=%s", q1, q2, q3, q4);
+  gp_quote(q5, cap, theory);
+  snprintf(setup, cap, "dir=%s; out_png=%s; out_pdf=%s; title=%s; theory=%s", q1, q2, q3, q4, q5);
 
   int st = UFM_OK;
   if (access(script, R_OK) != 0) {
@@ -108,5 +114,7 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   free(q2);
   free(q3);
   free(q4);
+  free(q5);
+  free(theory);
   return st;
 }

@@ -306,6 +306,14 @@ run "$UFM" run --quiet --no-plot --force out="$T/rt" classes=4 dim=8 n=5 lambda_
 check "a rerun with no prediction (lambda_W = 0) exits 0" is_rc 0
 check "... removes the old theory.tsv" [ ! -e "$T/rt/theory.tsv" ]
 check "... and writes no _theory lines" sh -c "! grep -q '_theory${tab}' '$T/rt/summary.tsv'"
+if [ "$have_gnuplot" = 1 ]; then
+  run "$UFM" plot "$T/rt"
+  check "plot of a run without theory.tsv: exit 0, nothing on stderr" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  # shellcheck disable=SC2086
+  run "$UFM" run --quiet --force out="$T/rt" $TH iterations=200
+  check "a run with theory.tsv draws its figure silently (--quiet)" \
+    sh -c "[ $rc -eq 0 ] && [ -s '$T/rt/theory.tsv' ] && [ -s '$T/rt/dashboard.png' ] && [ ! -s '$T/err' ]"
+fi
 
 # ------------------------------------------------------------------- init_from
 echo "# init_from"
