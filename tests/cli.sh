@@ -391,6 +391,8 @@ if /usr/bin/python3 -c 'import numpy' 2>/dev/null && [ -f "$REF" ]; then
   done
   run "$UFM" run --quiet --no-plot out="$T/ref2" classes=8 dim=3 iterations=300
   check "every metric at p < C-1 agrees with NumPy's pinv" /usr/bin/python3 "$REF" metrics "$T/ref2"
+  check "ufm theory agrees with NumPy's closed forms (tests/theory_reference.py formulas)" \
+    sh -c "/usr/bin/python3 '$HERE/theory_reference.py' formulas '$UFM' > '$T/thref.log' 2>&1 || { grep FAIL '$T/thref.log'; exit 1; }"
 else
   echo "note - /usr/bin/python3 with numpy not found: NumPy reference not checked (setup.sh installs python3-numpy)"
 fi
