@@ -202,7 +202,11 @@ static void put_state(ufm_theory *th, const ufm_theory_setting *s, double N, con
   if (s->bias)
     for (size_t c = 0; c < C; c++) put_idx(th, "b", c, b[c]);
 
-  if (C > UFM_THEORY_CMAX) return;
+  if (C > UFM_THEORY_CMAX) {
+    put_text(th, "note", "C = %zu > %d: the C x C matrices (and gap_rate) are not formed", C,
+             UFM_THEORY_CMAX);
+    return;
+  }
   th->WWt = cm_full(WWt);
   th->gram_mu = cm_full(gmu);
   th->logits = cm_full(L);
