@@ -286,11 +286,27 @@ static void ce_balanced(ufm_theory *th, const ufm_theory_setting *s)
   free(b);
 }
 
-/* The bias at W = H = 0 for CE: b0 = argmin_b lse(b) - qhat^T b + lambda_b/2 ||b||^2,
- * qhat = n/N. No bias: b0 = 0. lambda_b = 0: softmax(b0) = qhat, and since
- * the CE gradient keeps mean(b) (at 0 from the start), b0 = ln qhat -
- * mean(ln qhat). lambda_b > 0: Newton's method on the strictly convex
- * function (Hessian diag(s) - s s^T + lambda_b I), with halving steps. */
+/* f(b) = lse(b) - qhat^T b + lambda_b/2 ||b||^2 (qhat = n/N), the CE
+ * objective at W = H = 0; softmax(b) into sm. */
+static double ce_bias_objective(const ufm_theory_setting *s, double N, const double *b, double *sm)
+{
+  const size_t C = s->C;
+  double mx = -INFINITY, z = 0.0, lin = 0.0, sq = 0.0;
+  for (size_t c = 0; c < C; c++) mx = fmax(mx, b[c]);
+  for (size_t c = 0; c < C; c++) z += exp(b[c] - mx);
+  for (size_t c = 0; c < C; c++) {
+    sm[c] = exp(b[c] - mx) / z;
+    lin += (double)s->counts[c] / N * b[c];
+    sq += b[c] * b[c];
+  }
+  return mx + log(z) - lin + 0.5 * s->lambda_b * sq;
+}
+
+/* The bias at W = H = 0 for CE: b0 = argmin_b f(b) above. No bias: b0 = 0.
+ * lambda_b = 0: softmax(b0) = qhat, and since the CE gradient keeps mean(b)
+ * (at 0 from the start), b0 = ln qhat - mean(ln qhat). lambda_b > 0:
+ * Newton's method on the strictly convex f (Hessian diag(s) - s s^T +
+ * lambda_b I), halving steps until f decreases. */
 static void ce_bias_at_zero(const ufm_theory_setting *s, double N, double *b)
 {
   const size_t C = s->C;
@@ -303,24 +319,10 @@ static void ce_bias_at_zero(const ufm_theory_setting *s, double N, double *b)
     return;
   }
   double *sm = ufm_malloc(C * sizeof(double)), *g = ufm_malloc(C * sizeof(double));
-  double *bn = ufm_malloc(C * sizeof(double));
+  double *bn = ufm_malloc(C * sizeof(double)), *smn = ufm_malloc(C * sizeof(double));
   gsl_matrix *Hs = gsl_matrix_alloc(C, C);
   gsl_vector *d = gsl_vector_alloc(C);
-  /* f(b) and softmax(b) into sm */
-#define CE_F(bv, out)                                                                       \
-  do {                                                                                      \
-    double mx_ = -INFINITY, z_ = 0.0, lin_ = 0.0, sq_ = 0.0;                                \
-    for (size_t c = 0; c < C; c++) mx_ = fmax(mx_, (bv)[c]);                                \
-    for (size_t c = 0; c < C; c++) z_ += exp((bv)[c] - mx_);                                \
-    for (size_t c = 0; c < C; c++) {                                                        \
-      sm[c] = exp((bv)[c] - mx_) / z_;                                                      \
-      lin_ += (double)s->counts[c] / N * (bv)[c];                                           \
-      sq_ += (bv)[c] * (bv)[c];                                                             \
-    }                                                                                       \
-    (out) = mx_ + log(z_) - lin_ + 0.5 * s->lambda_b * sq_;                                 \
-  } while (0)
-  double f;
-  CE_F(b, f);
+  double f = ce_bias_objective(s, N, b, sm);
   for (int it = 0; it < 200; it++) {
     double gn = 0.0;
     for (size_t c = 0; c < C; c++) {
@@ -337,19 +339,20 @@ static void ce_bias_at_zero(const ufm_theory_setting *s, double N, double *b)
     double t = 1.0, fn = f;
     for (int h = 0; h < 60; h++, t *= 0.5) {
       for (size_t c = 0; c < C; c++) bn[c] = b[c] - t * gsl_vector_get(d, c);
-      CE_F(bn, fn);
+      fn = ce_bias_objective(s, N, bn, smn);
       if (fn <= f) break;
     }
     if (!(fn <= f)) break; /* no decrease left: at the minimum to rounding */
     memcpy(b, bn, C * sizeof(double));
+    memcpy(sm, smn, C * sizeof(double));
     f = fn;
   }
-#undef CE_F
   gsl_matrix_free(Hs);
   gsl_vector_free(d);
   free(sm);
   free(g);
   free(bn);
+  free(smn);
 }
 
 /* The trivial regime of CE for any counts (derived here from the lemma

@@ -754,22 +754,33 @@ static void test_trivial_balanced(void **st)
 static void test_trivial_imbalanced(void **st)
 {
   (void)st;
-  const char *bias[][2] = {{"bias=false", "lambda_b=0"}, {"bias=true", "lambda_b=0"}, {"bias=true", "lambda_b=2.385e-2"}};
-  for (size_t v = 0; v < (full ? 3u : 1u); v++) {
-    const char *kv0[] = {"classes=4", "dim=3", "counts=12,12,3,3", bias[v][0], bias[v][1], NULL};
+  /* counts 12,12,3,3: the top direction lies in the majority block (b0
+   * cancels), 1.1 and 0.9 x; counts 9,6,4,2: b0 moves the threshold by up
+   * to 3% between the bias settings, so 1.02 and 0.98 x tell them apart */
+  struct { const char *counts, *bias, *lb; double f; } v_[] = {
+      {"counts=12,12,3,3", "bias=false", "lambda_b=0", 0.1},
+      {"counts=9,6,4,2", "bias=true", "lambda_b=0", 0.02},
+      {"counts=12,12,3,3", "bias=true", "lambda_b=0", 0.1},
+      {"counts=12,12,3,3", "bias=true", "lambda_b=2.385e-2", 0.1},
+      {"counts=9,6,4,2", "bias=false", "lambda_b=0", 0.02},
+      {"counts=9,6,4,2", "bias=true", "lambda_b=0.5", 0.02}};
+  for (size_t v = 0; v < (full ? 6u : 2u); v++) {
+    const char *bias[1][2] = {{v_[v].bias, v_[v].lb}};
+    const char *kv0[] = {"classes=4", "dim=3", v_[v].counts, bias[0][0], bias[0][1], NULL};
     ufm_config *cfg = cfg_make(kv0);
     ufm_theory *th = ufm_theory_for_config(cfg);
     double tau = item(th, "trivial_threshold");
     ufm_theory_free(th);
     ufm_config_free(cfg);
     for (int side = 0; side < 2; side++) {
-      double lam = tau * (side ? 0.9 : 1.1);
-      char lw[64], lh[64], name[96];
+      double f = side ? 1 - v_[v].f : 1 + v_[v].f, lam = tau * f;
+      char lw[64], lh[64], name[128];
       snprintf(lw, sizeof lw, "lambda_W=%.17g", lam * 1.7);
       snprintf(lh, sizeof lh, "lambda_H=%.17g", lam / 1.7);
-      const char *kv[] = {"classes=4", "dim=3", "counts=12,12,3,3", bias[v][0], bias[v][1], lw, lh, "lr=0.5",
-                          TOL, "iterations=400000", NULL};
-      snprintf(name, sizeof name, "CE imbalanced, %s %s, %.1f x threshold", bias[v][0], bias[v][1], side ? 0.9 : 1.1);
+      const char *kv[] = {"classes=4", "dim=3", v_[v].counts, bias[0][0], bias[0][1], lw, lh, "lr=0.5",
+                          TOL, "iterations=1000000", NULL};
+      snprintf(name, sizeof name, "CE %s %s %s, %.2f x thr %.6f", v_[v].counts + 7, bias[0][0] + 5,
+               bias[0][1], f, tau);
       if (!side) {
         check_case(name, kv, 1e-6);
       } else {
@@ -778,6 +789,7 @@ static void test_trivial_imbalanced(void **st)
         double nw = sqrt(r.m->W->data[0] * r.m->W->data[0]);
         for (size_t k = 1; k < r.m->C * r.m->p; k++) nw = hypot(nw, r.m->W->data[k]);
         printf("# %-34s: %lu its, ||W|| = %.3g (not trivial)\n", name, r.iters, nw);
+        assert_true(r.gnorm <= r.cfg->tol);
         assert_true(nw > 1e-2);
         sim_free(&r);
       }

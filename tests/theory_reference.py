@@ -196,9 +196,10 @@ def formulas(ufm):
                    and np.allclose(M, (U * s) @ U.T, atol=1e-12 * s.max()),
                    "SELI counts %s: svm_value = ||Zhat||_* = %.12f, W W^T = U L U^T" % (counts, s.sum()))
     # the trivial-regime threshold of imbalanced CE (derived in src/theory.c)
-    for bias, lb in [(False, 0), (True, 0), (True, 2.385e-2)]:
-        counts = [12, 12, 3, 3]
-        args = ["counts=12,12,3,3", "dim=3", "bias=%s" % ("true" if bias else "false"), "lambda_b=%r" % lb]
+    for counts, bias, lb in [([12, 12, 3, 3], False, 0), ([12, 12, 3, 3], True, 0), ([12, 12, 3, 3], True, 2.385e-2),
+                             ([9, 6, 4, 2], False, 0), ([9, 6, 4, 2], True, 0), ([9, 6, 4, 2], True, 0.5)]:
+        args = ["counts=" + ",".join(map(str, counts)), "dim=3", "bias=%s" % ("true" if bias else "false"),
+                "lambda_b=%r" % lb]
         d = theory(ufm, args + lam)
         ref = ce_trivial_threshold(counts, bias, lb)
         report(close(d["trivial_threshold"], ref, 1e-10),
