@@ -16,7 +16,11 @@
 #   gnuplot -e "dir='RUNDIR'; out_png='X.png'; out_pdf='X.pdf'; title='TEXT'" \
 #           plots/dashboard.gp
 # Reads dir.'/metrics.tsv' (tab-separated, one header line; columns are found
-# by name, so their order may change).  title defaults to dir; if neither
+# by name, so their order may change) and, if present, the predicted limits
+# in theory.tsv (name<TAB>value lines written by `ufm run`), drawn as dashed
+# lines: loss in (a), norm_H and norm_W in (i).  Set theory='FILE' to read
+# another file, theory='' to read none (ufm does so when there is no
+# theory.tsv; run by hand without one, gnuplot only warns).  title defaults to dir; if neither
 # out_png nor out_pdf is given, dir/dashboard.png and dir/dashboard.pdf are
 # written.  Robust to 1-row files, "nan" entries, exact zeros (dropped on log
 # axes, never fatal), all-zero or all-nan columns and missing columns.
@@ -82,6 +86,24 @@ do for [c in "iter err loss nc1 cdnv equinorm_M equinorm_W equiangle_M equiangle
     }
     eval sprintf("N_%s = %d; NP_%s = %d; MAX_%s = %.17g; MINP_%s = %.17g", \
                  c, _n, c, _np, c, _mx, c, _mp)
+}
+
+# ---------------------------------------------------------------- theory
+# TH_x = the predicted limit of column x (NaN if none), and for the y ranges
+# the same N_/NP_/MAX_/MINP_ tallies under the name th_x.
+if (!exists("theory")) { theory = dir.'/theory.tsv' }
+TH_loss = NaN; TH_norm_W = NaN; TH_norm_H = NaN
+if (strlen(theory) > 0) {
+    set datafile nocolumnheaders
+    stats theory using (strcol(1) eq "loss" ? (TH_loss = column(2)) : \
+                        strcol(1) eq "norm_W" ? (TH_norm_W = column(2)) : \
+                        strcol(1) eq "norm_H" ? (TH_norm_H = column(2)) : 0) nooutput
+    set datafile columnheaders
+}
+do for [c in "loss norm_W norm_H"] {
+    _v = value("TH_".c)
+    eval sprintf("N_th_%s = %d; NP_th_%s = %d; MAX_th_%s = %.17g; MINP_th_%s = %.17g", \
+                 c, (_v == _v), c, (_v > 0), c, (_v > 0 ? _v : -1e308), c, (_v > 0 ? _v : 1e308))
 }
 
 # Start of the TPT: iteration+1 of the first row of the final stretch of
@@ -201,7 +223,7 @@ do for [pass = 1:2] {
         margins 0.065, 0.985, 0.075, 0.925 spacing 0.068, 0.095
 
     # (a) loss and training error
-    PL = "loss err"; PZ = "loss"; @LOGY     # zero error is shown by the TPT line
+    PL = "loss err th_loss"; PZ = "loss"; @LOGY     # zero error is shown by the TPT line
     set title "(a) training loss and error"
     set key top right Right noreverse   # the error curve drops steeply at the TPT
     set label 20 at graph 0.03, 0.06 left  # zero-loss note, if any: away from the key
@@ -209,7 +231,8 @@ do for [pass = 1:2] {
          for [k=1:(NP_loss > 0)] F using @X:(col("loss")) ls 3 title "loss", \
          for [k=1:(NP_err > 0)] F using @X:(1 - col("acc")) ls 4 title "error 1 − acc", \
          for [k=1:(TPT > 0)] NaN with lines lc rgb C_TPT lw 1.2 dt 3 title "TPT: error = 0", \
-         for [k=1:(N_err > 0 && NP_err == 0)] NaN ls 4 title "error ≡ 0"
+         for [k=1:(N_err > 0 && NP_err == 0)] NaN ls 4 title "error ≡ 0", \
+         for [k=1:(TH_loss > 0)] TH_loss with lines lc rgb C_K lw 1.5 dt 2 title "loss limit (theory)"
     @RESET
 
     # (b) NC1 within-class variability collapse
@@ -271,12 +294,15 @@ do for [pass = 1:2] {
     @RESET
 
     # (i) norms and gradient norm
-    PL = "norm_H norm_W grad_norm"; @LOGY
+    PL = "norm_H norm_W grad_norm th_norm_H th_norm_W"; PZ = "norm_H norm_W grad_norm"; @LOGY
     set title "(i) norms"
     plot 1 lt nodraw notitle, \
          for [k=1:(NP_norm_H > 0)] F using @X:(col("norm_H")) ls 1 title "‖H‖", \
          for [k=1:(NP_norm_W > 0)] F using @X:(col("norm_W")) ls 2 title "‖W‖", \
-         for [k=1:(NP_grad_norm > 0)] F using @X:(col("grad_norm")) ls 4 title "‖∇‖ (gradient)"
+         for [k=1:(NP_grad_norm > 0)] F using @X:(col("grad_norm")) ls 4 title "‖∇‖ (gradient)", \
+         for [k=1:(TH_norm_H > 0)] TH_norm_H with lines lc rgb C_M lw 1.5 dt 2 notitle, \
+         for [k=1:(TH_norm_W > 0)] TH_norm_W with lines lc rgb C_W lw 1.5 dt 2 notitle, \
+         for [k=1:(TH_norm_H > 0 || TH_norm_W > 0)] NaN with lines lc rgb "#666666" lw 1.5 dt 2 title "limits (theory)"
     @RESET
 
     unset multiplot

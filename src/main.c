@@ -9,6 +9,7 @@
 #include "plot.h"
 #include "run.h"
 #include "sweep.h"
+#include "theory.h"
 #include "version.h"
 #include "ufmconf.h"
 #ifdef HAVE_MPI
@@ -99,6 +100,90 @@ static int parse_shard(const char *s, size_t *i, size_t *n)
   return 1;
 }
 
+/* The experiment of a subcommand's arguments argv[optind..] (or of the
+ * sweep directory `resume`): at most one experiment FILE, then the key=value
+ * overrides (which win over it), expanded into the points of a sweep and
+ * every point checked -- shared by run and theory, so both read and validate
+ * an experiment the same way. Returns a status (errbuf filled), or -1 for a
+ * usage error already reported. */
+static int read_experiment(const char *cmd, int argc, char **argv, const char *resume,
+                           ufm_sweep *sw, char *err)
+{
+  ufm_settings set = {0};
+  char *name = strdup("default");
+  int st = UFM_OK, nfile = 0;
+  if (resume) {
+    char *ini = malloc(strlen(resume) + 16), *cfgini = malloc(strlen(resume) + 16);
+    sprintf(ini, "%s/sweep.ini", resume);
+    sprintf(cfgini, "%s/config.ini", resume);
+    if (access(ini, R_OK) != 0) {
+      int single = access(cfgini, R_OK) == 0;
+      free(ini);
+      free(cfgini);
+      free(name);
+      if (single)
+        usage_error(cmd, "--resume %s: a single run resumes from checkpoints, not implemented "
+                    "yet; rerun it with: ufm run DIR/config.ini --force", resume);
+      else
+        usage_error(cmd, "--resume %s: not a sweep directory (no sweep.ini)", resume);
+      return -1;
+    }
+    st = ufm_settings_read(&set, ini, err);
+    free(name);
+    name = ufm_config_name_from_path(ini);
+    free(ini);
+    free(cfgini);
+    nfile = 1;
+  }
+  for (int k = optind; k < argc && st == UFM_OK; k++) {
+    const char *a = argv[k];
+    if (is_override(a)) continue;
+    if (nfile++) {
+      ufm_settings_clear(&set);
+      free(name);
+      usage_error(cmd, "more than one experiment file ('%s')", a);
+      return -1;
+    }
+    st = ufm_settings_read(&set, a, err);
+    free(name);
+    name = ufm_config_name_from_path(a);
+  }
+  for (int k = optind; k < argc && st == UFM_OK; k++) {
+    const char *a = argv[k], *eq = strchr(a, '=');
+    if (!is_override(a)) continue;
+    char *key = strndup(a, (size_t)(eq - a));
+    char where[64];
+    snprintf(where, sizeof where, "command line (argument %d)", k);
+    if (!ufm_config_is_key(key)) st = ufm_fail(err, UFM_EINVAL, "%s: %s: unknown key", where, key);
+    else if (eq[1] == '\0') st = ufm_fail(err, UFM_EINVAL, "%s: %s: empty value", where, key);
+    else ufm_settings_put(&set, key, eq + 1, where);
+    free(key);
+  }
+  if (st == UFM_OK) st = ufm_sweep_build(sw, &set, name, err);
+  ufm_settings_clear(&set);
+  free(name);
+  return st;
+}
+
+/* One configuration (no sweep), for ufm theory. Returns an exit code (0:
+ * *ret_cfg holds the finished configuration; else the error is reported). */
+static int load_config(const char *cmd, int argc, char **argv, ufm_config **ret_cfg)
+{
+  char err[UFM_ERRBUF];
+  ufm_sweep sw = {0};
+  *ret_cfg = NULL;
+  int st = read_experiment(cmd, argc, argv, NULL, &sw, err);
+  if (st < 0) return 2;
+  if (st == UFM_OK && ufm_sweep_is_sweep(&sw))
+    st = ufm_fail(err, UFM_EINVAL, "%s: %s takes one setting; this experiment is a sweep of %zu "
+                  "points (give one value per key)", sw.naxes ? sw.axes[0].where : "seeds", cmd,
+                  sw.npoints);
+  if (st == UFM_OK) st = ufm_sweep_point_config(&sw, 0, ret_cfg, err);
+  if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
+  if (sw.name) ufm_sweep_free(&sw);
+  return exit_code(st);
+}
+
 static int cmd_run(int argc, char **argv)
 {
   static const struct option lo[] = {{"quiet", no_argument, 0, 'q'},
@@ -143,55 +228,9 @@ static int cmd_run(int argc, char **argv)
   if (nthreads) ufm_set_threads(nthreads);
 
   char err[UFM_ERRBUF];
-  ufm_settings set = {0};
-  char *name = strdup("default");
-  int st = UFM_OK, nfile = 0;
-  if (resume) {
-    char *ini = malloc(strlen(resume) + 16), *cfgini = malloc(strlen(resume) + 16);
-    sprintf(ini, "%s/sweep.ini", resume);
-    sprintf(cfgini, "%s/config.ini", resume);
-    if (access(ini, R_OK) != 0) {
-      int single = access(cfgini, R_OK) == 0;
-      free(ini);
-      free(cfgini);
-      free(name);
-      if (single)
-        return usage_error("run", "--resume %s: a single run resumes from checkpoints, not implemented "
-                           "yet; rerun it with: ufm run DIR/config.ini --force", resume);
-      return usage_error("run", "--resume %s: not a sweep directory (no sweep.ini)", resume);
-    }
-    st = ufm_settings_read(&set, ini, err);
-    free(name);
-    name = ufm_config_name_from_path(ini);
-    free(ini);
-    free(cfgini);
-    nfile = 1;
-  }
-  for (int k = optind; k < argc && st == UFM_OK; k++) {
-    const char *a = argv[k];
-    if (is_override(a)) continue;
-    if (nfile++) {
-      ufm_settings_clear(&set);
-      free(name);
-      return usage_error("run", "more than one experiment file ('%s')", a);
-    }
-    st = ufm_settings_read(&set, a, err);
-    free(name);
-    name = ufm_config_name_from_path(a);
-  }
-  for (int k = optind; k < argc && st == UFM_OK; k++) {
-    const char *a = argv[k], *eq = strchr(a, '=');
-    if (!is_override(a)) continue;
-    char *key = strndup(a, (size_t)(eq - a));
-    char where[64];
-    snprintf(where, sizeof where, "command line (argument %d)", k);
-    if (!ufm_config_is_key(key)) st = ufm_fail(err, UFM_EINVAL, "%s: %s: unknown key", where, key);
-    else if (eq[1] == '\0') st = ufm_fail(err, UFM_EINVAL, "%s: %s: empty value", where, key);
-    else ufm_settings_put(&set, key, eq + 1, where);
-    free(key);
-  }
   ufm_sweep sw = {0};
-  if (st == UFM_OK) st = ufm_sweep_build(&sw, &set, name, err);
+  int st = read_experiment("run", argc, argv, resume, &sw, err);
+  if (st < 0) return 2; /* a usage error, reported */
   if (st == UFM_OK && dry) {
     if (ufm_mpi_rank() == 0) ufm_sweep_print_points(&sw, stdout);
   } else if (st == UFM_OK) {
@@ -200,9 +239,7 @@ static int cmd_run(int argc, char **argv)
     st = ufm_sweep_run(&sw, &so, err);
   }
   if (st != UFM_OK && ufm_mpi_rank() == 0) fprintf(stderr, "ufm: %s\n", err);
-  ufm_sweep_free(&sw);
-  ufm_settings_clear(&set);
-  free(name);
+  if (sw.name) ufm_sweep_free(&sw);
   return exit_code(st);
 }
 
@@ -238,6 +275,55 @@ static int cmd_merge(int argc, char **argv)
   free(dirs);
   if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
   else printf("%s/results.tsv\n", out);
+  return exit_code(st);
+}
+
+/* --------------------------------------------------------------------- theory */
+
+static void theory_help(void)
+{
+  printf("Usage: ufm theory [FILE] [key=value ...] [--out DIR]\n\n"
+         "Print the closed-form predictions (THEORY.md) for the experiment in FILE\n"
+         "with overrides -- the same keys and checks as 'ufm run' -- as\n"
+         "name<TAB>value lines: regime (trivial, etf, orthogonal, soft-threshold,\n"
+         "svm, interpolation or unknown), loss, objective, norm_W, norm_H, norm_b,\n"
+         "margin, nmargin, logit_true, logit_other, logit_gap, w_norm_c, b_c,\n"
+         "svm_value, mc_threshold, mc_lambda, minority_collapse, gap_rate, and\n"
+         "source and note lines. Settings without a known closed form print\n"
+         "'regime<TAB>unknown' and a note saying why.\n\n"
+         "Options:\n"
+         "  -o, --out DIR   also write DIR/theory.tsv and the C x C matrices\n"
+         "                  WWt.tsv, gram_mu.tsv, gram_M.tsv, logits.tsv\n"
+         "  -h, --help      this text\n");
+}
+
+static int cmd_theory(int argc, char **argv)
+{
+  static const struct option lo[] = {{"out", required_argument, 0, 'o'},
+                                     {"help", no_argument, 0, 'h'},
+                                     {0, 0, 0, 0}};
+  const char *outdir = NULL;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
+    switch (c) {
+    case 'o': outdir = optarg; break;
+    case 'h': theory_help(); return 0;
+    default: return usage_error("theory", "%s", "bad option");
+    }
+  }
+  ufm_config *cfg;
+  int rc = load_config("theory", argc, argv, &cfg);
+  if (rc) return rc;
+  ufm_theory *th = ufm_theory_for_config(cfg);
+  ufm_theory_print(th, stdout);
+  if (strcmp(th->regime, "unknown") == 0)
+    fprintf(stderr, "ufm theory: no closed form for the minimiser of this setting (see the note lines)\n");
+  char err[UFM_ERRBUF];
+  int st = outdir ? ufm_theory_write_dir(th, outdir, err) : UFM_OK;
+  if (st != UFM_OK) fprintf(stderr, "ufm: %s\n", err);
+  ufm_theory_free(th);
+  ufm_config_free(cfg);
   return exit_code(st);
 }
 
@@ -392,6 +478,7 @@ static const command commands[] = {
     {"merge", "join the shard directories of a sweep", cmd_merge},
     {"etf", "print a simplex equiangular tight frame", cmd_etf},
     {"seli", "print the SELI geometry (and SVM value) of class counts", cmd_seli},
+    {"theory", "print the closed-form predictions for an experiment's setting", cmd_theory},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

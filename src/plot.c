@@ -184,6 +184,11 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   gpvars v = {0};
   gp_add(&v, "dir", dir);
   gp_add(&v, "title", title);
+  /* the predicted limits, if the run has them; '' tells the script there
+   * are none (gnuplot 5.4 cannot test for a file without a warning) */
+  char *theory = ufm_path_join(dir, "theory.tsv");
+  gp_add(&v, "theory", access(theory, R_OK) == 0 ? theory : "");
+  free(theory);
   int st = draw("dashboard.gp", &v, dir, "dashboard", errbuf);
   free(v.buf);
   size_t C = 0, *counts = st == UFM_OK ? run_counts(dir, &C) : NULL;

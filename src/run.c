@@ -13,6 +13,7 @@
 #include "optim.h"
 #include "plot.h"
 #include "progress.h"
+#include "theory.h"
 #include "version.h"
 
 #include <errno.h>
@@ -172,6 +173,7 @@ typedef struct {
   const double *final; /* UFM_NMETRICS, or NULL */
   size_t rank;
   const char *message;
+  const ufm_theory *theory; /* predictions, for NAME_theory / NAME_gap lines */
 } run_result;
 
 static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_result *r,
@@ -194,6 +196,7 @@ static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_re
   if (r->final)
     for (size_t k = 0; k < UFM_NMETRICS; k++)
       fprintf(fp, "%s\t%.17g\n", ufm_metric_names[k], r->final[k]);
+  if (r->final && r->theory) ufm_theory_summary(r->theory, ufm_metric_names, r->final, UFM_NMETRICS, fp);
   fprintf(fp, "threads\t%d\nblas\t%s\nversion\t%s\n", ufm_threads(), ufm_blas_name(), PACKAGE_VERSION);
   (void)cfg;
   return ufm_afile_commit(&af, errbuf);
@@ -286,7 +289,7 @@ static void clear_old_outputs(const char *dir)
   const char *names[] = {"metrics.tsv", "summary.tsv", "W.npy",        "H.npy",
                          "b.npy",       "labels.npy",  "perclass.tsv", "grams.tsv",
                          "dashboard.png", "dashboard.pdf", "geometry.png", "geometry.pdf",
-                         "grams.png",   "grams.pdf"};
+                         "grams.png",   "grams.pdf",   "theory.tsv"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     char *p = ufm_path_join(dir, names[k]);
     unlink(p);
@@ -308,7 +311,11 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   }
   clear_old_outputs(cfg->out);
   st = write_config(cfg, cfg->out, errbuf);
+  /* the predicted limit, when one is known, for the figures and the summary */
+  ufm_theory *th = ufm_theory_for_config(cfg);
+  if (st == UFM_OK && ufm_theory_has_prediction(th)) st = ufm_theory_write_tsv(th, cfg->out, errbuf);
   if (st != UFM_OK) {
+    ufm_theory_free(th);
     ufm_model_free(m);
     return st;
   }
@@ -323,6 +330,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     ufm_metrics_ws_free(mw);
     ufm_optim_free(opt);
     ufm_model_free(m);
+    ufm_theory_free(th);
     return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
   }
   unsigned long *its;
@@ -391,7 +399,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
 
   if (st == UFM_OK) {
     run_result rr = {status, t, secs, have_vals ? vals : NULL, ufm_metrics_rank(mw),
-                     msg[0] ? msg : NULL};
+                     msg[0] ? msg : NULL, th};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
     if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
     if (st == UFM_OK && have_vals && vals_at == t) st = write_geometry(m, mw, cfg->out, errbuf);
@@ -406,6 +414,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   if (st == UFM_OK && strcmp(status, "diverged") == 0)
     st = ufm_fail(errbuf, UFM_EDIVERGED, "%s: diverged: %s", cfg->out, msg);
 
+  ufm_theory_free(th);
   free(its);
   free(tab.iter);
   free(tab.v);

@@ -72,7 +72,7 @@ check "--threads 1 --version exits 0" is_rc 0
 check "--threads 1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
 run "$UFM" --threads=1 --version
 check "--threads=1 --version reports 1 thread" grep -Eq '(^|[^0-9])1 threads?([^0-9]|$)' "$T/out"
-for c in "" run plot etf; do
+for c in "" run plot etf theory; do
   # shellcheck disable=SC2086
   run "$UFM" $c --help
   check "ufm $c --help exits 0 with text on stdout" sh -c "[ $rc -eq 0 ] && [ -s '$T/out' ]"
@@ -239,6 +239,82 @@ check "etf 1 exits 2" is_rc 2
 run "$UFM" etf abc
 check "etf abc exits 2" is_rc 2
 
+# ---------------------------------------------------------------------- theory
+echo "# theory"
+run "$UFM" theory classes=4 dim=8 n=5 lambda_W=4.1e-3 lambda_H=2.385e-3 bias=false
+check "theory exits 0" is_rc 0
+check "theory: first line regime<TAB>etf" sh -c "head -n 1 '$T/out' | grep -qx 'regime${tab}etf'"
+check "theory: every line is name<TAB>value" awk -F '\t' 'NF != 2 || $1 == "" || $2 == "" { exit 1 }' "$T/out"
+for k in loss objective norm_W norm_H norm_b margin nmargin logit_true logit_other w_norm_3 svm_value gap_rate; do
+  check "theory prints $k" grep -q "^$k${tab}" "$T/out"
+done
+# shellcheck disable=SC2016
+check "theory: norm_W = sqrt(C rho), rho = ((C-1)/C) s ln((1-(C-1)r)/r) (awk, 1e-12)" awk -F '\t' '
+  $1 == "norm_W" { w = $2 }
+  END { r = sqrt(5 * 4.1e-3 * 2.385e-3); s = sqrt(5 * 2.385e-3 / 4.1e-3)
+        rho = 0.75 * s * log((1 - 3 * r) / r); d = w - sqrt(4 * rho); if (d < 0) d = -d
+        exit !(w > 0 && d <= 1e-12 * w) }' "$T/out"
+run "$UFM" theory --out "$T/th" classes=3 dim=4 n=4 loss=mse
+check "theory --out DIR exits 0" is_rc 0
+for f in theory.tsv WWt.tsv gram_mu.tsv gram_M.tsv logits.tsv; do
+  check "theory --out wrote $f" test -s "$T/th/$f"
+done
+check "theory --out: WWt.tsv is 3 x 3" awk -F '\t' 'NF != 3 { exit 1 } END { exit NR != 3 }' "$T/th/WWt.tsv"
+check "theory --out: theory.tsv is what was printed" cmp -s "$T/out" "$T/th/theory.tsv"
+run "$UFM" theory classes=4 dim=8 counts=9,6,4,2 lambda_W=4.1e-3 lambda_H=2.385e-3
+check "theory of an imbalanced CE setting exits 0" is_rc 0
+check "... says regime unknown" grep -qx "regime${tab}unknown" "$T/out"
+check "... with a note line" grep -q "^note${tab}." "$T/out"
+check "... and a comment on stderr" grep -q 'no closed form' "$T/err"
+run "$UFM" theory classes=4 dim=8 n=12 imbalance=step ratio=4 lambda_W=0.08 lambda_H=0.05
+check "theory of a step-imbalanced setting prints the minority-collapse threshold" \
+  sh -c "grep -q '^mc_threshold${tab}0.0577350269189625' '$T/out' && grep -qx 'minority_collapse${tab}yes' '$T/out'"
+run "$UFM" theory widht=3
+check "theory with an unknown key exits 2" is_rc 2
+check "... naming it as run does" grep -q 'command line (argument [0-9]*): widht: unknown key' "$T/err"
+printf 'classes = 4\nlr = 0\n' >"$T/bad/theory-lr.ini"
+run "$UFM" theory "$T/bad/theory-lr.ini"
+check "theory of a bad experiment file exits 2 with FILE:LINE: key:" \
+  sh -c "[ $rc -eq 2 ] && grep -qF '$T/bad/theory-lr.ini:2: lr: ' '$T/err'"
+run "$UFM" theory "$T/bad/theory-lr.ini" "$T/bad/theory-lr.ini"
+check "theory with two experiment files exits 2" is_rc 2
+run "$UFM" theory --frobnicate
+check "theory with an unknown option exits 2" is_rc 2
+
+echo "# theory.tsv and the summary's NAME_theory / NAME_gap lines"
+TH="classes=4 dim=8 n=5 bias=false lambda_W=4.1e-3 lambda_H=2.385e-3 lr=1"
+# shellcheck disable=SC2086
+run "$UFM" run --quiet --no-plot out="$T/rt" $TH iterations=30000 tol=1e-11
+check "a run to convergence exits 0 (status converged)" \
+  sh -c "[ $rc -eq 0 ] && grep -qx 'status${tab}converged' '$T/rt/summary.tsv'"
+# shellcheck disable=SC2086
+"$UFM" theory $TH >"$T/th-printed" 2>/dev/null || true
+check "run wrote theory.tsv, the lines 'ufm theory' prints" cmp -s "$T/th-printed" "$T/rt/theory.tsv"
+for k in loss objective norm_W norm_H norm_b margin nmargin; do
+  check "summary.tsv has ${k}_theory and ${k}_gap" \
+    sh -c "grep -q '^${k}_theory${tab}' '$T/rt/summary.tsv' && grep -q '^${k}_gap${tab}' '$T/rt/summary.tsv'"
+done
+# shellcheck disable=SC2016
+check "converged: |norm_W_gap|, |norm_H_gap|, |objective_gap| <= 1e-6" awk -F '\t' '
+  $1 ~ /^(norm_W|norm_H|objective)_gap$/ { n++; v = $2 < 0 ? -$2 : $2; if (!(v <= 1e-6)) bad = 1 }
+  END { exit bad || n != 3 }' "$T/rt/summary.tsv"
+check "the _theory value is the theory.tsv value" sh -c "
+  a=\$(awk -F '\t' '\$1 == \"norm_W\" { print \$2 }' '$T/rt/theory.tsv')
+  b=\$(awk -F '\t' '\$1 == \"norm_W_theory\" { print \$2 }' '$T/rt/summary.tsv')
+  [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
+run "$UFM" run --quiet --no-plot --force out="$T/rt" classes=4 dim=8 n=5 lambda_W=0 iterations=5
+check "a rerun with no prediction (lambda_W = 0) exits 0" is_rc 0
+check "... removes the old theory.tsv" [ ! -e "$T/rt/theory.tsv" ]
+check "... and writes no _theory lines" sh -c "! grep -q '_theory${tab}' '$T/rt/summary.tsv'"
+if [ "$have_gnuplot" = 1 ]; then
+  run "$UFM" plot "$T/rt"
+  check "plot of a run without theory.tsv: exit 0, nothing on stderr" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  # shellcheck disable=SC2086
+  run "$UFM" run --quiet --force out="$T/rt" $TH iterations=200
+  check "a run with theory.tsv draws its figure silently (--quiet)" \
+    sh -c "[ $rc -eq 0 ] && [ -s '$T/rt/theory.tsv' ] && [ -s '$T/rt/dashboard.png' ] && [ ! -s '$T/err' ]"
+fi
+
 # ------------------------------------------------------------------- init_from
 echo "# init_from"
 # shellcheck disable=SC2086
@@ -350,6 +426,8 @@ if /usr/bin/python3 -c 'import numpy' 2>/dev/null && [ -f "$REF" ]; then
   done
   run "$UFM" run --quiet --no-plot out="$T/ref2" classes=8 dim=3 iterations=300
   check "every metric at p < C-1 agrees with NumPy's pinv" /usr/bin/python3 "$REF" metrics "$T/ref2"
+  check "ufm theory agrees with NumPy's closed forms (tests/theory_reference.py formulas)" \
+    sh -c "/usr/bin/python3 '$HERE/theory_reference.py' formulas '$UFM' > '$T/thref.log' 2>&1 || { grep FAIL '$T/thref.log'; exit 1; }"
 else
   echo "note - /usr/bin/python3 with numpy not found: NumPy reference not checked (setup.sh installs python3-numpy)"
 fi
