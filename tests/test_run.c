@@ -1,5 +1,6 @@
 /* test_run.c -- whole runs: neural collapse emerges, restarts from saved state are exact,
  * thread counts do not change a bit, divergence stops cleanly with a finite state saved. */
+#define UFM_TEST_TMPDIR
 #include "testutil.h"
 
 #include "common.h"
@@ -12,22 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-static int setup(void **s)
-{
-  (void)s;
-  strcpy(tmpdir, "/tmp/ufm-test-run-XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **s)
-{
-  (void)s;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
 
 /* A configuration from "key=value" strings, finished; out under tmpdir. */
 static ufm_config *make_config(const char *out, const char *const *kv)
@@ -48,7 +33,7 @@ static ufm_config *make_config(const char *out, const char *const *kv)
 
 static int run_config(ufm_config *cfg)
 {
-  ufm_run_opts opts = {1, 1, 1};
+  ufm_run_opts opts = {1, 1, 1, UFM_KEEP_FINAL};
   char err[UFM_ERRBUF] = "";
   int st = ufm_run(cfg, &opts, err);
   if (st != UFM_OK) printf("# run: %s\n", err);
@@ -244,5 +229,5 @@ int main(void)
       cmocka_unit_test(test_restart_exact),    cmocka_unit_test(test_thread_invariance),
       cmocka_unit_test(test_divergence),
   };
-  return cmocka_run_group_tests_name("run", tests, setup, teardown);
+  return cmocka_run_group_tests_name("run", tests, tmpdir_setup, tmpdir_teardown);
 }

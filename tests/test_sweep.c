@@ -1,6 +1,7 @@
 /* test_sweep.c -- sweeps: grids into points (order, seeds), validation before running,
  * identical tables on 1 and 2 threads, resume after an interruption, refusal of a
  * changed experiment, shards merged equal to the whole. */
+#define UFM_TEST_TMPDIR
 #include "testutil.h"
 
 #include "common.h"
@@ -13,22 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-static int setup(void **s)
-{
-  (void)s;
-  strcpy(tmpdir, "/tmp/ufm-test-sweep-XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **s)
-{
-  (void)s;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
 
 /* A sweep from "key=value" strings (NULL-terminated); out under tmpdir. */
 static int build(ufm_sweep *sw, const char *out, const char *const *kv, char *err)
@@ -291,5 +276,5 @@ int main(void)
       cmocka_unit_test(test_changed_refused), cmocka_unit_test(test_shards_merge),
       cmocka_unit_test(test_seeds_only),
   };
-  return cmocka_run_group_tests_name("sweep", tests, setup, teardown);
+  return cmocka_run_group_tests_name("sweep", tests, tmpdir_setup, tmpdir_teardown);
 }

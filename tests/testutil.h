@@ -27,4 +27,30 @@
     }                                                                                    \
   } while (0)
 
+#ifdef UFM_TEST_TMPDIR
+/* A scratch directory for a test group (define UFM_TEST_TMPDIR before
+ * including this file): tmpdir_setup / tmpdir_teardown as CMocka group
+ * fixtures; the directory and all it holds go at the end. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+
+static inline int tmpdir_setup(void **state)
+{
+  (void)state;
+  strcpy(tmpdir, "/tmp/ufm-test-XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static inline int tmpdir_teardown(void **state)
+{
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+#endif
+
 #endif
