@@ -11,7 +11,8 @@
 #               xlabel='KEY'; logx=0|1; numx=0|1; xtlabels='v1 v2 ...';
 #               ngroups=G; gtitles='t1 t2 ...'; nseeds=S" plots/sweep.gp
 # data: a '#' header line, then G blocks (separated by two blank lines) of rows
-# x, nc1_mean, nc1_std, etf_W_mean, ... in the order of the panels below.
+# x, nc1_mean, nc1_std, etf_W_mean, ... in the order of the panels, then the
+# nine closed-form predictions (ufm theory; nan where none), drawn dashed.
 # numx=0: x is the index of a non-numeric value, labelled from xtlabels.
 
 if (!exists("data")) { print "sweep.gp: set data='FILE'"; exit status 2 }
@@ -68,6 +69,10 @@ if (!numx) {
     }
 }
 
+# the prediction of ufm theory (columns 20..28), NaN where none applies;
+# on a log axis only positive values
+th(c, lg) = (valid(c) && (!lg || column(c) > 0)) ? column(c) : NaN
+
 # For panel m: how many positive means (a log y axis needs one).
 array NPOS[9]
 array YMIN[9]
@@ -94,11 +99,14 @@ draw_panels = 'do for [m=1:9] { \
     unset arrow; \
     do for [g=1:words(vmarks)] { if (word(vmarks, g) ne "nan") { \
         set arrow from real(word(vmarks, g)), graph 0 to real(word(vmarks, g)), graph 1 nohead dt 2 lw 1.2 lc rgb C[(g - 1) % 8 + 1] } }; \
+    _t = 19 + m; \
     if (nseeds > 1) { \
         plot for [g=0:ngroups-1] data index g using 1:(column(_c)):(_log && column(_c) - column(_c+1) <= 0 ? column(_c) : column(_c) - column(_c+1)):(column(_c) + column(_c+1)) \
-             with yerrorlines ls (g % 8 + 1) title word(gtitles, g + 1) \
+             with yerrorlines ls (g % 8 + 1) title word(gtitles, g + 1), \
+             for [g=0:ngroups-1] data index g using 1:(th(_t, _log)) with lines dt (2,4) lw 1.4 lc rgb "#000000" notitle \
     } else { \
-        plot for [g=0:ngroups-1] data index g using 1:(column(_c)) with linespoints ls (g % 8 + 1) title word(gtitles, g + 1) \
+        plot for [g=0:ngroups-1] data index g using 1:(column(_c)) with linespoints ls (g % 8 + 1) title word(gtitles, g + 1), \
+             for [g=0:ngroups-1] data index g using 1:(th(_t, _log)) with lines dt (2,4) lw 1.4 lc rgb "#000000" notitle \
     } \
 }'
 
@@ -112,7 +120,7 @@ do for [out in "png pdf"] {
         set terminal pdfcairo enhanced size 9in,6.5in font "DejaVu Sans,7.5"
         set output out_pdf
     }
-    set multiplot layout 3,3 title sprintf("%s: final values against %s%s", title, xlabel, nseeds > 1 ? sprintf(" (mean ± std over %d seeds)", nseeds) : "") noenhanced
+    set multiplot layout 3,3 title sprintf("%s: final values against %s%s; black dashes: closed-form prediction (ufm theory), coloured dashes: thresholds", title, xlabel, nseeds > 1 ? sprintf(" (mean ± std over %d seeds)", nseeds) : "") noenhanced
     @draw_panels
     unset multiplot
     unset output

@@ -14,6 +14,7 @@
 #include "geometry.h"
 #include "metrics.h"
 #include "sweep.h"
+#include "theory.h"
 #include "ufmconf.h" /* autoconf: UFM_GNUPLOT */
 
 #include <math.h>
@@ -387,6 +388,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
   if ((st = ufm_afile_open(&af, data, errbuf)) == UFM_OK) {
     fputs("# x", af.fp); /* a comment: gnuplot would take a header for every block's first row */
     for (size_t m = 0; m < NSWEEPM; m++) fprintf(af.fp, "\t%s_mean\t%s_std", sweep_metrics[m], sweep_metrics[m]);
+    for (size_t m = 0; m < NSWEEPM; m++) fprintf(af.fp, "\t%s_theory", sweep_metrics[m]);
     fputc('\n', af.fp);
     for (size_t g = 0; g < ngroups; g++) {
       if (g) fputs("\n\n", af.fp);
@@ -400,6 +402,19 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
           long c = table_col(&t, name);
           fprintf(af.fp, "\t%s\t%s", c >= 0 ? row[c] : "nan", c >= 0 ? row[c + 1] : "nan");
         }
+        /* the closed-form prediction at this point, where one exists (ufm theory) */
+        ufm_config *cfg;
+        ufm_theory *th = NULL;
+        if (ufm_sweep_point_config(sw, (i * ngroups + g) * sw->seeds, &cfg, NULL) == UFM_OK) {
+          th = ufm_theory_for_config(cfg);
+          ufm_config_free(cfg);
+        }
+        for (size_t m = 0; m < NSWEEPM; m++) {
+          double v;
+          if (th && ufm_theory_get(th, sweep_metrics[m], &v)) fprintf(af.fp, "\t%.17g", v);
+          else fputs("\tnan", af.fp);
+        }
+        if (th) ufm_theory_free(th);
         fputc('\n', af.fp);
       }
     }
