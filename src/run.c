@@ -204,10 +204,16 @@ static int prepare_outdir(const char *out, int force, char *errbuf)
   if (stat(out, &sb) == 0) {
     if (!S_ISDIR(sb.st_mode))
       return ufm_fail(errbuf, UFM_EINVAL, "out: %s exists and is not a directory", out);
+    if (ufm_dir_is_foreign(out))
+      return ufm_fail(errbuf, UFM_EINVAL, "out: %s is a directory holding files that are not a ufm "
+                      "run; ufm writes only into a new or empty directory or an earlier run's "
+                      "(even with --force); give another out=DIR", out);
     char *cfgp = ufm_path_join(out, "config.ini"), *met = ufm_path_join(out, "metrics.tsv");
-    int holds_run = access(cfgp, F_OK) == 0 || access(met, F_OK) == 0;
+    char *swp = ufm_path_join(out, "sweep.ini");
+    int holds_run = access(cfgp, F_OK) == 0 || access(met, F_OK) == 0 || access(swp, F_OK) == 0;
     free(cfgp);
     free(met);
+    free(swp);
     if (holds_run && !force)
       return ufm_fail(errbuf, UFM_EINVAL,
                       "out: %s already holds a run; give --force to overwrite it, or out=DIR", out);

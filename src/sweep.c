@@ -68,6 +68,13 @@ int ufm_sweep_build(ufm_sweep *sw, ufm_settings *set, const char *name, char *er
     sw->out = ufm_malloc(n);
     snprintf(sw->out, n, "runs/%s", name);
   }
+  const char *why = ufm_out_path_problem(sw->out);
+  if (why) {
+    const char *where = "default";
+    for (size_t k = 0; k < sw->set.n; k++)
+      if (!strcmp(sw->set.key[k], "out")) where = sw->set.where[k];
+    return ufm_fail(errbuf, UFM_EINVAL, "%s: out: %s", where, why);
+  }
   /* every point must be a valid experiment before anything runs */
   for (size_t k = 0; k < sw->npoints && st == UFM_OK; k++) {
     ufm_config *cfg;
