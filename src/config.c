@@ -72,6 +72,8 @@ static const keydef keys[] = {
      "layer-peeled bound E_H (0: none)"},
     {"checkpoint_every", K_ULONG, OFF(checkpoint_every), "0", 0, 1e15, LO_INCL,
      "iterations between checkpoints (0: none)"},
+    {"checkpoint_minutes", K_DOUBLE, OFF(checkpoint_minutes), "10", 0, 1e9, LO_INCL,
+     "minutes of wall time between checkpoints (0: none)"},
     {"tol", K_DOUBLE, OFF(tol), "0", 0, 1e12, LO_INCL,
      "stop as converged once the gradient norm is <= tol (0: never)"},
     {"out", K_STRING, OFF(out), "", 0, 0, LO_INCL, "run directory (default runs/NAME)"},
@@ -646,7 +648,6 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
   }
   if (cfg->constraint_W > 0) return not_yet(cfg, "constraint_W", "the layer-peeled constraint", errbuf);
   if (cfg->constraint_H > 0) return not_yet(cfg, "constraint_H", "the layer-peeled constraint", errbuf);
-  if (cfg->checkpoint_every > 0) return not_yet(cfg, "checkpoint_every", "checkpointing", errbuf);
 
   size_t N = 0;
   for (size_t c = 0; c < cfg->classes; c++) {

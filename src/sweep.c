@@ -12,6 +12,7 @@
 #include "ufmconf.h" /* HAVE_MPI */
 #include "common.h"
 #include "fileio.h"
+#include "interrupt.h"
 #include "metrics.h"
 #include "plot.h"
 #include "progress.h"
@@ -459,7 +460,9 @@ static int prepare_sweep_dir(const ufm_sweep *sw, const char *text, int force, c
 
 static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf);
 
-/* One point into its directory, quietly, replacing what an interrupted run left. */
+/* One point into its directory, quietly: continued from its checkpoint when
+ * an interrupted run left one (not with --force), else run afresh, replacing
+ * what an interrupted run left. */
 static int run_point(const ufm_sweep *sw, const ufm_sweep_opts *opts, size_t k, char *err)
 {
   ufm_config *cfg;
@@ -469,6 +472,7 @@ static int run_point(const ufm_sweep *sw, const ufm_sweep_opts *opts, size_t k, 
     ro.quiet = 1;
     ro.force = 1;
     ro.noplot = 1;
+    ro.resume = !opts->force;
     s = ufm_run(cfg, &ro, err);
     ufm_config_free(cfg);
   }
@@ -486,7 +490,8 @@ static void report_point(progress_state *pr, size_t k, int s, double secs)
   pr->done++;
   if (!pr->quiet)
     fprintf(stderr, "%s: point %zu/%zu (p%04zu) %s in %.2f s\n", pr->name, pr->done, pr->total, k,
-            s == UFM_OK ? "finished" : s == UFM_EDIVERGED ? "diverged" : "FAILED", secs);
+            s == UFM_OK ? "finished" : s == UFM_EDIVERGED ? "diverged"
+            : s == UFM_EINTR ? "interrupted (checkpoint saved)" : "FAILED", secs);
 }
 
 #ifdef HAVE_MPI
@@ -531,7 +536,7 @@ static void mpi_master(const ufm_sweep *sw, const ufm_sweep_opts *opts, const si
       report_point(pr, todo[msg[0]], (int)msg[1], ufm_clock() - t0[w]);
     }
     long job[2] = {-1, -1};
-    if (next < ntodo) {
+    if (next < ntodo && !ufm_stop_requested()) { /* after a stop signal: no new points */
       job[0] = (long)next;
       job[1] = (long)todo[next];
       next++;
@@ -621,6 +626,7 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     ro.quiet = opts->quiet;
     ro.force = opts->force;
     ro.noplot = opts->noplot;
+    if (opts->force) ro.resume = 0;
     st = ufm_run(cfg, &ro, errbuf);
     ufm_config_free(cfg);
     return st;
@@ -647,7 +653,9 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
             sw->name, sw->npoints, ntodo, nskip, ufm_threads(), ufm_threads() > 1 ? "s" : "",
             sw->out);
 
+  /* pst: each point's status; -1 for a point not started (a stop signal came first) */
   int *pst = ufm_calloc(ntodo ? ntodo : 1, sizeof(int));
+  for (size_t t = 0; t < ntodo; t++) pst[t] = -1;
   char **perr = ufm_calloc(ntodo ? ntodo : 1, sizeof(char *));
   progress_state pr = {sw->name, ntodo, 0, opts->quiet};
   double t0 = ufm_clock();
@@ -661,6 +669,10 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(1); /* one BLAS thread per point */
 #pragma omp parallel for schedule(dynamic, 1) if (ntodo > 1)
     for (size_t t = 0; t < ntodo; t++) {
+      if (ufm_stop_requested()) { /* stop handing out points; those in flight checkpoint */
+        pst[t] = -1;
+        continue;
+      }
       char err[UFM_ERRBUF] = "";
       double ts = ufm_clock();
       pst[t] = run_point(sw, opts, todo[t], err);
@@ -671,20 +683,28 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(nthreads);
   }
 
-  size_t nbad = 0;
-  for (size_t t = 0; t < ntodo; t++)
-    if (pst[t] != UFM_OK) {
-      if (nbad++ < 5) fprintf(stderr, "ufm: %s\n", perr[t]);
-      free(perr[t]);
-    }
+  size_t nbad = 0, nstopped = 0;
+  for (size_t t = 0; t < ntodo; t++) {
+    if (pst[t] == -1 || pst[t] == UFM_EINTR) nstopped++;
+    else if (pst[t] != UFM_OK && nbad++ < 5) fprintf(stderr, "ufm: %s\n", perr[t]);
+    free(perr[t]);
+  }
   free(perr);
   free(pst);
   free(todo);
   if (!opts->quiet)
-    fprintf(stderr, "%s: %zu points in %.2f s, %zu failed or diverged\n", sw->name, ntodo,
-            ufm_clock() - t0, nbad);
+    fprintf(stderr, "%s: %zu points in %.2f s, %zu failed or diverged%s\n", sw->name,
+            ntodo - nstopped, ufm_clock() - t0, nbad, nstopped ? ", the rest interrupted" : "");
 
   st = ufm_sweep_tables(sw, sw->out, errbuf);
+  if (st == UFM_OK && ufm_stop_requested()) {
+    char *q = ufm_shell_quote(sw->out);
+    st = ufm_fail(errbuf, UFM_EINTR, "%s: interrupted by %s: %zu of %zu points of this run left "
+                  "unfinished (those in flight saved checkpoints); continue with: ufm run --resume %s",
+                  sw->out, ufm_signal_name(ufm_stop_signal), nstopped, ntodo, q);
+    free(q);
+    return st;
+  }
   if (st == UFM_OK && !opts->noplot) {
     char perr2[UFM_ERRBUF];
     if (ufm_plot_sweep(sw, sw->out, perr2) != UFM_OK)

@@ -232,6 +232,7 @@ static void test_defaults(void **state)
   assert_bits_equal(cfg->constraint_W, 0.0);
   assert_bits_equal(cfg->constraint_H, 0.0);
   assert_int_equal(cfg->checkpoint_every, 0);
+  assert_bits_equal(cfg->checkpoint_minutes, 10.0);
   assert_bits_equal(cfg->tol, 0.0);
   assert_string_equal(cfg->name, "default");
   assert_string_equal(cfg->out, "runs/default");
@@ -251,7 +252,7 @@ static void test_print_keys(void **state)
                          "loss", "bias", "lambda_W", "lambda_H", "lambda_b", "optimizer",
                          "momentum", "lr", "iterations", "init_scale", "seed", "init_from",
                          "log_points", "seeds", "constraint_W", "constraint_H",
-                         "checkpoint_every", "out"};
+                         "checkpoint_every", "checkpoint_minutes", "out"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     char pat[64];
     snprintf(pat, sizeof pat, "  %s ", names[k]);
@@ -308,6 +309,10 @@ static const badval bad_values[] = {
     {"init_scale", "-0.0731", "range"},
     {"log_points", "0", "range"},
     {"seeds", "0", "range"},
+    {"checkpoint_every", "-1", NULL},
+    {"checkpoint_every", "2.5", NULL},
+    {"checkpoint_minutes", "-0.5", "range"},
+    {"checkpoint_minutes", "1e10", "range"},
     {"seed", "-1", NULL},
     {"seed", "4294967296", "range"},
     /* bad enums / booleans */
@@ -673,6 +678,7 @@ static void assert_same_config(const ufm_config *a, const ufm_config *b)
   assert_bits_equal(a->constraint_W, b->constraint_W);
   assert_bits_equal(a->constraint_H, b->constraint_H);
   assert_int_equal(a->checkpoint_every, b->checkpoint_every);
+  assert_bits_equal(a->checkpoint_minutes, b->checkpoint_minutes);
   assert_bits_equal(a->tol, b->tol);
   assert_string_equal(a->out, b->out);
 }
