@@ -383,6 +383,7 @@ int ufm_ckpt_load(const char *dir, const ufm_config *cfg, ufm_model *m, ufm_opti
 {
   const char *names[] = {"checkpoint", "checkpoint.old"};
   *found = 0;
+  memset(ck, 0, sizeof *ck); /* ufm_ckpt_clear is safe whatever happens */
   for (size_t k = 0; k < 2; k++) {
     char *p = ufm_path_join(dir, names[k]);
     int have = has_manifest(p);

@@ -45,7 +45,7 @@ int ufm_ckpt_save(const char *dir, const ufm_config *cfg, const ufm_model *m, co
                   const ufm_ckpt *ck, char *errbuf);
 
 /* Read the checkpoint of dir into m, o and ck (ck->row_iter, ck->row_vals
- * allocated; free with ufm_ckpt_clear). *found = 0 and UFM_OK when dir holds
+ * allocated; free with ufm_ckpt_clear, also after an error). *found = 0 and UFM_OK when dir holds
  * no checkpoint. UFM_EINVAL when the checkpoint belongs to another
  * experiment (its config.ini differs outside `out`), was written with other
  * metric columns, or is malformed. */

@@ -344,8 +344,8 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   size_t rank = 0;        /* rank_M at the last metrics evaluation */
 
   if (resuming) {
-    ufm_ckpt ck;
-    int found;
+    ufm_ckpt ck = {0};
+    int found = 0;
     st = ufm_ckpt_load(cfg->out, cfg, m, opt, &ck, &found, errbuf);
     if (st == UFM_OK && found && ck.log_next > nlog)
       st = ufm_fail(errbuf, UFM_EINVAL, "%s/checkpoint: log position %zu beyond the schedule's %zu",
@@ -435,6 +435,9 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   double secs = secs_before + ufm_clock() - t0;
   ufm_progress_end(&pg, t, ws->loss, interrupted ? "interrupted" : status);
 
+  /* a diverged run leaves the loop between log points: its rows so far */
+  if (st == UFM_OK && !interrupted && strcmp(status, "diverged") == 0)
+    st = mtable_write(&tab, cfg->out, errbuf);
   if (st == UFM_OK && !interrupted) {
     run_result rr = {status, t, secs, have_vals ? vals : NULL, rank, msg[0] ? msg : NULL};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);

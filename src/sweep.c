@@ -460,6 +460,38 @@ static int prepare_sweep_dir(const ufm_sweep *sw, const char *text, int force, c
 
 static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf);
 
+/* init_from's files against every point's shapes, before the sweep directory
+ * exists: bad input is reported before anything is written (exit 2), not
+ * as a failure of each point. Consecutive points of the same shape share a
+ * check. */
+static int check_init_from(const ufm_sweep *sw, char *errbuf)
+{
+  size_t lastC = 0, lastp = 0, lastN = 0;
+  int lastbias = -1, st = UFM_OK;
+  for (size_t k = 0; k < sw->npoints && st == UFM_OK; k++) {
+    ufm_config *cfg;
+    if ((st = ufm_sweep_point_config(sw, k, &cfg, errbuf)) != UFM_OK) break;
+    size_t N = 0;
+    for (size_t c = 0; c < cfg->classes; c++) N += cfg->counts[c];
+    if (!cfg->init_from) {
+      ufm_config_free(cfg);
+      break; /* init_from is not sweepable: no point has one */
+    }
+    if (cfg->classes != lastC || cfg->dim != lastp || N != lastN || cfg->bias != lastbias) {
+      ufm_model *m = ufm_model_alloc(cfg->classes, cfg->dim, cfg->counts, cfg->bias);
+      if (!m) st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the model");
+      else st = ufm_state_load(m, cfg->init_from, errbuf);
+      ufm_model_free(m);
+      lastC = cfg->classes;
+      lastp = cfg->dim;
+      lastN = N;
+      lastbias = cfg->bias;
+    }
+    ufm_config_free(cfg);
+  }
+  return st;
+}
+
 /* One point into its directory, quietly: continued from its checkpoint when
  * an interrupted run left one (not with --force), else run afresh, replacing
  * what an interrupted run left. */
@@ -594,7 +626,8 @@ int ufm_sweep_run(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf)
     }
     int go = ufm_sweep_is_sweep(sw);
     char *text = go ? ufm_sweep_ini_text(sw) : NULL;
-    if (go) {
+    if (go) st = check_init_from(sw, errbuf);
+    if (go && st == UFM_OK) {
       st = prepare_sweep_dir(sw, text, opts->force, errbuf);
       go = st == UFM_OK;
     }
@@ -606,8 +639,10 @@ int ufm_sweep_run(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf)
   }
 #endif
   if (ufm_sweep_is_sweep(sw)) {
+    int st = check_init_from(sw, errbuf);
+    if (st != UFM_OK) return st;
     char *text = ufm_sweep_ini_text(sw);
-    int st = prepare_sweep_dir(sw, text, opts->force, errbuf);
+    st = prepare_sweep_dir(sw, text, opts->force, errbuf);
     free(text);
     if (st != UFM_OK) return st;
   }
