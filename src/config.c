@@ -629,6 +629,20 @@ static double memory_limit(const char **what)
   return have;
 }
 
+/* memory_limit once per process: every point of a sweep is checked, and
+ * points are also resolved inside the parallel loop that runs them. */
+static double memory_limit_cached(const char **what)
+{
+  static double have = -1;
+  static const char *have_what;
+#pragma omp critical(ufm_memory_limit)
+  {
+    if (have < 0) have = memory_limit(&have_what);
+  }
+  *what = have_what;
+  return have;
+}
+
 int ufm_config_finish(ufm_config *cfg, char *errbuf)
 {
   if (cfg->ncounts > 0) {
@@ -657,7 +671,7 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
   }
   double need = ufm_model_bytes_needed(cfg->classes, cfg->dim, N, cfg->optimizer->uses_velocity);
   const char *what;
-  double have = memory_limit(&what);
+  double have = memory_limit_cached(&what);
   if (have > 0 && need > have)
     return ufm_fail(errbuf, UFM_EINVAL,
                     "%s: dim: C = %zu, p = %zu, N = %zu need %.3g bytes of memory, more than %s "
