@@ -433,6 +433,10 @@ static int prepare_sweep_dir(const ufm_sweep *sw, const char *text, int force, c
   if (stat(sw->out, &sb) == 0) {
     if (!S_ISDIR(sb.st_mode))
       return ufm_fail(errbuf, UFM_EINVAL, "out: %s exists and is not a directory", sw->out);
+    if (ufm_dir_is_foreign(sw->out))
+      return ufm_fail(errbuf, UFM_EINVAL, "out: %s is a directory holding files that are not a ufm "
+                      "sweep; ufm writes only into a new or empty directory or an earlier sweep's "
+                      "(even with --force); give another out=DIR", sw->out);
     char *ini = ufm_path_join(sw->out, "sweep.ini"), *cfgp = ufm_path_join(sw->out, "config.ini");
     char *old = read_text(ini);
     int is_run = access(cfgp, F_OK) == 0;

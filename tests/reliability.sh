@@ -273,6 +273,10 @@ run "$UFM" run $Q --force out="$T/foreign" $SMALL iterations=5
 check "a directory holding other files: refused (exit 2) even with --force" is_rc 2
 check "... its files untouched, nothing added" \
   sh -c "[ \"\$(cat '$T/foreign/W.npy')\" = \"someone's data\" ] && [ \$(ls '$T/foreign' | wc -l) -eq 1 ]"
+# shellcheck disable=SC2086
+run "$UFM" run $Q --force out="$T/foreign" $SMALL dim=4,8 iterations=5
+check "... and a sweep into it: exit 2, nothing added" \
+  sh -c "[ $rc -eq 2 ] && [ \$(ls '$T/foreign' | wc -l) -eq 1 ]"
 mkdir "$T/empty"
 # shellcheck disable=SC2086
 run "$UFM" run $Q out="$T/empty" $SMALL iterations=5
