@@ -312,10 +312,10 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     return st;
   }
   ufm_remove_stale_tmp(cfg->out); /* left by a killed process */
-  if (!resuming) {
-    clear_old_outputs(cfg->out);
-    st = write_config(cfg, cfg->out, errbuf);
-  }
+  char *cfgpath = ufm_path_join(cfg->out, "config.ini");
+  if (!resuming) clear_old_outputs(cfg->out);
+  if (!resuming || access(cfgpath, F_OK) != 0) st = write_config(cfg, cfg->out, errbuf);
+  free(cfgpath);
   if (st != UFM_OK) {
     ufm_model_free(m);
     return st;

@@ -736,7 +736,7 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
             ntodo - nstopped, ufm_clock() - t0, nbad, nstopped ? ", the rest interrupted" : "");
 
   st = ufm_sweep_tables(sw, sw->out, errbuf);
-  if (st == UFM_OK && ufm_stop_requested()) {
+  if (st == UFM_OK && ufm_stop_requested() && nstopped > 0) { /* (all done anyway: success) */
     char *q = ufm_shell_quote(sw->out);
     st = ufm_fail(errbuf, UFM_EINTR, "%s: interrupted by %s: %zu of %zu points of this run left "
                   "unfinished (those in flight saved checkpoints); continue with: ufm run --resume %s",
