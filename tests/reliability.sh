@@ -72,8 +72,8 @@ wait_for() {
   done
   [ -e "$1" ]
 }
-# a random delay in [0.15, 0.50] s, from the seed and a counter
-delay() { awk -v s="$SEED" -v k="$1" 'BEGIN { srand(s * 1000 + k); printf "%.2f", 0.15 + 0.35 * rand() }'; }
+# a random delay in [0.05, 0.25] s, from the seed and a counter
+delay() { awk -v s="$SEED" -v k="$1" 'BEGIN { srand(s * 1000 + k); printf "%.2f", 0.05 + 0.20 * rand() }'; }
 sums() { (cd "$1" && find . -type f | sort | xargs cksum); }
 # put_bytes FILE OFFSET OCTAL-ESCAPES: overwrite bytes in place
 put_bytes() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
@@ -98,12 +98,12 @@ section "kill -9 at random moments, then --resume"
 D=$T/k9
 hits=0
 k=0
-while [ $k -lt 6 ] && [ ! -e "$D/summary.tsv" ]; do
+while [ $k -lt 8 ] && [ ! -e "$D/summary.tsv" ]; do
   k=$((k + 1))
   d=$(delay $k)
-  if [ $k -eq 1 ]; then
+  if [ ! -e "$D/config.ini" ]; then # (killed before it wrote config.ini: start again)
     # shellcheck disable=SC2086
-    "$UFM" run $Q out="$D" $LONG 2>"$T/err" &
+    "$UFM" run $Q --force out="$D" $LONG 2>"$T/err" &
   else
     "$UFM" run $Q --resume "$D" 2>"$T/err" &
   fi
