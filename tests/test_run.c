@@ -48,7 +48,7 @@ static ufm_config *make_config(const char *out, const char *const *kv)
 
 static int run_config(ufm_config *cfg)
 {
-  ufm_run_opts opts = {1, 1, 1};
+  ufm_run_opts opts = {.quiet = 1, .force = 1, .noplot = 1};
   char err[UFM_ERRBUF] = "";
   int st = ufm_run(cfg, &opts, err);
   if (st != UFM_OK) printf("# run: %s\n", err);
