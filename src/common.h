@@ -3,7 +3,8 @@
  * Convention (after Easel): a function that can fail on user input returns a
  * status code and writes a one-line message into a caller-supplied errbuf of
  * UFM_ERRBUF bytes (errbuf may be NULL). Only main() decides exit codes:
- * UFM_EINVAL maps to exit status 2 (bad usage or input), the others to 1.
+ * UFM_EINVAL maps to exit status 2 (bad usage or input), UFM_EINTR to
+ * 128 + the signal (130 for SIGINT, 143 for SIGTERM), the others to 1.
  */
 #ifndef UFM_COMMON_H
 #define UFM_COMMON_H
@@ -22,7 +23,8 @@ enum ufm_status {
   UFM_EINVAL = 1,   /* bad user input: experiment file, key, .npy file      */
   UFM_EIO = 2,      /* a file could not be read or written                  */
   UFM_ENOMEM = 3,   /* allocation failed                                    */
-  UFM_EDIVERGED = 4 /* the run produced NaN or Inf                          */
+  UFM_EDIVERGED = 4, /* the run produced NaN or Inf                         */
+  UFM_EINTR = 5      /* stopped by SIGINT/SIGTERM after saving a checkpoint  */
 };
 
 /* Format a message into errbuf (if not NULL) and return status. */

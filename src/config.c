@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "common.h"
+#include "fileio.h"
 #include "model.h"
 
 #include <ctype.h>
@@ -16,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* ----------------------------------------------------------- 1. the key table */
@@ -70,6 +72,8 @@ static const keydef keys[] = {
      "layer-peeled bound E_H (0: none)"},
     {"checkpoint_every", K_ULONG, OFF(checkpoint_every), "0", 0, 1e15, LO_INCL,
      "iterations between checkpoints (0: none)"},
+    {"checkpoint_minutes", K_DOUBLE, OFF(checkpoint_minutes), "10", 0, 1e9, LO_INCL,
+     "minutes of wall time between checkpoints (0: none)"},
     {"tol", K_DOUBLE, OFF(tol), "0", 0, 1e12, LO_INCL,
      "stop as converged once the gradient norm is <= tol (0: never)"},
     {"out", K_STRING, OFF(out), "", 0, 0, LO_INCL, "run directory (default runs/NAME)"},
@@ -572,10 +576,65 @@ static const char *where_of(const ufm_config *cfg, const char *key)
   return w ? w : "default";
 }
 
-static int not_yet(const ufm_config *cfg, const char *key, const char *what, char *errbuf)
+/* The memory this process may use: physical memory, lowered by an address
+ * space limit (ulimit -v) and by a cgroup memory limit (Slurm jobs and
+ * containers run under one, and exceeding it gets the process killed, not
+ * a failed allocation). 0 when unknown. */
+static double memory_limit(const char **what)
 {
-  return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: %s is not supported by this version yet",
-                  where_of(cfg, key), key, what);
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+  double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+  *what = "this machine's memory";
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+      && (have == 0 || (double)rl.rlim_cur < have)) {
+    have = (double)rl.rlim_cur;
+    *what = "the address-space limit (ulimit -v)";
+  }
+  /* cgroup v2 ("0::/path": PATH/memory.max) or v1 ("N:memory:/path":
+   * memory/PATH/memory.limit_in_bytes); the path is as the host sees it, so
+   * the cgroup root's own file is tried too. "max" or a huge number: none. */
+  FILE *fp = fopen("/proc/self/cgroup", "r");
+  char line[4096];
+  while (fp && fgets(line, sizeof line, fp)) {
+    line[strcspn(line, "\n")] = '\0';
+    const char *v2 = !strncmp(line, "0::", 3) ? line + 3 : NULL, *v1 = strstr(line, ":memory:");
+    if (!v2 && !v1) continue;
+    char cand[2][4200];
+    if (v2) {
+      snprintf(cand[0], sizeof cand[0], "/sys/fs/cgroup%s/memory.max", v2);
+      snprintf(cand[1], sizeof cand[1], "/sys/fs/cgroup/memory.max");
+    } else {
+      snprintf(cand[0], sizeof cand[0], "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1 + 8);
+      snprintf(cand[1], sizeof cand[1], "/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    }
+    for (int c = 0; c < 2; c++) {
+      FILE *mf = fopen(cand[c], "r");
+      double lim;
+      if (mf && fscanf(mf, "%lf", &lim) == 1 && lim > 0 && (have == 0 || lim < have)) {
+        have = lim;
+        *what = "the cgroup memory limit";
+      }
+      if (mf) fclose(mf);
+      if (mf) break;
+    }
+  }
+  if (fp) fclose(fp);
+  return have;
+}
+
+/* memory_limit once per process: every point of a sweep is checked, and
+ * points are also resolved inside the parallel loop that runs them. */
+static double memory_limit_cached(const char **what)
+{
+  static double have = -1;
+  static const char *have_what;
+#pragma omp critical(ufm_memory_limit)
+  {
+    if (have < 0) have = memory_limit(&have_what);
+  }
+  *what = have_what;
+  return have;
 }
 
 int ufm_config_finish(ufm_config *cfg, char *errbuf)
@@ -595,7 +654,6 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
     ufm_counts_make(cfg->classes, cfg->n, cfg->imbalance, cfg->ratio, maj, cfg->counts);
     cfg->majority = maj;
   }
-  if (cfg->checkpoint_every > 0) return not_yet(cfg, "checkpoint_every", "checkpointing", errbuf);
 
   size_t N = 0;
   for (size_t c = 0; c < cfg->classes; c++) {
@@ -604,19 +662,22 @@ int ufm_config_finish(ufm_config *cfg, char *errbuf)
     N += cfg->counts[c];
   }
   double need = ufm_model_bytes_needed(cfg->classes, cfg->dim, N, cfg->optimizer->uses_velocity);
-  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
-  double have = pages > 0 && psize > 0 ? (double)pages * (double)psize : 0;
+  const char *what;
+  double have = memory_limit_cached(&what);
   if (have > 0 && need > have)
     return ufm_fail(errbuf, UFM_EINVAL,
-                    "%s: dim: C = %zu, p = %zu, N = %zu need %.3g bytes of memory, more than this "
-                    "machine's %.3g",
-                    where_of(cfg, "dim"), cfg->classes, cfg->dim, N, need, have);
+                    "%s: dim: C = %zu, p = %zu, N = %zu need %.3g bytes of memory, more than %s "
+                    "(%.3g bytes)",
+                    where_of(cfg, "dim"), cfg->classes, cfg->dim, N, need, what, have);
 
   if (!cfg->out) {
     size_t n = strlen(cfg->name) + 6;
     cfg->out = ufm_malloc(n);
     snprintf(cfg->out, n, "runs/%s", cfg->name);
   }
+  /* checked on the resolved path: a default runs/NAME inherits the file's name */
+  const char *why = ufm_out_path_problem(cfg->out);
+  if (why) return ufm_fail(errbuf, UFM_EINVAL, "%s: out: %s", where_of(cfg, "out"), why);
   return UFM_OK;
 }
 

@@ -28,6 +28,7 @@ typedef struct {
   size_t seeds;
   double constraint_W, constraint_H;
   unsigned long checkpoint_every;
+  double checkpoint_minutes; /* also checkpoint when this much wall time has passed (0: never) */
   double tol;
   char *out;
   char *name; /* basename of the experiment file without .ini, or "default" */

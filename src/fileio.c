@@ -1,8 +1,10 @@
-/* fileio.c -- atomic output files (temporary name, then rename) and directories. */
+/* fileio.c -- atomic output files (temporary name, then rename), directories and their upkeep, the out path policy. */
 #include "fileio.h"
 #include "common.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -97,4 +99,111 @@ int ufm_mkdirs(const char *path, char *errbuf)
   free(p);
   if (!ok) return ufm_fail(errbuf, UFM_EIO, "%s: not a directory", path);
   return UFM_OK;
+}
+
+/* ------------------------------------------------ directories of a run: upkeep */
+
+int ufm_remove_dir(const char *path)
+{
+  DIR *d = opendir(path);
+  if (!d) return errno == ENOENT ? 0 : -1;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char *p = ufm_path_join(path, e->d_name);
+    unlink(p);
+    free(p);
+  }
+  closedir(d);
+  return rmdir(path);
+}
+
+void ufm_fsync_dir(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  (void)fsync(fd);
+  close(fd);
+}
+
+/* NAME.tmp.DIGITS, as ufm_afile_open names its temporary files; *pid set. */
+static int is_tmp_name(const char *name, long *pid)
+{
+  const char *t = strstr(name, ".tmp.");
+  if (!t || t == name) return 0;
+  const char *s = t + 5;
+  char *end;
+  if (*s < '0' || *s > '9') return 0;
+  long v = strtol(s, &end, 10);
+  if (*end != '\0') return 0;
+  *pid = v;
+  return 1;
+}
+
+void ufm_remove_stale_tmp(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  long pid;
+  while ((e = readdir(d)))
+    if (is_tmp_name(e->d_name, &pid) && pid != (long)getpid()) {
+      char *p = ufm_path_join(dir, e->d_name);
+      unlink(p);
+      free(p);
+    }
+  closedir(d);
+}
+
+const char *ufm_out_path_problem(const char *path)
+{
+  if (!path || !*path) return "the path is empty";
+  for (const unsigned char *s = (const unsigned char *)path; *s; s++)
+    if (*s < 0x20 || *s == 0x7f) return "the path contains a control character";
+  /* a ".." component: at the start or after '/', followed by '/' or the end */
+  for (const char *s = path; (s = strstr(s, "..")) != NULL; s += 2)
+    if ((s == path || s[-1] == '/') && (s[2] == '/' || s[2] == '\0'))
+      return "the path has a '..' component (give the directory without '..', e.g. as an absolute path)";
+  return NULL;
+}
+
+int ufm_dir_is_foreign(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *e;
+  int other = 0, marker = 0;
+  long pid;
+  while ((e = readdir(d))) {
+    const char *n = e->d_name;
+    if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+    if (!strcmp(n, "config.ini") || !strcmp(n, "sweep.ini") || !strcmp(n, "metrics.tsv")) marker = 1;
+    else if (!is_tmp_name(n, &pid) && strncmp(n, "checkpoint", 10) != 0) other = 1;
+  }
+  closedir(d);
+  return other && !marker;
+}
+
+char *ufm_shell_quote(const char *s)
+{
+  int plain = *s != '\0';
+  for (const char *c = s; *c && plain; c++)
+    plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')
+            || strchr("_./,:+@%=-", *c);
+  if (plain) return strdup(s);
+  size_t n = 3;
+  for (const char *c = s; *c; c++) n += *c == '\'' ? 4 : 1;
+  char *q = ufm_malloc(n), *d = q;
+  *d++ = '\'';
+  for (const char *c = s; *c; c++) {
+    if (*c == '\'') {
+      memcpy(d, "'\\''", 4);
+      d += 4;
+    } else {
+      *d++ = *c;
+    }
+  }
+  *d++ = '\'';
+  *d = '\0';
+  return q;
 }

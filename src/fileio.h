@@ -28,4 +28,33 @@ int ufm_mkdirs(const char *path, char *errbuf);
 /* Join dir and name into a newly allocated string. */
 char *ufm_path_join(const char *dir, const char *name);
 
+/* Remove a directory of regular files (a checkpoint) and the directory
+ * itself; a missing directory is fine. 0, or -1 with errno. */
+int ufm_remove_dir(const char *path);
+
+/* fsync a directory, so that renames inside it survive a crash (best effort:
+ * some file systems refuse to sync directories). */
+void ufm_fsync_dir(const char *path);
+
+/* Remove the temporary files (NAME.tmp.PID) that killed processes left in
+ * dir; only for run directories, which one process writes at a time. */
+void ufm_remove_stale_tmp(const char *dir);
+
+/* The policy for output directories (`out`): NULL when path is acceptable,
+ * else what is wrong with it. Refused: an empty path, control characters
+ * (they garble messages and file listings), and `..` components (an output
+ * path must not climb out of the directory it names; write an absolute path
+ * instead). */
+const char *ufm_out_path_problem(const char *path);
+
+/* Whether dir exists, holds entries, and none of them marks a ufm run or
+ * sweep (config.ini, sweep.ini, metrics.tsv): such a directory belongs to
+ * someone else and is never written into, even with --force. Temporary
+ * files (NAME.tmp.PID) and checkpoints count as ufm's. */
+int ufm_dir_is_foreign(const char *dir);
+
+/* s quoted for a POSIX shell when it needs quoting (for messages that tell
+ * the user a command to run); newly allocated. */
+char *ufm_shell_quote(const char *s);
+
 #endif

@@ -1,11 +1,13 @@
 /* main.c -- the ufm command: dispatches subcommands; all checking happens before any work.
  *
  * Exit status: 0 success; 1 a run failed (diverged, I/O error); 2 bad usage
- * or a bad experiment file.
+ * or a bad experiment file; 130 / 143 stopped by SIGINT / SIGTERM after
+ * saving checkpoints (128 + the signal, the shell's convention).
  */
 #include "common.h"
 #include "config.h"
 #include "geometry.h"
+#include "interrupt.h"
 #include "plot.h"
 #include "run.h"
 #include "sweep.h"
@@ -24,7 +26,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int exit_code(int status) { return status == UFM_OK ? 0 : status == UFM_EINVAL ? 2 : 1; }
+static int exit_code(int status)
+{
+  if (status == UFM_EINTR) return 128 + (ufm_stop_signal ? ufm_stop_signal : SIGTERM);
+  return status == UFM_OK ? 0 : status == UFM_EINVAL ? 2 : 1;
+}
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
@@ -60,6 +66,10 @@ static void run_help(void)
          "(mean and std over seeds), timing.tsv and the figures sweep.png (and\n"
          "heatmap.png for two swept keys). Rerunning the same sweep into the same\n"
          "directory runs only the points not finished yet.\n\n"
+         "Checkpoints (keys checkpoint_every, checkpoint_minutes; and on SIGINT or\n"
+         "SIGTERM, which stop the run with exit status 130 or 143) go to\n"
+         "DIR/checkpoint; 'ufm run --resume DIR' continues a run or sweep from them\n"
+         "and ends with the same results, bit for bit, as an uninterrupted run.\n\n"
          "Options:\n"
          "  -q, --quiet        no progress output\n"
          "  -f, --force        overwrite an existing run or sweep directory\n"
@@ -68,7 +78,8 @@ static void run_help(void)
          "      --dry-run      print the points of the experiment and stop\n"
          "      --shard I/N    run only the I-th of N slices of a sweep (I = 1..N)\n"
          "      --keep WHAT    .npy state files kept per run: final (default), all, none\n"
-         "      --resume DIR   finish the sweep in DIR (its sweep.ini)\n"
+         "      --resume DIR   continue the run or sweep in DIR from its checkpoints\n"
+         "                     (its config.ini or sweep.ini; no FILE or key=value)\n"
          "  -h, --help         this text\n\n"
          "Keys (default, meaning):\n");
   ufm_config_print_keys(stdout);
@@ -113,24 +124,29 @@ static int read_experiment(const char *cmd, int argc, char **argv, const char *r
   char *name = strdup("default");
   int st = UFM_OK, nfile = 0;
   if (resume) {
+    /* the experiment is the directory's own: nothing may change it */
+    if (optind < argc) {
+      free(name);
+      usage_error(cmd, "--resume takes no experiment file or key=value ('%s'): the "
+                  "directory's config.ini or sweep.ini is the experiment", argv[optind]);
+      return -1;
+    }
     char *ini = malloc(strlen(resume) + 16), *cfgini = malloc(strlen(resume) + 16);
     sprintf(ini, "%s/sweep.ini", resume);
     sprintf(cfgini, "%s/config.ini", resume);
-    if (access(ini, R_OK) != 0) {
-      int single = access(cfgini, R_OK) == 0;
+    const char *from = access(ini, R_OK) == 0 ? ini : access(cfgini, R_OK) == 0 ? cfgini : NULL;
+    if (!from) {
       free(ini);
       free(cfgini);
       free(name);
-      if (single)
-        usage_error(cmd, "--resume %s: a single run resumes from checkpoints, not implemented "
-                    "yet; rerun it with: ufm run DIR/config.ini --force", resume);
-      else
-        usage_error(cmd, "--resume %s: not a sweep directory (no sweep.ini)", resume);
+      usage_error(cmd, "--resume %s: not a run or sweep directory (no config.ini, no sweep.ini)", resume);
       return -1;
     }
-    st = ufm_settings_read(&set, ini, err);
+    st = ufm_settings_read(&set, from, err);
+    /* DIR itself, however the directory was named when the run started */
+    ufm_settings_put(&set, "out", resume, "--resume");
     free(name);
-    name = ufm_config_name_from_path(ini);
+    name = ufm_config_name_from_path(from);
     free(ini);
     free(cfgini);
     nfile = 1;
@@ -229,6 +245,7 @@ static int cmd_run(int argc, char **argv)
 
   char err[UFM_ERRBUF];
   ufm_sweep sw = {0};
+  if (resume) so.run.resume = 1;
   int st = read_experiment("run", argc, argv, resume, &sw, err);
   if (st < 0) return 2; /* a usage error, reported */
   if (st == UFM_OK && dry) {
@@ -511,6 +528,7 @@ int main(int argc, char **argv)
 static int ufm_main(int argc, char **argv)
 {
   int k = 1;
+  ufm_interrupt_install();
   while (k < argc && argv[k][0] == '-') {
     const char *a = argv[k];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {

@@ -16,13 +16,14 @@ void ufm_progress_start(ufm_progress *pg, const char *label, unsigned long total
 {
   pg->mode = quiet ? 0 : isatty(STDERR_FILENO) ? 2 : 1;
   pg->total = total;
+  pg->first = 0;
   pg->t0 = pg->last = ufm_clock();
   pg->label = label;
 }
 
 static void draw(ufm_progress *pg, unsigned long it, double loss, double now, int final)
 {
-  double el = now - pg->t0, rate = el > 0 ? (double)it / el : 0.0;
+  double el = now - pg->t0, rate = el > 0 && it >= pg->first ? (double)(it - pg->first) / el : 0.0;
   double frac = pg->total ? (double)it / (double)pg->total : 1.0;
   if (pg->mode == 2) {
     char bar[31];
@@ -52,5 +53,9 @@ void ufm_progress_end(ufm_progress *pg, unsigned long it, double loss, const cha
   if (pg->mode == 0) return;
   double now = ufm_clock();
   draw(pg, it, loss, now, 1);
-  fprintf(stderr, "%s: %s after %lu iterations in %.2f s\n", pg->label, status, it, now - pg->t0);
+  if (pg->first > 0)
+    fprintf(stderr, "%s: %s at iteration %lu, after %lu more in %.2f s\n", pg->label, status, it,
+            it - pg->first, now - pg->t0);
+  else
+    fprintf(stderr, "%s: %s after %lu iterations in %.2f s\n", pg->label, status, it, now - pg->t0);
 }

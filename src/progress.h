@@ -5,6 +5,7 @@
 typedef struct {
   int mode; /* 0 quiet, 1 lines, 2 bar */
   unsigned long total;
+  unsigned long first; /* iteration this session started from (resumed runs): rates count from it */
   double t0, last;
   const char *label;
 } ufm_progress;

@@ -1,13 +1,15 @@
-/* run.c -- the loop that owns a run: initialise, evaluate, log, step, save.
+/* run.c -- the loop that owns a run: initialise, evaluate, log, checkpoint, step, save.
  *
  * Contents: 1. state files  2. the log schedule and metrics.tsv
- *           3. summary.tsv  4. the run
+ *           3. summary.tsv  4. the run (with checkpoints and stop signals)
  */
 #include "run.h"
+#include "checkpoint.h"
 #include "common.h"
 #include "constraint.h"
 #include "fileio.h"
 #include "grad.h"
+#include "interrupt.h"
 #include "metrics.h"
 #include "npy.h"
 #include "optim.h"
@@ -261,10 +263,16 @@ static int prepare_outdir(const char *out, int force, char *errbuf)
   if (stat(out, &sb) == 0) {
     if (!S_ISDIR(sb.st_mode))
       return ufm_fail(errbuf, UFM_EINVAL, "out: %s exists and is not a directory", out);
+    if (ufm_dir_is_foreign(out))
+      return ufm_fail(errbuf, UFM_EINVAL, "out: %s is a directory holding files that are not a ufm "
+                      "run; ufm writes only into a new or empty directory or an earlier run's "
+                      "(even with --force); give another out=DIR", out);
     char *cfgp = ufm_path_join(out, "config.ini"), *met = ufm_path_join(out, "metrics.tsv");
-    int holds_run = access(cfgp, F_OK) == 0 || access(met, F_OK) == 0;
+    char *swp = ufm_path_join(out, "sweep.ini");
+    int holds_run = access(cfgp, F_OK) == 0 || access(met, F_OK) == 0 || access(swp, F_OK) == 0;
     free(cfgp);
     free(met);
+    free(swp);
     if (holds_run && !force)
       return ufm_fail(errbuf, UFM_EINVAL,
                       "out: %s already holds a run; give --force to overwrite it, or out=DIR", out);
@@ -295,22 +303,78 @@ static void clear_old_outputs(const char *dir)
     unlink(p);
     free(p);
   }
+  ufm_ckpt_remove(dir);
+}
+
+/* status of a finished run (its summary.tsv, written last), or NULL. */
+static char *finished_status(const char *dir)
+{
+  char *path = ufm_path_join(dir, "summary.tsv");
+  FILE *fp = fopen(path, "r");
+  free(path);
+  if (!fp) return NULL;
+  char line[256], *status = NULL;
+  while (!status && fgets(line, sizeof line, fp))
+    if (!strncmp(line, "status\t", 7)) status = strndup(line + 7, strcspn(line + 7, "\n"));
+  fclose(fp);
+  return status;
+}
+
+/* Save the metrics so far and the whole state as dir/checkpoint. */
+static int checkpoint_now(const ufm_config *cfg, const ufm_model *m, const ufm_optim *opt,
+                          const mtable *tab, unsigned long t, size_t next, double seconds,
+                          size_t rank, char *errbuf)
+{
+  int st = mtable_write(tab, cfg->out, errbuf);
+  if (st != UFM_OK) return st;
+  ufm_ckpt ck = {t, next, seconds, rank, tab->rows, tab->iter, tab->v};
+  st = ufm_ckpt_save(cfg->out, cfg, m, opt, &ck, errbuf);
+  if (st != UFM_OK) {
+    char why[UFM_ERRBUF];
+    snprintf(why, sizeof why, "%s", errbuf ? errbuf : "");
+    st = ufm_fail(errbuf, st, "%s: cannot write the checkpoint at iteration %lu (the previous one, "
+                  "if any, is intact): %s", cfg->out, t, why);
+  }
+  return st;
+}
+
+/* Is a periodic checkpoint due at iteration t (not the first of this
+ * session, not the last of the run)? */
+static int checkpoint_due(const ufm_config *cfg, unsigned long t, unsigned long t_start,
+                          double since_last)
+{
+  if (t == t_start || t >= cfg->iterations) return 0;
+  if (cfg->checkpoint_every > 0 && t % cfg->checkpoint_every == 0) return 1;
+  return cfg->checkpoint_minutes > 0 && since_last >= 60.0 * cfg->checkpoint_minutes;
 }
 
 int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
 {
+  if (opts->resume) { /* a finished run stays as it is */
+    char *done = finished_status(cfg->out);
+    if (done) {
+      if (!opts->quiet) fprintf(stderr, "%s: already finished (status %s); nothing to do\n", cfg->out, done);
+      free(done);
+      return UFM_OK;
+    }
+  }
+  int resuming = opts->resume && ufm_ckpt_exists(cfg->out);
   ufm_model *m = ufm_model_alloc(cfg->classes, cfg->dim, cfg->counts, cfg->bias);
   if (!m) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the model");
   int st = UFM_OK;
-  if (cfg->init_from) st = ufm_state_load(m, cfg->init_from, errbuf);
+  if (resuming) { /* the state comes from the checkpoint, below */
+  } else if (cfg->init_from) st = ufm_state_load(m, cfg->init_from, errbuf);
   else ufm_model_init_random(m, cfg->seed, cfg->init_scale);
-  if (st == UFM_OK) st = prepare_outdir(cfg->out, opts->force, errbuf);
+  if (st == UFM_OK) st = prepare_outdir(cfg->out, opts->force || opts->resume, errbuf);
   if (st != UFM_OK) {
     ufm_model_free(m);
     return st;
   }
-  clear_old_outputs(cfg->out);
-  st = write_config(cfg, cfg->out, errbuf);
+  ufm_remove_stale_tmp(cfg->out); /* left by a killed process */
+  char *cfgpath = ufm_path_join(cfg->out, "config.ini");
+  if (!resuming) clear_old_outputs(cfg->out);
+  if (!resuming || access(cfgpath, F_OK) != 0) st = write_config(cfg, cfg->out, errbuf);
+  free(cfgpath);
   /* the predicted limit, when one is known, for the figures and the summary */
   ufm_theory *th = ufm_theory_for_config(cfg);
   if (st == UFM_OK && ufm_theory_has_prediction(th)) st = ufm_theory_write_tsv(th, cfg->out, errbuf);
@@ -337,16 +401,65 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   size_t nlog = ufm_log_schedule(cfg->iterations, cfg->log_points, &its), next = 0;
   mtable tab = {0};
   double vals[UFM_NMETRICS];
-  int have_vals = 0;
+  int have_vals = 0, interrupted = 0;
   unsigned long vals_at = 0;
   char msg[512] = "";
   const char *status = "finished";
-  unsigned long t = 0;
+  unsigned long t = 0, t_start = 0;
+  double secs_before = 0; /* computation time of earlier sessions (resumed runs) */
+  size_t rank = 0;        /* rank_M at the last metrics evaluation */
+
+  if (resuming) {
+    ufm_ckpt ck = {0};
+    int found = 0;
+    st = ufm_ckpt_load(cfg->out, cfg, m, opt, &ck, &found, errbuf);
+    if (st == UFM_OK && found && ck.log_next > nlog)
+      st = ufm_fail(errbuf, UFM_EINVAL, "%s/checkpoint: log position %zu beyond the schedule's %zu",
+                    cfg->out, ck.log_next, nlog);
+    if (st == UFM_OK && found) {
+      t_start = ck.iter;
+      next = ck.log_next;
+      secs_before = ck.seconds;
+      rank = ck.rank;
+      for (size_t r = 0; r < ck.rows; r++) mtable_add(&tab, ck.row_iter[r], ck.row_vals + r * UFM_NMETRICS);
+      if (ck.rows > 0) { /* the last row is what a diverging run reports as final */
+        memcpy(vals, ck.row_vals + (ck.rows - 1) * UFM_NMETRICS, sizeof vals);
+        have_vals = 1;
+      }
+      if (!opts->quiet)
+        fprintf(stderr, "%s: resuming from the checkpoint at iteration %lu\n", cfg->name, t_start);
+    }
+    ufm_ckpt_clear(&ck);
+  }
+  if (st != UFM_OK) {
+    free(its);
+    free(tab.iter);
+    free(tab.v);
+    ufm_optim_free(opt);
+    ufm_metrics_ws_free(mw);
+    ufm_grad_ws_free(ws);
+    ufm_model_free(m);
+    return st;
+  }
+
   ufm_progress pg;
   ufm_progress_start(&pg, cfg->name, cfg->iterations, opts->quiet);
-  double t0 = ufm_clock(), last_write = t0;
+  pg.first = t_start;
+  double t0 = ufm_clock(), last_write = t0, last_ckpt = t0;
 
-  for (t = 0;; t++) {
+  for (t = t_start;; t++) {
+    /* checkpoints between steps: on a stop signal (then stop), and when due */
+    int stop = ufm_stop_requested();
+    double now = cfg->checkpoint_minutes > 0 ? ufm_clock() : 0.0;
+    if (stop || checkpoint_due(cfg, t, t_start, now - last_ckpt)) {
+      double el = secs_before + ufm_clock() - t0;
+      if ((st = checkpoint_now(cfg, m, opt, &tab, t, next, el, rank, errbuf)) != UFM_OK) break;
+      last_ckpt = last_write = ufm_clock();
+      if (stop) {
+        interrupted = 1;
+        break;
+      }
+    }
     int gst = ufm_grad_eval(&pb, m, ws);
     if (gst == UFM_EDIVERGED) {
       status = "diverged";
@@ -367,6 +480,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     int last = t == cfg->iterations || conv;
     if ((next < nlog && its[next] == t) || last) {
       ufm_metrics_eval(&pb, m, ws, mw, vals);
+      rank = ufm_metrics_rank(mw);
       have_vals = 1;
       vals_at = t;
       mtable_add(&tab, t, vals);
@@ -394,15 +508,26 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     apply_constraints(cfg, m);
     ufm_progress_update(&pg, t + 1, ws->loss);
   }
-  double secs = ufm_clock() - t0;
-  ufm_progress_end(&pg, t, ws->loss, status);
+  double secs = secs_before + ufm_clock() - t0;
+  ufm_progress_end(&pg, t, ws->loss, interrupted ? "interrupted" : status);
 
-  if (st == UFM_OK) {
-    run_result rr = {status, t, secs, have_vals ? vals : NULL, ufm_metrics_rank(mw),
-                     msg[0] ? msg : NULL, th};
+  /* a diverged run leaves the loop between log points: its rows so far */
+  if (st == UFM_OK && !interrupted && strcmp(status, "diverged") == 0)
+    st = mtable_write(&tab, cfg->out, errbuf);
+  if (st == UFM_OK && !interrupted) {
+    run_result rr = {status, t, secs, have_vals ? vals : NULL, rank, msg[0] ? msg : NULL, th};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
     if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
     if (st == UFM_OK && have_vals && vals_at == t) st = write_geometry(m, mw, cfg->out, errbuf);
+    /* summary.tsv marks the run finished: its checkpoint has served */
+    if (st == UFM_OK && opts->keep != UFM_KEEP_ALL) ufm_ckpt_remove(cfg->out);
+  }
+  if (st == UFM_OK && interrupted) {
+    char *q = ufm_shell_quote(cfg->out);
+    st = ufm_fail(errbuf, UFM_EINTR, "%s: interrupted by %s at iteration %lu; checkpoint saved in "
+                  "%s/checkpoint; continue with: ufm run --resume %s", cfg->out,
+                  ufm_signal_name(ufm_stop_signal), t, cfg->out, q);
+    free(q);
   }
   if (st == UFM_OK && !opts->noplot && tab.rows > 0) {
     char perr[UFM_ERRBUF];

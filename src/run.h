@@ -10,13 +10,23 @@ typedef struct {
   int force;   /* overwrite an existing run   */
   int noplot;  /* skip the figures            */
   int keep;    /* UFM_KEEP_*: which .npy files stay after the run */
+  int resume;  /* continue from the run directory's checkpoint when there is one
+                  (else start afresh, replacing what is there); a finished run
+                  (summary.tsv present) is left as it is */
 } ufm_run_opts;
 
 enum { UFM_KEEP_FINAL = 0, UFM_KEEP_ALL = 1, UFM_KEEP_NONE = 2 };
 
 /* Run cfg into cfg->out. Returns UFM_OK (finished or converged), UFM_EINVAL
  * (bad input found before anything ran: nothing written), UFM_EIO or
- * UFM_EDIVERGED (the run stopped; everything up to it is saved). */
+ * UFM_EDIVERGED (the run stopped; everything up to it is saved), UFM_EINTR
+ * (SIGINT/SIGTERM: a checkpoint and metrics.tsv were written; the message
+ * names the command that resumes the run).
+ *
+ * Checkpoints (checkpoint.h) are written every cfg->checkpoint_every
+ * iterations and every cfg->checkpoint_minutes of wall time, and on a stop
+ * signal; they are removed when the run ends, unless opts->keep is
+ * UFM_KEEP_ALL. */
 int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf);
 
 /* Load W.npy, H.npy and (optionally) b.npy from dir into m, checking shapes

@@ -12,6 +12,7 @@
 #include "ufmconf.h" /* HAVE_MPI */
 #include "common.h"
 #include "fileio.h"
+#include "interrupt.h"
 #include "metrics.h"
 #include "plot.h"
 #include "progress.h"
@@ -67,6 +68,13 @@ int ufm_sweep_build(ufm_sweep *sw, ufm_settings *set, const char *name, char *er
     size_t n = strlen(name) + 6;
     sw->out = ufm_malloc(n);
     snprintf(sw->out, n, "runs/%s", name);
+  }
+  const char *why = ufm_out_path_problem(sw->out);
+  if (why) {
+    const char *where = "default";
+    for (size_t k = 0; k < sw->set.n; k++)
+      if (!strcmp(sw->set.key[k], "out")) where = sw->set.where[k];
+    return ufm_fail(errbuf, UFM_EINVAL, "%s: out: %s", where, why);
   }
   /* every point must be a valid experiment before anything runs */
   for (size_t k = 0; k < sw->npoints && st == UFM_OK; k++) {
@@ -425,6 +433,10 @@ static int prepare_sweep_dir(const ufm_sweep *sw, const char *text, int force, c
   if (stat(sw->out, &sb) == 0) {
     if (!S_ISDIR(sb.st_mode))
       return ufm_fail(errbuf, UFM_EINVAL, "out: %s exists and is not a directory", sw->out);
+    if (ufm_dir_is_foreign(sw->out))
+      return ufm_fail(errbuf, UFM_EINVAL, "out: %s is a directory holding files that are not a ufm "
+                      "sweep; ufm writes only into a new or empty directory or an earlier sweep's "
+                      "(even with --force); give another out=DIR", sw->out);
     char *ini = ufm_path_join(sw->out, "sweep.ini"), *cfgp = ufm_path_join(sw->out, "config.ini");
     char *old = read_text(ini);
     int is_run = access(cfgp, F_OK) == 0;
@@ -452,7 +464,41 @@ static int prepare_sweep_dir(const ufm_sweep *sw, const char *text, int force, c
 
 static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf);
 
-/* One point into its directory, quietly, replacing what an interrupted run left. */
+/* init_from's files against every point's shapes, before the sweep directory
+ * exists: bad input is reported before anything is written (exit 2), not
+ * as a failure of each point. Consecutive points of the same shape share a
+ * check. */
+static int check_init_from(const ufm_sweep *sw, char *errbuf)
+{
+  size_t lastC = 0, lastp = 0, lastN = 0;
+  int lastbias = -1, st = UFM_OK;
+  for (size_t k = 0; k < sw->npoints && st == UFM_OK; k++) {
+    ufm_config *cfg;
+    if ((st = ufm_sweep_point_config(sw, k, &cfg, errbuf)) != UFM_OK) break;
+    size_t N = 0;
+    for (size_t c = 0; c < cfg->classes; c++) N += cfg->counts[c];
+    if (!cfg->init_from) {
+      ufm_config_free(cfg);
+      break; /* init_from is not sweepable: no point has one */
+    }
+    if (cfg->classes != lastC || cfg->dim != lastp || N != lastN || cfg->bias != lastbias) {
+      ufm_model *m = ufm_model_alloc(cfg->classes, cfg->dim, cfg->counts, cfg->bias);
+      if (!m) st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the model");
+      else st = ufm_state_load(m, cfg->init_from, errbuf);
+      ufm_model_free(m);
+      lastC = cfg->classes;
+      lastp = cfg->dim;
+      lastN = N;
+      lastbias = cfg->bias;
+    }
+    ufm_config_free(cfg);
+  }
+  return st;
+}
+
+/* One point into its directory, quietly: continued from its checkpoint when
+ * an interrupted run left one (not with --force), else run afresh, replacing
+ * what an interrupted run left. */
 static int run_point(const ufm_sweep *sw, const ufm_sweep_opts *opts, size_t k, char *err)
 {
   ufm_config *cfg;
@@ -462,6 +508,7 @@ static int run_point(const ufm_sweep *sw, const ufm_sweep_opts *opts, size_t k, 
     ro.quiet = 1;
     ro.force = 1;
     ro.noplot = 1;
+    ro.resume = !opts->force;
     s = ufm_run(cfg, &ro, err);
     ufm_config_free(cfg);
   }
@@ -479,7 +526,8 @@ static void report_point(progress_state *pr, size_t k, int s, double secs)
   pr->done++;
   if (!pr->quiet)
     fprintf(stderr, "%s: point %zu/%zu (p%04zu) %s in %.2f s\n", pr->name, pr->done, pr->total, k,
-            s == UFM_OK ? "finished" : s == UFM_EDIVERGED ? "diverged" : "FAILED", secs);
+            s == UFM_OK ? "finished" : s == UFM_EDIVERGED ? "diverged"
+            : s == UFM_EINTR ? "interrupted (checkpoint saved)" : "FAILED", secs);
 }
 
 #ifdef HAVE_MPI
@@ -524,7 +572,7 @@ static void mpi_master(const ufm_sweep *sw, const ufm_sweep_opts *opts, const si
       report_point(pr, todo[msg[0]], (int)msg[1], ufm_clock() - t0[w]);
     }
     long job[2] = {-1, -1};
-    if (next < ntodo) {
+    if (next < ntodo && !ufm_stop_requested()) { /* after a stop signal: no new points */
       job[0] = (long)next;
       job[1] = (long)todo[next];
       next++;
@@ -582,7 +630,8 @@ int ufm_sweep_run(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf)
     }
     int go = ufm_sweep_is_sweep(sw);
     char *text = go ? ufm_sweep_ini_text(sw) : NULL;
-    if (go) {
+    if (go) st = check_init_from(sw, errbuf);
+    if (go && st == UFM_OK) {
       st = prepare_sweep_dir(sw, text, opts->force, errbuf);
       go = st == UFM_OK;
     }
@@ -594,8 +643,10 @@ int ufm_sweep_run(const ufm_sweep *sw, const ufm_sweep_opts *opts, char *errbuf)
   }
 #endif
   if (ufm_sweep_is_sweep(sw)) {
+    int st = check_init_from(sw, errbuf);
+    if (st != UFM_OK) return st;
     char *text = ufm_sweep_ini_text(sw);
-    int st = prepare_sweep_dir(sw, text, opts->force, errbuf);
+    st = prepare_sweep_dir(sw, text, opts->force, errbuf);
     free(text);
     if (st != UFM_OK) return st;
   }
@@ -614,6 +665,7 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     ro.quiet = opts->quiet;
     ro.force = opts->force;
     ro.noplot = opts->noplot;
+    if (opts->force) ro.resume = 0;
     st = ufm_run(cfg, &ro, errbuf);
     ufm_config_free(cfg);
     return st;
@@ -640,7 +692,9 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
             sw->name, sw->npoints, ntodo, nskip, ufm_threads(), ufm_threads() > 1 ? "s" : "",
             sw->out);
 
+  /* pst: each point's status; -1 for a point not started (a stop signal came first) */
   int *pst = ufm_calloc(ntodo ? ntodo : 1, sizeof(int));
+  for (size_t t = 0; t < ntodo; t++) pst[t] = -1;
   char **perr = ufm_calloc(ntodo ? ntodo : 1, sizeof(char *));
   progress_state pr = {sw->name, ntodo, 0, opts->quiet};
   double t0 = ufm_clock();
@@ -654,6 +708,10 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(1); /* one BLAS thread per point */
 #pragma omp parallel for schedule(dynamic, 1) if (ntodo > 1)
     for (size_t t = 0; t < ntodo; t++) {
+      if (ufm_stop_requested()) { /* stop handing out points; those in flight checkpoint */
+        pst[t] = -1;
+        continue;
+      }
       char err[UFM_ERRBUF] = "";
       double ts = ufm_clock();
       pst[t] = run_point(sw, opts, todo[t], err);
@@ -664,20 +722,28 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
     if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(nthreads);
   }
 
-  size_t nbad = 0;
-  for (size_t t = 0; t < ntodo; t++)
-    if (pst[t] != UFM_OK) {
-      if (nbad++ < 5) fprintf(stderr, "ufm: %s\n", perr[t]);
-      free(perr[t]);
-    }
+  size_t nbad = 0, nstopped = 0;
+  for (size_t t = 0; t < ntodo; t++) {
+    if (pst[t] == -1 || pst[t] == UFM_EINTR) nstopped++;
+    else if (pst[t] != UFM_OK && nbad++ < 5) fprintf(stderr, "ufm: %s\n", perr[t]);
+    free(perr[t]);
+  }
   free(perr);
   free(pst);
   free(todo);
   if (!opts->quiet)
-    fprintf(stderr, "%s: %zu points in %.2f s, %zu failed or diverged\n", sw->name, ntodo,
-            ufm_clock() - t0, nbad);
+    fprintf(stderr, "%s: %zu points in %.2f s, %zu failed or diverged%s\n", sw->name,
+            ntodo - nstopped, ufm_clock() - t0, nbad, nstopped ? ", the rest interrupted" : "");
 
   st = ufm_sweep_tables(sw, sw->out, errbuf);
+  if (st == UFM_OK && ufm_stop_requested() && nstopped > 0) { /* (all done anyway: success) */
+    char *q = ufm_shell_quote(sw->out);
+    st = ufm_fail(errbuf, UFM_EINTR, "%s: interrupted by %s: %zu of %zu points of this run left "
+                  "unfinished (those in flight saved checkpoints); continue with: ufm run --resume %s",
+                  sw->out, ufm_signal_name(ufm_stop_signal), nstopped, ntodo, q);
+    free(q);
+    return st;
+  }
   if (st == UFM_OK && !opts->noplot) {
     char perr2[UFM_ERRBUF];
     if (ufm_plot_sweep(sw, sw->out, perr2) != UFM_OK)

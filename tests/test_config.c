@@ -232,6 +232,7 @@ static void test_defaults(void **state)
   assert_bits_equal(cfg->constraint_W, 0.0);
   assert_bits_equal(cfg->constraint_H, 0.0);
   assert_int_equal(cfg->checkpoint_every, 0);
+  assert_bits_equal(cfg->checkpoint_minutes, 10.0);
   assert_bits_equal(cfg->tol, 0.0);
   assert_string_equal(cfg->name, "default");
   assert_string_equal(cfg->out, "runs/default");
@@ -251,7 +252,7 @@ static void test_print_keys(void **state)
                          "loss", "bias", "lambda_W", "lambda_H", "lambda_b", "optimizer",
                          "momentum", "lr", "iterations", "init_scale", "seed", "init_from",
                          "log_points", "seeds", "constraint_W", "constraint_H",
-                         "checkpoint_every", "out"};
+                         "checkpoint_every", "checkpoint_minutes", "out"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     char pat[64];
     snprintf(pat, sizeof pat, "  %s ", names[k]);
@@ -308,6 +309,10 @@ static const badval bad_values[] = {
     {"init_scale", "-0.0731", "range"},
     {"log_points", "0", "range"},
     {"seeds", "0", "range"},
+    {"checkpoint_every", "-1", NULL},
+    {"checkpoint_every", "2.5", NULL},
+    {"checkpoint_minutes", "-0.5", "range"},
+    {"checkpoint_minutes", "1e10", "range"},
     {"seed", "-1", NULL},
     {"seed", "4294967296", "range"},
     /* bad enums / booleans */
@@ -673,6 +678,7 @@ static void assert_same_config(const ufm_config *a, const ufm_config *b)
   assert_bits_equal(a->constraint_W, b->constraint_W);
   assert_bits_equal(a->constraint_H, b->constraint_H);
   assert_int_equal(a->checkpoint_every, b->checkpoint_every);
+  assert_bits_equal(a->checkpoint_minutes, b->checkpoint_minutes);
   assert_bits_equal(a->tol, b->tol);
   assert_string_equal(a->out, b->out);
 }
@@ -801,6 +807,45 @@ static void test_name_and_out(void **state)
   ufm_config_free(cfg);
 }
 
+/* The out policy: no control characters, no '..' components, also in a
+ * default out made from the experiment file's name; '..' inside a name is fine. */
+static void test_out_policy(void **state)
+{
+  const char *bad[] = {"../up", "a/../b", "runs/..", "..", "a/..", "tab\there", "bell\a", "del\x7f",
+                       "cr\rlf"};
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    ufm_config *cfg = ufm_config_new();
+    char err[UFM_ERRBUF] = "";
+    assert_int_equal(ufm_config_set(cfg, "out", bad[k], "command line (argument 2)", err), UFM_OK);
+    int st = ufm_config_finish(cfg, err);
+    if (st != UFM_EINVAL) print_error("out = '%s': status %d\n", bad[k], st);
+    assert_int_equal(st, UFM_EINVAL);
+    assert_prefix(err, "command line (argument 2): out: ");
+    assert_contains(err, strchr(bad[k], '.') ? "'..'" : "control character");
+    ufm_config_free(cfg);
+  }
+  const char *good[] = {"a..b/c", "..hidden/x", "x/y..", "/abs/path", "./here", "spaces in it/r"};
+  for (size_t k = 0; k < sizeof good / sizeof good[0]; k++) {
+    ufm_config *cfg = ufm_config_new();
+    char err[UFM_ERRBUF] = "";
+    assert_int_equal(ufm_config_set(cfg, "out", good[k], "command line (argument 2)", err), UFM_OK);
+    int st = ufm_config_finish(cfg, err);
+    if (st != UFM_OK) print_error("out = '%s': %s\n", good[k], err);
+    assert_int_equal(st, UFM_OK);
+    ufm_config_free(cfg);
+  }
+  /* a file named "...ini" would default to out = runs/.. (the working directory) */
+  char *path = write_text(state, "...ini", "classes = 4\n");
+  ufm_config *cfg = ufm_config_new();
+  char err[UFM_ERRBUF] = "";
+  assert_int_equal(ufm_config_read_file(cfg, path, err), UFM_OK);
+  assert_int_equal(ufm_config_finish(cfg, err), UFM_EINVAL);
+  assert_contains(err, "out: ");
+  ufm_config_free(cfg);
+  unlink(path);
+  free(path);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -818,6 +863,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_counts_explicit, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_roundtrip, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_name_and_out, setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(test_out_policy, setup_dir, teardown_dir),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

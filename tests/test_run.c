@@ -33,7 +33,7 @@ static ufm_config *make_config(const char *out, const char *const *kv)
 
 static int run_config(ufm_config *cfg)
 {
-  ufm_run_opts opts = {1, 1, 1, UFM_KEEP_FINAL};
+  ufm_run_opts opts = {.quiet = 1, .force = 1, .noplot = 1, .keep = UFM_KEEP_FINAL};
   char err[UFM_ERRBUF] = "";
   int st = ufm_run(cfg, &opts, err);
   if (st != UFM_OK) printf("# run: %s\n", err);
