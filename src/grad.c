@@ -11,6 +11,7 @@
  */
 #include "grad.h"
 #include "common.h"
+#include "gemm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -115,13 +116,13 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
   const size_t C = m->C, p = m->p, N = m->N;
 
   /* logits, then the loss pass turns them into G^T in place */
-  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, ws->ZT);
+  ufm_gemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, ws->ZT);
   ws->loss = ufm_loss_batch(pb->loss, N, C, ws->ZT->data, m->bias ? m->b->data : NULL,
                             m->labels, ws->loss_i, ws->pred, ws->margin, ws->zstat);
 
   /* grad_W = G H^T, grad_H = W^T G (G = (G^T)^T), both from the same point */
-  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, ws->ZT, m->H, 0.0, ws->gW);
-  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
+  ufm_gemm(CblasTrans, CblasTrans, 1.0, ws->ZT, m->H, 0.0, ws->gW);
+  ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
 
   double *rx = ws->rows, *rg = ws->rows + (p + C);
   double wmax, gwmax, hmax, ghmax;

@@ -527,6 +527,7 @@ int main(int argc, char **argv)
 
 static int ufm_main(int argc, char **argv)
 {
+  ufm_set_threads(ufm_threads()); /* OMP_NUM_THREADS for OpenMP, one BLAS thread (version.c) */
   int k = 1;
   ufm_interrupt_install();
   while (k < argc && argv[k][0] == '-') {

@@ -11,6 +11,7 @@
  */
 #include "metrics.h"
 #include "common.h"
+#include "gemm.h"
 
 #include <float.h>
 #include <math.h>
@@ -202,7 +203,7 @@ static double nc1_and_ncc(const ufm_model *m, ufm_metrics_ws *mw)
   gsl_matrix_view Ur = gsl_matrix_submatrix(mw->U, 0, 0, m->p, r);
   gsl_matrix_view Q = gsl_matrix_submatrix(mw->Q, 0, 0, r, N);
   gsl_matrix_view B = gsl_matrix_submatrix(mw->Bmu, 0, 0, r, C);
-  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, m->H, 0.0, &Q.matrix);
+  ufm_gemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, m->H, 0.0, &Q.matrix);
   gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, mw->mu, 0.0, &B.matrix);
 
 #pragma omp parallel for schedule(static) if (r * N >= UFM_PAR_MIN)

@@ -439,6 +439,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     ufm_metrics_ws_free(mw);
     ufm_grad_ws_free(ws);
     ufm_model_free(m);
+    ufm_theory_free(th);
     return st;
   }
 

@@ -704,8 +704,8 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
   } else
 #endif
   {
-    int nthreads = ufm_threads();
-    if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(1); /* one BLAS thread per point */
+    /* points in parallel; inside a point, products and passes run serially
+     * (nested regions are inactive) and the BLAS is single-threaded */
 #pragma omp parallel for schedule(dynamic, 1) if (ntodo > 1)
     for (size_t t = 0; t < ntodo; t++) {
       if (ufm_stop_requested()) { /* stop handing out points; those in flight checkpoint */
@@ -719,7 +719,6 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
 #pragma omp critical(ufm_sweep_progress)
       report_point(&pr, todo[t], pst[t], ufm_clock() - ts);
     }
-    if (nthreads > 1 && ntodo > 1) ufm_set_blas_threads(nthreads);
   }
 
   size_t nbad = 0, nstopped = 0;

@@ -45,13 +45,16 @@ int ufm_threads(void)
 #endif
 }
 
+/* OpenMP gets the threads; the BLAS always runs single-threaded, and ufm
+ * spreads products over threads itself in fixed blocks (gemm.c): OpenBLAS's
+ * threaded dgemm gives different last bits on 1 and 2 threads at some shapes. */
 void ufm_set_threads(int n)
 {
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
 #ifdef HAVE_OPENBLAS
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1);
 #endif
   (void)n;
 }

@@ -108,6 +108,13 @@ while [ $k -lt 8 ] && [ ! -e "$D/summary.tsv" ]; do
     "$UFM" run $Q --resume "$D" 2>"$T/err" &
   fi
   pid=$!
+  # the random delay counts from the moment the run directory holds its
+  # config.ini (an MPI build spends its first tenths of a second in MPI_Init)
+  w=0
+  while [ ! -e "$D/config.ini" ] && kill -0 "$pid" 2>/dev/null && [ $w -lt 200 ]; do
+    sleep 0.05
+    w=$((w + 1))
+  done
   sleep "$d"
   kill -9 "$pid" 2>/dev/null || true
   rc=0

@@ -1,0 +1,40 @@
+/* gemm.c -- deterministic parallel products: fixed blocks of C, single-threaded BLAS on each. */
+#include "gemm.h"
+#include "common.h"
+
+/* Blocks: C is split along its longer side into pieces of at least 64 and
+ * at most ceil(side/8) rows or columns: enough pieces for any thread count
+ * to share, and the same pieces whatever that count is. Small products
+ * (below 2^18 multiply-adds) are one piece. */
+void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gsl_matrix *A,
+              const gsl_matrix *B, double beta, gsl_matrix *C)
+{
+  const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
+  const double work = (double)M * (double)N * (double)K;
+  if (work < (double)(1 << 18) || (M < 128 && N < 128)) {
+    gsl_blas_dgemm(ta, tb, alpha, A, B, beta, C);
+    return;
+  }
+  const int by_rows = M >= N;
+  const size_t side = by_rows ? M : N;
+  size_t bs = (side + 7) / 8;
+  if (bs < 64) bs = 64;
+  const size_t nb = (side + bs - 1) / bs;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t k = 0; k < nb; k++) {
+    size_t s0 = k * bs, len = side - s0 < bs ? side - s0 : bs;
+    if (by_rows) {
+      /* rows s0.. of op(A) and of C */
+      gsl_matrix_const_view a = ta == CblasNoTrans ? gsl_matrix_const_submatrix(A, s0, 0, len, A->size2)
+                                                   : gsl_matrix_const_submatrix(A, 0, s0, A->size1, len);
+      gsl_matrix_view c = gsl_matrix_submatrix(C, s0, 0, len, N);
+      gsl_blas_dgemm(ta, tb, alpha, &a.matrix, B, beta, &c.matrix);
+    } else {
+      /* columns s0.. of op(B) and of C */
+      gsl_matrix_const_view b = tb == CblasNoTrans ? gsl_matrix_const_submatrix(B, 0, s0, B->size1, len)
+                                                   : gsl_matrix_const_submatrix(B, s0, 0, len, B->size2);
+      gsl_matrix_view c = gsl_matrix_submatrix(C, 0, s0, M, len);
+      gsl_blas_dgemm(ta, tb, alpha, A, &b.matrix, beta, &c.matrix);
+    }
+  }
+}
