@@ -516,9 +516,13 @@ static int ufm_main(int argc, char **argv);
 int main(int argc, char **argv)
 {
 #ifdef HAVE_MPI
-  MPI_Init(&argc, &argv);
+  /* MPI only under a launcher (mpirun, srun): a plain `ufm` from an MPI build
+   * starts no MPI runtime, which would cost time and write files of its own */
+  int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK")
+                 || getenv("PMI_SIZE");
+  if (launched) MPI_Init(&argc, &argv);
   int rc = ufm_main(argc, argv);
-  MPI_Finalize();
+  if (launched) MPI_Finalize();
   return rc;
 #else
   return ufm_main(argc, argv);

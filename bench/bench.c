@@ -1,0 +1,400 @@
+/* bench.c -- `make bench`: time a GD step of ufm against its three bare dgemm calls, NumPy and PyTorch.
+ *
+ * Contents: 1. clocks and machine  2. one size, in C  3. Python comparisons
+ *           4. peak memory of a real run  5. the table  6. main
+ *
+ * Everything is measured in this one process and run: for each size the
+ * three bare dgemm calls (the same shapes, transposes and threads as the
+ * step's), the step itself and one full metrics evaluation are timed in
+ * alternation, `reps` times, and the best of each is kept (the machine is
+ * shared, so the minimum is the least disturbed estimate and the ratios of
+ * minima the fairest). The NumPy and PyTorch scripts beside this file are
+ * then run on the same sizes by the Debian interpreter and report their own
+ * best time per step.
+ */
+#include "common.h"
+#include "grad.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "version.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <gsl/gsl_blas.h>
+
+#ifndef UFM_BENCHDIR
+#define UFM_BENCHDIR "bench"
+#endif
+
+/* ------------------------------------------------------- 1. clocks and machine */
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void cpu_model(char *buf, size_t cap)
+{
+  FILE *fp = fopen("/proc/cpuinfo", "r");
+  char line[512];
+  snprintf(buf, cap, "unknown");
+  if (!fp) return;
+  while (fgets(line, sizeof line, fp))
+    if (!strncmp(line, "model name", 10)) {
+      char *colon = strchr(line, ':');
+      if (colon) snprintf(buf, cap, "%.*s", (int)strcspn(colon + 2, "\n"), colon + 2);
+      break;
+    }
+  fclose(fp);
+}
+
+static double load1(void)
+{
+  double l[1] = {-1};
+  return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
+
+/* ------------------------------------------------------------ 2. one size, in C */
+
+typedef struct {
+  const char *name;
+  size_t C, p, n;
+} bench_size;
+
+static const bench_size SIZES[] = {{"S", 10, 64, 50}, {"M", 100, 512, 100}, {"L", 1000, 1024, 10}};
+#define NSIZES (sizeof SIZES / sizeof SIZES[0])
+
+/* The experiment every implementation runs: CE, bias, weight decay. */
+#define LAMBDA_W 5e-3
+#define LAMBDA_H 5e-3
+#define LAMBDA_B 1e-3
+#define LR 0.5
+#define INIT_SCALE 0.1
+#define SEED 1
+
+typedef struct {
+  double step, dgemm, metrics; /* best seconds per call */
+  double numpy, torch;         /* best seconds per step; NAN when not run */
+} bench_result;
+
+/* The three products of a step, bare: the same calls as ufm_grad_eval
+ * makes (row-major, both operands transposed), into their own outputs. */
+typedef struct {
+  gsl_matrix *ZT, *gW, *gH;
+} bare_ws;
+
+/* The bare calls use OpenBLAS's own threading on every thread (ufm itself
+ * keeps the BLAS single-threaded and blocks the products over OpenMP for
+ * thread-count-independent bits): the fastest the machine does them. */
+extern void openblas_set_num_threads(int);
+static int bare_threads = 1;
+
+static void bare_dgemms(const ufm_model *m, const gsl_matrix *GT, bare_ws *b)
+{
+  openblas_set_num_threads(bare_threads);
+  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, b->ZT);
+  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, GT, m->H, 0.0, b->gW);
+  gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->W, GT, 0.0, b->gH);
+  openblas_set_num_threads(1);
+}
+
+/* Calls of f per timing sample so that one sample lasts about `target` s. */
+static long calls_for(double one, double target)
+{
+  if (!(one > 0)) return 1;
+  double k = target / one;
+  return k < 1 ? 1 : k > 1e6 ? 1000000 : (long)k;
+}
+
+static void bench_c(const bench_size *sz, int reps, double target, bench_result *r)
+{
+  size_t *counts = ufm_malloc(sz->C * sizeof *counts);
+  for (size_t c = 0; c < sz->C; c++) counts[c] = sz->n;
+  ufm_model *m = ufm_model_alloc(sz->C, sz->p, counts, 1);
+  ufm_model_init_random(m, SEED, INIT_SCALE);
+  ufm_problem pb = {&ufm_loss_ce, LAMBDA_W, LAMBDA_H, LAMBDA_B};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_optim *opt = ufm_optim_alloc(&ufm_optim_gd, m->C, m->p, m->N, LR, 0.0);
+  bare_ws b = {gsl_matrix_alloc(m->N, m->C), gsl_matrix_alloc(m->C, m->p),
+               gsl_matrix_alloc(m->p, m->N)};
+  gsl_matrix *GT = gsl_matrix_alloc(m->N, m->C);
+  if (!ws || !mw || !opt || !b.ZT || !b.gW || !b.gH || !GT) {
+    fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
+    exit(1);
+  }
+  double vals[UFM_NMETRICS];
+
+  /* warm up (first touch of every buffer, BLAS thread start), and a G to multiply */
+  if (ufm_grad_eval(&pb, m, ws) != UFM_OK) {
+    fprintf(stderr, "ufm-bench: the step diverged at size %s\n", sz->name);
+    exit(1);
+  }
+  gsl_matrix_memcpy(GT, ws->ZT);
+  double t = now();
+  bare_dgemms(m, GT, &b);
+  double one_d = now() - t;
+  t = now();
+  ufm_grad_eval(&pb, m, ws);
+  ufm_optim_iterate(opt, m, ws);
+  double one_s = now() - t;
+  t = now();
+  ufm_grad_eval(&pb, m, ws);
+  ufm_metrics_eval(&pb, m, ws, mw, vals);
+  double one_m = now() - t - one_s;
+  long kd = calls_for(one_d, target), ks = calls_for(one_s, target), km = calls_for(one_m, target);
+
+  r->step = r->dgemm = r->metrics = INFINITY;
+  for (int rep = 0; rep < reps; rep++) {
+    t = now();
+    for (long k = 0; k < kd; k++) bare_dgemms(m, GT, &b);
+    double d = (now() - t) / (double)kd;
+    t = now();
+    for (long k = 0; k < ks; k++) {
+      if (ufm_grad_eval(&pb, m, ws) != UFM_OK) {
+        fprintf(stderr, "ufm-bench: the step diverged at size %s\n", sz->name);
+        exit(1);
+      }
+      ufm_optim_iterate(opt, m, ws);
+    }
+    double s = (now() - t) / (double)ks;
+    ufm_grad_eval(&pb, m, ws);
+    t = now();
+    for (long k = 0; k < km; k++) ufm_metrics_eval(&pb, m, ws, mw, vals);
+    double me = (now() - t) / (double)km;
+    if (d < r->dgemm) r->dgemm = d;
+    if (s < r->step) r->step = s;
+    if (me < r->metrics) r->metrics = me;
+    fprintf(stderr, "  %s rep %d: dgemm %.4g ms, step %.4g ms (ratio %.3f), metrics %.4g ms (load %.2f)\n",
+            sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, load1());
+  }
+  gsl_matrix_free(GT);
+  gsl_matrix_free(b.ZT);
+  gsl_matrix_free(b.gW);
+  gsl_matrix_free(b.gH);
+  ufm_optim_free(opt);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+  free(counts);
+}
+
+/* ---------------------------------------------------------- 3. Python comparisons */
+
+/* Run `python script C p n reps target threads` and read its last line, the
+ * best seconds per step; NAN if it could not run. */
+static double bench_python(const char *python, const char *script, const bench_size *sz, int reps,
+                           double target, int threads)
+{
+  char cmd[2048], line[512];
+  snprintf(cmd, sizeof cmd,
+           "OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d '%s' '%s' %zu %zu %zu %d %g %d %g %g %g %g",
+           threads, threads, python, script, sz->C, sz->p, sz->n, reps, target, threads, LR,
+           LAMBDA_W, LAMBDA_H, LAMBDA_B);
+  FILE *fp = popen(cmd, "r");
+  if (!fp) return NAN;
+  double best = NAN;
+  while (fgets(line, sizeof line, fp)) {
+    double v;
+    if (sscanf(line, "best %lf", &v) == 1) best = v;
+    else fputs(line, stderr);
+  }
+  int st = pclose(fp);
+  return st == 0 ? best : NAN;
+}
+
+static int python_has(const char *python, const char *module)
+{
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "'%s' -c 'import %s' >/dev/null 2>&1", python, module);
+  return access(python, X_OK) == 0 && system(cmd) == 0;
+}
+
+/* ------------------------------------------------ 4. peak memory of a real run */
+
+/* Peak resident set of `ufm run` at size L for a few steps with metrics,
+ * read from the child's rusage (what /usr/bin/time -v reports). */
+static long run_maxrss_kib(const char *ufm, const bench_size *sz, int threads)
+{
+  char dir[] = "/tmp/ufm-bench-XXXXXX";
+  if (!mkdtemp(dir)) return -1;
+  char classes[32], dim[32], n[32], out[96], th[16];
+  snprintf(classes, sizeof classes, "classes=%zu", sz->C);
+  snprintf(dim, sizeof dim, "dim=%zu", sz->p);
+  snprintf(n, sizeof n, "n=%zu", sz->n);
+  snprintf(out, sizeof out, "out=%s/run", dir);
+  snprintf(th, sizeof th, "%d", threads);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(ufm, ufm, "run", "--quiet", "--no-plot", "--threads", th, classes, dim, n,
+          "iterations=3", "log_points=2", out, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  struct rusage ru;
+  long kib = -1;
+  if (pid > 0 && wait4(pid, &status, 0, &ru) == pid && WIFEXITED(status)
+      && WEXITSTATUS(status) == 0)
+    kib = ru.ru_maxrss;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "ufm-bench: could not remove %s\n", dir);
+  return kib;
+}
+
+/* ------------------------------------------------------------------- 5. the table */
+
+static void print_table(const bench_result *res, const int *done, int have_np, int have_torch)
+{
+  printf("\n| size | C | p | N | ms/step | 3 dgemm ms | step/dgemm | GFLOP/s | metrics/step "
+         "| NumPy ms | PyTorch ms | vs NumPy | vs PyTorch |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (size_t k = 0; k < NSIZES; k++) {
+    if (!done[k]) continue;
+    const bench_size *sz = &SIZES[k];
+    const bench_result *r = &res[k];
+    double N = (double)(sz->C * sz->n);
+    double flops = 6.0 * (double)sz->C * (double)sz->p * N;
+    printf("| %s | %zu | %zu | %.0f | %.4g | %.4g | %.3f | %.1f | %.3f |", sz->name, sz->C,
+           sz->p, N, 1e3 * r->step, 1e3 * r->dgemm, r->step / r->dgemm, 1e-9 * flops / r->step,
+           r->metrics / r->step);
+    if (have_np && isfinite(r->numpy)) printf(" %.4g |", 1e3 * r->numpy);
+    else printf(" — |");
+    if (have_torch && isfinite(r->torch)) printf(" %.4g |", 1e3 * r->torch);
+    else printf(" — |");
+    if (have_np && isfinite(r->numpy)) printf(" %.2fx |", r->numpy / r->step);
+    else printf(" — |");
+    if (have_torch && isfinite(r->torch)) printf(" %.2fx |\n", r->torch / r->step);
+    else printf(" — |\n");
+  }
+}
+
+/* ------------------------------------------------------------------------- 6. main */
+
+static void usage(FILE *fp)
+{
+  fprintf(fp,
+          "Usage: ufm-bench [options]\n\n"
+          "Time a full-batch GD step (CE, bias, weight decay) at sizes S (C=10, p=64, n=50),\n"
+          "M (C=100, p=512, n=100) and L (C=1000, p=1024, n=10) against the three bare\n"
+          "dgemm calls of the same shapes, one metrics evaluation, and the same step in\n"
+          "NumPy and PyTorch. Prints a Markdown table on stdout, progress on stderr.\n\n"
+          "  --sizes LIST     sizes to run, e.g. S,M (default S,M,L)\n"
+          "  --reps R         timing samples per quantity, the best is kept (default 5)\n"
+          "  --time T         seconds per timing sample (default 0.3)\n"
+          "  --threads N      threads for OpenMP, BLAS and the Python runs (default: cores)\n"
+          "  --python PATH    interpreter for the NumPy/PyTorch scripts (default /usr/bin/python3)\n"
+          "  --no-python      skip NumPy and PyTorch\n"
+          "  --scripts DIR    where bench_numpy.py and bench_torch.py are (default %s)\n"
+          "  --ufm PATH       the ufm program, for the peak-memory run at L (default ./ufm)\n"
+          "  -h, --help       this text\n",
+          UFM_BENCHDIR);
+}
+
+int main(int argc, char **argv)
+{
+  static const struct option lo[] = {
+      {"sizes", required_argument, 0, 's'},   {"reps", required_argument, 0, 'r'},
+      {"time", required_argument, 0, 'T'},    {"threads", required_argument, 0, 't'},
+      {"python", required_argument, 0, 'P'},  {"no-python", no_argument, 0, 'N'},
+      {"scripts", required_argument, 0, 'S'}, {"ufm", required_argument, 0, 'u'},
+      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+  const char *sizes = "S,M,L", *python = "/usr/bin/python3", *scripts = UFM_BENCHDIR,
+             *ufm = "./ufm";
+  int reps = 5, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), use_python = 1, c;
+  double target = 0.3;
+  while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    switch (c) {
+    case 's': sizes = optarg; break;
+    case 'r': reps = atoi(optarg); break;
+    case 'T': target = atof(optarg); break;
+    case 't': threads = atoi(optarg); break;
+    case 'P': python = optarg; break;
+    case 'N': use_python = 0; break;
+    case 'S': scripts = optarg; break;
+    case 'u': ufm = optarg; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (reps < 1 || threads < 1 || !(target > 0)) {
+    usage(stderr);
+    return 2;
+  }
+  ufm_set_threads(threads);
+  bare_threads = threads;
+
+  char cpu[256];
+  cpu_model(cpu, sizeof cpu);
+  const char *coretype = getenv("OPENBLAS_CORETYPE");
+  printf("# ufm-bench %s\n", PACKAGE_VERSION);
+  printf("# CPU: %s, %ld cores online; threads used: %d\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+         threads);
+  printf("# BLAS: %s\n", ufm_blas_name());
+  printf("# OPENBLAS_CORETYPE: %s\n", coretype ? coretype : "(not set: OpenBLAS's own detection)");
+  printf("# load average at start: %.2f\n", load1());
+  printf("# experiment: CE, bias, lambda_W = %g, lambda_H = %g, lambda_b = %g, lr = %g; best of %d "
+         "samples of ~%g s each\n",
+         LAMBDA_W, LAMBDA_H, LAMBDA_B, LR, reps, target);
+  fflush(stdout);
+
+  char np_script[1024], torch_script[1024];
+  snprintf(np_script, sizeof np_script, "%s/bench_numpy.py", scripts);
+  snprintf(torch_script, sizeof torch_script, "%s/bench_torch.py", scripts);
+  int have_np = use_python && python_has(python, "numpy");
+  int have_torch = use_python && python_has(python, "torch");
+  if (use_python && !have_np)
+    printf("# NumPy: not found with %s (apt-get install python3-numpy)\n", python);
+  if (use_python && !have_torch)
+    printf("# PyTorch: not found with %s (apt-get install python3-torch)\n", python);
+
+  bench_result res[NSIZES];
+  int done[NSIZES] = {0};
+  for (size_t k = 0; k < NSIZES; k++) {
+    const bench_size *sz = &SIZES[k];
+    char want[16];
+    snprintf(want, sizeof want, "%s", sz->name);
+    int selected = 0;
+    for (const char *q = sizes; *q;) {
+      size_t len = strcspn(q, ",");
+      if (len == strlen(want) && !strncmp(q, want, len)) selected = 1;
+      q += len + (q[len] == ',');
+    }
+    if (!selected) continue;
+    fprintf(stderr, "size %s: C=%zu p=%zu n=%zu\n", sz->name, sz->C, sz->p, sz->n);
+    bench_c(sz, reps, target, &res[k]);
+    res[k].numpy = have_np ? bench_python(python, np_script, sz, reps, target, threads) : NAN;
+    res[k].torch = have_torch ? bench_python(python, torch_script, sz, reps, target, threads) : NAN;
+    done[k] = 1;
+  }
+  print_table(res, done, have_np, have_torch);
+
+  /* memory: peak RSS of a real run at L vs the bytes of W, H, their gradients and Z */
+  const bench_size *L = &SIZES[NSIZES - 1];
+  if (access(ufm, X_OK) == 0) {
+    long kib = run_maxrss_kib(ufm, L, threads);
+    double N = (double)(L->C * L->n), C = (double)L->C, p = (double)L->p;
+    double bytes = 8.0 * (2 * C * p + 2 * p * N + C * N);
+    if (kib > 0)
+      printf("\nPeak memory of `ufm run` at L (3 steps, metrics twice): %.1f MiB resident; W, H, "
+             "their gradients and Z: %.1f MiB; ratio %.3f\n",
+             (double)kib / 1024.0, bytes / 1048576.0, 1024.0 * (double)kib / bytes);
+    else
+      printf("\nPeak memory: the run of %s failed\n", ufm);
+  }
+  printf("# load average at end: %.2f\n", load1());
+  return 0;
+}
