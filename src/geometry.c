@@ -30,43 +30,45 @@ int ufm_etf(gsl_matrix *E)
  * with the (C-1)-fold eigenvalue of balanced counts (gsl_eigen_jacobi's stop
  * test is an exact zero, which it then hunts for over millions of
  * rotations). Stops when the off-diagonal mass is below 1e-32 of the total. */
-static void jacobi_eigen(gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
+static void jacobi_eigen(gsl_matrix *Am, gsl_vector *ev, gsl_matrix *Vm)
 {
-  const size_t n = A->size1;
-  gsl_matrix_set_identity(V);
+  const size_t n = Am->size1, ta = Am->tda, tv = Vm->tda;
+  double *A = Am->data, *V = Vm->data;
+  gsl_matrix_set_identity(Vm);
   double total = 0.0;
-  for (size_t k = 0; k < n * n; k++) total += A->data[k] * A->data[k];
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) total += A[i * ta + j] * A[i * ta + j];
   for (int sweep = 0; sweep < 100; sweep++) {
     double off = 0.0;
     for (size_t p = 0; p < n; p++)
-      for (size_t q = p + 1; q < n; q++) off += 2 * gsl_matrix_get(A, p, q) * gsl_matrix_get(A, p, q);
+      for (size_t q = p + 1; q < n; q++) off += 2 * A[p * ta + q] * A[p * ta + q];
     if (off <= 1e-32 * total) break;
     for (size_t p = 0; p < n; p++)
       for (size_t q = p + 1; q < n; q++) {
-        double apq = gsl_matrix_get(A, p, q);
+        double apq = A[p * ta + q];
         if (apq == 0.0) continue;
-        double app = gsl_matrix_get(A, p, p), aqq = gsl_matrix_get(A, q, q);
+        double app = A[p * ta + p], aqq = A[q * ta + q];
         double theta = (aqq - app) / (2 * apq);
         double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
         double c = 1 / sqrt(t * t + 1), s = t * c;
         for (size_t k = 0; k < n; k++) { /* A <- J^T A J: columns, then rows */
-          double akp = gsl_matrix_get(A, k, p), akq = gsl_matrix_get(A, k, q);
-          gsl_matrix_set(A, k, p, c * akp - s * akq);
-          gsl_matrix_set(A, k, q, s * akp + c * akq);
+          double akp = A[k * ta + p], akq = A[k * ta + q];
+          A[k * ta + p] = c * akp - s * akq;
+          A[k * ta + q] = s * akp + c * akq;
         }
         for (size_t k = 0; k < n; k++) {
-          double apk = gsl_matrix_get(A, p, k), aqk = gsl_matrix_get(A, q, k);
-          gsl_matrix_set(A, p, k, c * apk - s * aqk);
-          gsl_matrix_set(A, q, k, s * apk + c * aqk);
+          double apk = A[p * ta + k], aqk = A[q * ta + k];
+          A[p * ta + k] = c * apk - s * aqk;
+          A[q * ta + k] = s * apk + c * aqk;
         }
         for (size_t k = 0; k < n; k++) {
-          double vkp = gsl_matrix_get(V, k, p), vkq = gsl_matrix_get(V, k, q);
-          gsl_matrix_set(V, k, p, c * vkp - s * vkq);
-          gsl_matrix_set(V, k, q, s * vkp + c * vkq);
+          double vkp = V[k * tv + p], vkq = V[k * tv + q];
+          V[k * tv + p] = c * vkp - s * vkq;
+          V[k * tv + q] = s * vkp + c * vkq;
         }
       }
   }
-  for (size_t k = 0; k < n; k++) gsl_vector_set(ev, k, gsl_matrix_get(A, k, k));
+  for (size_t k = 0; k < n; k++) gsl_vector_set(ev, k, A[k * ta + k]);
 }
 
 /* P D P = D - (1/C)(n 1^T + 1 n^T) + (N/C^2) 1 1^T, eigendecomposed; its
@@ -85,8 +87,27 @@ int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl
     return -1;
   }
   double N = 0;
-  for (size_t c = 0; c < C; c++) N += (double)counts[c];
+  int balanced = 1;
+  for (size_t c = 0; c < C; c++) {
+    N += (double)counts[c];
+    balanced &= counts[c] == counts[0];
+  }
   const double Cd = (double)C;
+  if (balanced) { /* P D P = n P: the simplex ETF in closed form, O(C^2) */
+    double n = (double)counts[0], l = sqrt(n);
+    for (size_t a = 0; a < C; a++)
+      for (size_t b = 0; b < C; b++) {
+        double P = (a == b ? 1.0 : 0.0) - 1.0 / Cd;
+        if (WW) gsl_matrix_set(WW, a, b, l * P);
+        if (K) gsl_matrix_set(K, a, b, P / l);
+      }
+    for (size_t k = 0; sv && k < C; k++) gsl_vector_set(sv, k, k + 1 < C ? l : 0.0);
+    if (nuclear) *nuclear = (Cd - 1) * l;
+    gsl_matrix_free(A);
+    gsl_matrix_free(U);
+    gsl_vector_free(ev);
+    return 0;
+  }
   for (size_t a = 0; a < C; a++)
     for (size_t b = 0; b < C; b++) {
       double v = (a == b ? (double)counts[a] : 0.0) - ((double)counts[a] + (double)counts[b]) / Cd

@@ -427,11 +427,21 @@ static double normalised_distance(const gsl_matrix *A, const gsl_matrix *B)
 static double gram_fro2(const gsl_matrix *H, gsl_matrix *blk)
 {
   const size_t p = H->size1, N = H->size2, n = p <= N ? p : N, bs = blk->size1;
-  double total = 0.0;
-  for (size_t a = 0; a < n; a += bs)
-    for (size_t b = a; b < n; b += bs) {
+  const size_t nblk = (n + bs - 1) / bs, npairs = nblk * (nblk + 1) / 2;
+  double *part = ufm_calloc(npairs, sizeof(double));
+  /* block pairs (a <= b) in parallel, each into its own slot, summed in order */
+#pragma omp parallel for schedule(dynamic, 1) if (npairs > 1)
+  for (size_t q = 0; q < npairs; q++) {
+    size_t ia = 0, rem = q;
+    while (rem >= nblk - ia) {
+      rem -= nblk - ia;
+      ia++;
+    }
+    size_t a = ia * bs, b = (ia + rem) * bs;
+    {
       size_t na = n - a < bs ? n - a : bs, nb = n - b < bs ? n - b : bs;
-      gsl_matrix_view out = gsl_matrix_submatrix(blk, 0, 0, na, nb);
+      gsl_matrix *blkq = gsl_matrix_alloc(na, nb);
+      gsl_matrix_view out = gsl_matrix_submatrix(blkq, 0, 0, na, nb);
       if (p <= N) {
         gsl_matrix_const_view Ha = gsl_matrix_const_submatrix(H, a, 0, na, N);
         gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(H, b, 0, nb, N);
@@ -443,8 +453,13 @@ static double gram_fro2(const gsl_matrix *H, gsl_matrix *blk)
       }
       double s = 0.0;
       for (size_t i = 0; i < na; i++) s += ufm_sumsq(out.matrix.data + i * out.matrix.tda, nb);
-      total += (a == b ? 1.0 : 2.0) * s;
+      part[q] = (a == b ? 1.0 : 2.0) * s;
+      gsl_matrix_free(blkq);
     }
+  }
+  double total = 0.0;
+  for (size_t q = 0; q < npairs; q++) total += part[q];
+  free(part);
   return total;
 }
 
@@ -526,17 +541,16 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix 
     normalise(WWref);
   }
   if (MMref) {
+    /* with u = n/N: (I - 1u^T) K (I - u1^T) = K - (Ku)1^T - 1(Ku)^T + (u^T K u) 11^T */
+    double *Ku = ufm_calloc(C, sizeof(double)), uKu = 0.0;
+    for (size_t a = 0; a < C; a++) {
+      for (size_t c = 0; c < C; c++) Ku[a] += gsl_matrix_get(mw->seliK, a, c) * (double)m->counts[c] / N;
+      uKu += (double)m->counts[a] / N * Ku[a];
+    }
     for (size_t a = 0; a < C; a++)
-      for (size_t b = 0; b < C; b++) {
-        double s = 0;
-        for (size_t c = 0; c < C; c++)
-          for (size_t d = 0; d < C; d++) {
-            double la = (a == c ? 1.0 : 0.0) - (double)m->counts[c] / N;
-            double lb = (b == d ? 1.0 : 0.0) - (double)m->counts[d] / N;
-            s += la * gsl_matrix_get(mw->seliK, c, d) * lb;
-          }
-        gsl_matrix_set(MMref, a, b, s);
-      }
+      for (size_t b = 0; b < C; b++)
+        gsl_matrix_set(MMref, a, b, gsl_matrix_get(mw->seliK, a, b) - Ku[a] - Ku[b] + uKu);
+    free(Ku);
     normalise(MMref);
   }
   if (WMref) {
