@@ -18,31 +18,8 @@ trap 'exit 130' HUP INT TERM
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$T"
 
-pass=0
-fail=0
-tab=$(printf '\t')
-
-ok() {
-  pass=$((pass + 1))
-  echo "ok   - $1"
-}
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL - $1"
-  if [ -s "$T/err" ]; then sed 's/^/       stderr: /' "$T/err" | head -n 5; fi
-}
-# check DESCRIPTION COMMAND...: the command's status decides.
-check() {
-  d=$1
-  shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
-# run COMMAND...: sets rc; stdout in $T/out, stderr in $T/err.
-run() {
-  rc=0
-  "$@" >"$T/out" 2>"$T/err" || rc=$?
-}
-is_rc() { [ "$rc" -eq "$1" ]; }
+# shellcheck source=tests/checks.sh
+. "$HERE/checks.sh"
 # first N bytes of a file as hex
 magic() { head -c "$2" "$1" | od -An -tx1 | tr -d ' \n'; }
 # the checksum of every regular file in a directory, sorted by name

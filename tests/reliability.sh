@@ -22,6 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' HUP INT TERM
+HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$T"
 
 START=$(date +%s.%N)
@@ -29,29 +30,8 @@ START=$(date +%s.%N)
 section() { echo "# [$(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')] $1"; }
 SEED=${UFM_TEST_SEED:-2385}
 echo "# UFM_TEST_SEED=$SEED"
-pass=0
-fail=0
-tab=$(printf '\t')
-
-ok() {
-  pass=$((pass + 1))
-  echo "ok   - $1"
-}
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL - $1"
-  if [ -s "$T/err" ]; then sed 's/^/       stderr: /' "$T/err" | head -n 5; fi
-}
-check() {
-  d=$1
-  shift
-  if "$@"; then ok "$d"; else bad "$d"; fi
-}
-run() {
-  rc=0
-  "$@" >"$T/out" 2>"$T/err" || rc=$?
-}
-is_rc() { [ "$rc" -eq "$1" ]; }
+# shellcheck source=tests/checks.sh
+. "$HERE/checks.sh"
 # same_run A B: the final state and metrics byte for byte, summary.tsv but
 # for its timing lines
 same_run() {
