@@ -59,14 +59,6 @@ void ufm_set_threads(int n)
   (void)n;
 }
 
-void ufm_set_blas_threads(int n)
-{
-#ifdef HAVE_OPENBLAS
-  openblas_set_num_threads(n);
-#endif
-  (void)n;
-}
-
 void ufm_print_version(void)
 {
   printf("ufm %s\n", PACKAGE_VERSION);

@@ -11,8 +11,6 @@ const char *ufm_blas_name(void);
 int ufm_threads(void);
 /* Set OpenMP and BLAS threads together. */
 void ufm_set_threads(int n);
-/* BLAS threads alone (1 inside parallel sweeps). */
-void ufm_set_blas_threads(int n);
 /* Print the --version text. */
 void ufm_print_version(void);
 
