@@ -143,7 +143,9 @@ done
 
 # -------------------------------------------------------------------- sweeps
 section "a sweep stopped by SIGTERM, then resumed"
-SW="classes=3,4 dim=6 n=5 iterations=5000 log_points=30 checkpoint_every=500 seeds=2"
+# long enough (about 2 s on 2 idle cores) that the SIGTERM, sent at the first
+# checkpoint, always finds points unfinished
+SW="classes=3,4 dim=6 n=5 iterations=40000 log_points=30 checkpoint_every=500 seeds=2"
 # shellcheck disable=SC2086
 run "$UFM" --threads 2 run $Q out="$T/swref" $SW
 check "reference sweep exits 0" is_rc 0
