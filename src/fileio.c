@@ -39,6 +39,14 @@ int ufm_afile_open(ufm_afile *af, const char *path, char *errbuf)
   return UFM_OK;
 }
 
+int ufm_afile_open_in(ufm_afile *af, const char *dir, const char *name, char *errbuf)
+{
+  char *path = ufm_path_join(dir, name);
+  int st = ufm_afile_open(af, path, errbuf);
+  free(path);
+  return st;
+}
+
 int ufm_afile_commit(ufm_afile *af, char *errbuf)
 {
   int status = UFM_OK;

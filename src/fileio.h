@@ -14,6 +14,9 @@ typedef struct {
 /* Open path's temporary twin for writing ("wb"). Returns UFM_OK or UFM_EIO. */
 int ufm_afile_open(ufm_afile *af, const char *path, char *errbuf);
 
+/* ufm_afile_open on dir/name. */
+int ufm_afile_open_in(ufm_afile *af, const char *dir, const char *name, char *errbuf);
+
 /* Flush, check for write errors, close and rename onto the final path.
  * On any failure the temporary file is removed and UFM_EIO returned; the
  * previous content of path (if any) is untouched. Always releases af. */

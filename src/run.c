@@ -150,10 +150,8 @@ static void mtable_add(mtable *t, unsigned long it, const double *vals)
  * is always complete up to the last logged iteration. */
 static int mtable_write(const mtable *t, const char *dir, char *errbuf)
 {
-  char *path = ufm_path_join(dir, "metrics.tsv");
   ufm_afile af;
-  int st = ufm_afile_open(&af, path, errbuf);
-  free(path);
+  int st = ufm_afile_open_in(&af, dir, "metrics.tsv", errbuf);
   if (st != UFM_OK) return st;
   fputs("iter", af.fp);
   for (size_t k = 0; k < UFM_NMETRICS; k++) fprintf(af.fp, "\t%s", ufm_metric_names[k]);
@@ -181,10 +179,8 @@ typedef struct {
 static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_result *r,
                          const char *dir, char *errbuf)
 {
-  char *path = ufm_path_join(dir, "summary.tsv");
   ufm_afile af;
-  int st = ufm_afile_open(&af, path, errbuf);
-  free(path);
+  int st = ufm_afile_open_in(&af, dir, "summary.tsv", errbuf);
   if (st != UFM_OK) return st;
   FILE *fp = af.fp;
   fprintf(fp, "status\t%s\n", r->status);
@@ -213,10 +209,8 @@ static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const ch
   const size_t C = m->C;
   double *wn = ufm_malloc(C * sizeof(double)), *mn = ufm_malloc(C * sizeof(double));
   ufm_metrics_class_norms(mw, wn, mn);
-  char *path = ufm_path_join(dir, "perclass.tsv");
   ufm_afile af;
-  int st = ufm_afile_open(&af, path, errbuf);
-  free(path);
+  int st = ufm_afile_open_in(&af, dir, "perclass.tsv", errbuf);
   if (st == UFM_OK) {
     fputs("class\tn\tw_norm\tmean_norm\tb\n", af.fp);
     for (size_t c = 0; c < C; c++)
@@ -231,9 +225,7 @@ static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const ch
   for (int k = 0; k < 6; k++) G[k] = gsl_matrix_alloc(C, C);
   ufm_metrics_grams(mw, m, G[0], G[1], G[2], G[3], G[4], G[5]);
   const char *names[6] = {"W W^T", "M^T M", "W M", "SELI W W^T", "SELI M^T M", "SELI W M"};
-  path = ufm_path_join(dir, "grams.tsv");
-  st = ufm_afile_open(&af, path, errbuf);
-  free(path);
+  st = ufm_afile_open_in(&af, dir, "grams.tsv", errbuf);
   if (st == UFM_OK) {
     for (int k = 0; k < 6; k++) {
       fprintf(af.fp, "%s# %s, divided by its Frobenius norm\n", k ? "\n\n" : "", names[k]);
@@ -282,10 +274,8 @@ static int prepare_outdir(const char *out, int force, char *errbuf)
 
 static int write_config(const ufm_config *cfg, const char *dir, char *errbuf)
 {
-  char *path = ufm_path_join(dir, "config.ini");
   ufm_afile af;
-  int st = ufm_afile_open(&af, path, errbuf);
-  free(path);
+  int st = ufm_afile_open_in(&af, dir, "config.ini", errbuf);
   if (st != UFM_OK) return st;
   ufm_config_write(cfg, af.fp);
   return ufm_afile_commit(&af, errbuf);

@@ -328,24 +328,16 @@ static int point_done(const char *pdir, kvlist *kv)
   return ok;
 }
 
-static int table_open(ufm_afile *af, const char *dir, const char *name, char *errbuf)
-{
-  char *path = ufm_path_join(dir, name);
-  int st = ufm_afile_open(af, path, errbuf);
-  free(path);
-  return st;
-}
-
 int ufm_sweep_tables(const ufm_sweep *sw, const char *dir, char *errbuf)
 {
   ufm_afile res, sum, tim;
-  int st = table_open(&res, dir, "results.tsv", errbuf);
+  int st = ufm_afile_open_in(&res, dir, "results.tsv", errbuf);
   if (st != UFM_OK) return st;
-  if ((st = table_open(&sum, dir, "summary.tsv", errbuf)) != UFM_OK) {
+  if ((st = ufm_afile_open_in(&sum, dir, "summary.tsv", errbuf)) != UFM_OK) {
     ufm_afile_abort(&res);
     return st;
   }
-  if ((st = table_open(&tim, dir, "timing.tsv", errbuf)) != UFM_OK) {
+  if ((st = ufm_afile_open_in(&tim, dir, "timing.tsv", errbuf)) != UFM_OK) {
     ufm_afile_abort(&res);
     ufm_afile_abort(&sum);
     return st;
