@@ -25,6 +25,10 @@
 # written.  Robust to 1-row files, "nan" entries, exact zeros (dropped on log
 # axes, never fatal), all-zero or all-nan columns and missing columns.
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("dir")) {
     print "dashboard.gp: set dir='RUNDIR' with gnuplot -e"
     exit status 2
@@ -190,7 +194,8 @@ do for [pass = 1:2] {
         _go = 1
     }
     if (pass == 2 && exists("out_pdf")) {
-        set terminal pdfcairo enhanced size 9in,6.5in font "DejaVu Sans,10" linewidth 1.25 pointscale 0.7 rounded
+        PDF_W = 9; PDF_H = 6.5; PDF_PT = 10; PDF_OPTS = 'linewidth 1.25 pointscale 0.7 rounded'
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
         _go = 1
     }

@@ -9,6 +9,10 @@
 #   gnuplot -e "dir='SWEEPDIR'; points='p0000 p0001 ...'; labels='ratio=1 ...';
 #               out_png=...; out_pdf=...; title=..." plots/dynamics.gp
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("dir")) { print "dynamics.gp: set dir='SWEEPDIR'"; exit status 2 }
 if (!exists("title")) { title = dir }
 set encoding utf8
@@ -38,7 +42,8 @@ do for [out in "png pdf"] {
         set output out_png
     } else {
         if (!exists("out_pdf")) { continue }
-        set terminal pdfcairo enhanced size 9in,5.4in font "DejaVu Sans,7.5"
+        PDF_W = 9; PDF_H = 5.4; PDF_PT = 7.5; PDF_OPTS = ''
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
     set multiplot layout 2,3 title sprintf("%s: every point against iteration", title) noenhanced

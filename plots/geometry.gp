@@ -12,6 +12,10 @@
 #   gnuplot -e "dir='RUNDIR'; out_png=...; out_pdf=...; title=...;
 #               nmargin_opt=X; C=NC; col_nmargin=K; ...(column numbers)" plots/geometry.gp
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("dir")) { print "geometry.gp: set dir='RUNDIR'"; exit status 2 }
 if (!exists("title")) { title = dir }
 F = dir.'/metrics.tsv'
@@ -54,7 +58,8 @@ do for [out in "png pdf"] {
         set output out_png
     } else {
         if (!exists("out_pdf")) { continue }
-        set terminal pdfcairo enhanced size 9in,2.9in font "DejaVu Sans,7.5"
+        PDF_W = 9; PDF_H = 2.9; PDF_PT = 7.5; PDF_OPTS = ''
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
     set multiplot layout 1,3 title title noenhanced

@@ -9,6 +9,10 @@
 #   gnuplot -e "data='DIR/grams.tsv'; out_png=...; out_pdf=...; title=...; C=NC" plots/grams.gp
 # data: six C x C blocks (index 0..5), two blank lines apart, '#' title lines.
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("data")) { print "grams.gp: set data='FILE'"; exit status 2 }
 if (!exists("title")) { title = data }
 set encoding utf8
@@ -36,7 +40,8 @@ do for [out in "png pdf"] {
         set output out_png
     } else {
         if (!exists("out_pdf")) { continue }
-        set terminal pdfcairo enhanced size 8in,5.4in font "DejaVu Sans,8"
+        PDF_W = 8; PDF_H = 5.4; PDF_PT = 8; PDF_OPTS = ''
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
     set multiplot layout 2,3 title sprintf("%s: final Gram matrices (normalised) and their SELI / ETF references", title) noenhanced

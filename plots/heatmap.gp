@@ -10,6 +10,10 @@
 # data: a '#' header line, then rows i j etf_W nc1 etf_M nc3 (i, j grid indices), a blank
 # line after each i.
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("data")) { print "heatmap.gp: set data='FILE'"; exit status 2 }
 if (!exists("title")) { title = data }
 set encoding utf8
@@ -45,7 +49,8 @@ do for [out in "png pdf"] {
         set output out_png
     } else {
         if (!exists("out_pdf")) { continue }
-        set terminal pdfcairo enhanced size 9in,4in font "DejaVu Sans,8"
+        PDF_W = 9; PDF_H = 4; PDF_PT = 8; PDF_OPTS = ''
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
     set multiplot layout 1,2 title sprintf("%s: final values over %s x %s", title, xlabel, ylabel) noenhanced

@@ -13,6 +13,10 @@
 # RUNDIR/metrics.tsv and a RUNDIR/theory.tsv holding `objective` and
 # `gap_rate` (ufm run writes gap_rate for plain GD where the rate is known).
 
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
+
 if (!exists("dir")) {
     print "rate.gp: set dir='RUNDIR' with gnuplot -e"
     exit status 2
@@ -70,7 +74,8 @@ do for [pass = 1:2] {
         _go = 1
     }
     if (pass == 2 && exists("out_pdf")) {
-        set terminal pdfcairo enhanced size 6in,4in font "DejaVu Sans,10" linewidth 1.25 rounded
+        PDF_W = 6; PDF_H = 4; PDF_PT = 10; PDF_OPTS = 'linewidth 1.25 rounded'
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
         _go = 1
     }

@@ -14,6 +14,11 @@
 # x, nc1_mean, nc1_std, etf_W_mean, ... in the order of the panels, then the
 # nine closed-form predictions (ufm theory; nan where none), drawn dashed.
 # numx=0: x is the index of a non-numeric value, labelled from xtlabels.
+# A panel whose metric has no finite value anywhere says so instead of failing.
+
+# the directory of this script, for pdfterm.gp
+PLOTDIR = ''
+do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]; break } }
 
 if (!exists("data")) { print "sweep.gp: set data='FILE'"; exit status 2 }
 if (!exists("title")) { title = data }
@@ -89,7 +94,7 @@ do for [m=1:9] {
 
 draw_panels = 'do for [m=1:9] { \
     _c = 2 * m; \
-    set title PT[m] font ",10"; \
+    set title PT[m] font ",9"; \
     set xlabel (m > 6 ? xlabel : "") noenhanced; \
     _log = (word(LOGY, m) eq "1") && NPOS[m] > 0; \
     if (_log) { set logscale y; set format y "10^{%L}" } else { unset logscale y; set format y "% g" }; \
@@ -100,14 +105,18 @@ draw_panels = 'do for [m=1:9] { \
     do for [g=1:words(vmarks)] { if (word(vmarks, g) ne "nan") { \
         set arrow from real(word(vmarks, g)), graph 0 to real(word(vmarks, g)), graph 1 nohead dt 2 lw 1.2 lc rgb C[(g - 1) % 8 + 1] } }; \
     _t = 19 + m; \
-    if (nseeds > 1) { \
+    if (YMIN[m] > YMAX[m]) { \
+        unset logscale y; set format y "% g"; set yrange [0:1]; \
+        set label 30 "no finite value" at graph 0.5, 0.5 center tc rgb "#666666"; \
+        plot 2 lt nodraw notitle; unset label 30 \
+    } else { if (nseeds > 1) { \
         plot for [g=0:ngroups-1] data index g using 1:(column(_c)):(_log && column(_c) - column(_c+1) <= 0 ? column(_c) : column(_c) - column(_c+1)):(column(_c) + column(_c+1)) \
              with yerrorlines ls (g % 8 + 1) title word(gtitles, g + 1), \
              for [g=0:ngroups-1] data index g using 1:(th(_t, _log)) with lines dt (2,4) lw 1.4 lc rgb "#000000" notitle \
     } else { \
         plot for [g=0:ngroups-1] data index g using 1:(column(_c)) with linespoints ls (g % 8 + 1) title word(gtitles, g + 1), \
              for [g=0:ngroups-1] data index g using 1:(th(_t, _log)) with lines dt (2,4) lw 1.4 lc rgb "#000000" notitle \
-    } \
+    } } \
 }'
 
 do for [out in "png pdf"] {
@@ -117,7 +126,8 @@ do for [out in "png pdf"] {
         set output out_png
     } else {
         if (!exists("out_pdf")) { continue }
-        set terminal pdfcairo enhanced size 9in,6.5in font "DejaVu Sans,7.5"
+        PDF_W = 9; PDF_H = 6.5; PDF_PT = 7.5; PDF_OPTS = ''
+        load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
     set multiplot layout 3,3 title sprintf("%s: final values against %s%s; black dashes: closed-form prediction (ufm theory), coloured dashes: thresholds", title, xlabel, nseeds > 1 ? sprintf(" (mean ± std over %d seeds)", nseeds) : "") noenhanced

@@ -41,14 +41,14 @@ static char *config_text(const ufm_config *cfg)
 }
 
 /* Two config.ini texts describe the same experiment when they agree outside
- * comments (the first names the experiment after its directory) and the
- * `out` line (a run directory may be moved, or resumed under another
- * spelling of its path). */
+ * the lines ufm_config_line_ignored skips: comments (the first names the
+ * experiment after its directory), `out` (a run directory may be moved, or
+ * resumed under another spelling of its path) and the figure settings. */
 static int same_experiment(const char *a, const char *b)
 {
   for (;;) {
-    while (*a == '#' || !strncmp(a, "out = ", 6)) a += strcspn(a, "\n") + (a[strcspn(a, "\n")] != '\0');
-    while (*b == '#' || !strncmp(b, "out = ", 6)) b += strcspn(b, "\n") + (b[strcspn(b, "\n")] != '\0');
+    while (ufm_config_line_ignored(a)) a += strcspn(a, "\n") + (a[strcspn(a, "\n")] != '\0');
+    while (ufm_config_line_ignored(b)) b += strcspn(b, "\n") + (b[strcspn(b, "\n")] != '\0');
     if (!*a || !*b) return !*a && !*b;
     size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
     if (la != lb || strncmp(a, b, la)) return 0;

@@ -22,7 +22,7 @@
 
 /* ----------------------------------------------------------- 1. the key table */
 
-typedef enum { K_SIZE, K_ULONG, K_DOUBLE, K_BOOL, K_LOSS, K_OPTIM, K_IMB, K_STRING, K_COUNTS } ktype;
+typedef enum { K_SIZE, K_ULONG, K_DOUBLE, K_BOOL, K_LOSS, K_OPTIM, K_IMB, K_STRING, K_COUNTS, K_FIGSTYLE, K_FIGWIDTH } ktype;
 
 enum { LO_INCL = 0, LO_EXCL = 1, HI_EXCL = 2 }; /* are the bounds themselves allowed? */
 
@@ -77,6 +77,10 @@ static const keydef keys[] = {
     {"tol", K_DOUBLE, OFF(tol), "0", 0, 1e12, LO_INCL,
      "stop as converged once the gradient norm is <= tol (0: never)"},
     {"out", K_STRING, OFF(out), "", 0, 0, LO_INCL, "run directory (default runs/NAME)"},
+    {"figure_style", K_FIGSTYLE, OFF(figure_style), "screen", 0, 0, LO_INCL,
+     "PDF figures: screen (DejaVu Sans, 9 in wide) or paper (vector, Latin Modern, figure_width)"},
+    {"figure_width", K_FIGWIDTH, OFF(figure_width), "page", 1, 40, LO_INCL,
+     "paper figures' width: column (3.4 in), page (7 in), or a length like 12cm, 5in"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -145,6 +149,35 @@ static int check_range(const keydef *kd, double x, const char *where, const char
   if (x < kd->lo || ((kd->excl & LO_EXCL) && x == kd->lo) || x > kd->hi
       || ((kd->excl & HI_EXCL) && x == kd->hi))
     return range_error(kd, where, v, errbuf);
+  return UFM_OK;
+}
+
+/* figure_width: column, page, or a positive length in in, cm or mm. */
+static int parse_figwidth(const keydef *kd, const char *v, double *w, const char *where, char *errbuf)
+{
+  if (!strcmp(v, "column")) {
+    *w = UFM_FIG_COLUMN_IN;
+    return UFM_OK;
+  }
+  if (!strcmp(v, "page")) {
+    *w = UFM_FIG_PAGE_IN;
+    return UFM_OK;
+  }
+  size_t n = strlen(v);
+  double unit = 0, x;
+  if (n > 2 && !strcmp(v + n - 2, "in")) unit = 1;
+  else if (n > 2 && !strcmp(v + n - 2, "cm")) unit = 1 / 2.54;
+  else if (n > 2 && !strcmp(v + n - 2, "mm")) unit = 1 / 25.4;
+  char *num = strndup(v, n > 2 ? n - 2 : 0);
+  int ok = unit > 0 && parse_double(num, &x);
+  free(num);
+  if (!ok)
+    return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not column, page or a length like 8.5cm, 3.4in, 85mm",
+                    where, kd->name, v);
+  if (x * unit < kd->lo || x * unit > kd->hi)
+    return ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is out of range (%g in to %g in)", where, kd->name, v,
+                    kd->lo, kd->hi);
+  *w = x * unit;
   return UFM_OK;
 }
 
@@ -258,6 +291,14 @@ int ufm_config_set(ufm_config *cfg, const char *key, const char *value, const ch
   }
   case K_COUNTS:
     st = parse_counts(cfg, kd, v, where, errbuf);
+    break;
+  case K_FIGSTYLE:
+    if (!strcmp(v, "screen")) cfg->figure_style = UFM_FIG_SCREEN;
+    else if (!strcmp(v, "paper")) cfg->figure_style = UFM_FIG_PAPER;
+    else st = ufm_fail(errbuf, UFM_EINVAL, "%s: %s: '%s' is not screen or paper", where, key, v);
+    break;
+  case K_FIGWIDTH:
+    st = parse_figwidth(kd, v, (double *)field, where, errbuf);
     break;
   }
 done:
@@ -558,7 +599,16 @@ const char *ufm_config_key_default(size_t k) { return keys[k].def; }
 int ufm_config_key_sweepable(const char *key)
 {
   const keydef *kd = key_lookup(key);
-  return kd && kd->type != K_STRING && kd->type != K_COUNTS && strcmp(key, "seeds") != 0;
+  return kd && kd->type != K_STRING && kd->type != K_COUNTS && kd->type != K_FIGSTYLE &&
+         kd->type != K_FIGWIDTH && strcmp(key, "seeds") != 0;
+}
+
+int ufm_config_line_ignored(const char *line)
+{
+  static const char *const prefixes[] = {"#", "out = ", "figure_style = ", "figure_width = "};
+  for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++)
+    if (!strncmp(line, prefixes[k], strlen(prefixes[k]))) return 1;
+  return 0;
 }
 
 int ufm_config_key_numeric(const char *key)
@@ -703,6 +753,14 @@ static void write_value(const ufm_config *cfg, const keydef *kd, FILE *fp)
     for (size_t c = 0; cfg->counts && c < cfg->classes; c++)
       fprintf(fp, c ? ",%zu" : "%zu", cfg->counts[c]);
     break;
+  case K_FIGSTYLE: fputs(cfg->figure_style == UFM_FIG_PAPER ? "paper" : "screen", fp); break;
+  case K_FIGWIDTH: {
+    double w = *(const double *)field;
+    if (w == UFM_FIG_COLUMN_IN) fputs("column", fp);
+    else if (w == UFM_FIG_PAGE_IN) fputs("page", fp);
+    else fprintf(fp, "%.17gin", w);
+    break;
+  }
   }
 }
 

@@ -30,11 +30,17 @@ typedef struct {
   unsigned long checkpoint_every;
   double checkpoint_minutes; /* also checkpoint when this much wall time has passed (0: never) */
   double tol;
+  int figure_style;     /* UFM_FIG_SCREEN or UFM_FIG_PAPER: how the PDF figures are drawn */
+  double figure_width;  /* width of the PDF figures in inches (paper style) */
   char *out;
   char *name; /* basename of the experiment file without .ini, or "default" */
   /* where each key was last set, for error messages: "FILE:LINE" */
   char **where;
 } ufm_config;
+
+enum { UFM_FIG_SCREEN = 0, UFM_FIG_PAPER = 1 };
+#define UFM_FIG_COLUMN_IN 3.4 /* figure_width = column: one column of a two-column page */
+#define UFM_FIG_PAGE_IN 7.0   /* figure_width = page: the whole text width              */
 
 ufm_config *ufm_config_new(void);
 void ufm_config_free(ufm_config *cfg);
@@ -63,6 +69,10 @@ const char *ufm_config_key_name(size_t k);
 const char *ufm_config_key_default(size_t k);
 int ufm_config_key_sweepable(const char *key); /* may hold a list of values */
 int ufm_config_key_numeric(const char *key);   /* may hold a range          */
+/* A line of config.ini / sweep.ini that does not change the numbers of a
+ * run: a comment, `out`, `figure_style`, `figure_width`. Two experiments are
+ * the same (resume, sweep reuse) when they agree on every other line. */
+int ufm_config_line_ignored(const char *line);
 
 /* The values a setting stands for: one value, a list `a, b, c` (keys that
  * may be swept), or a range `start:stop:count` / `log:start:stop:count`

@@ -346,26 +346,74 @@ static int cmd_theory(int argc, char **argv)
 
 /* ----------------------------------------------------------------------- plot */
 
+/* The figure style for `ufm plot DIR [figure_style=.. figure_width=..]`:
+ * the directory's own setting (FILE = its config.ini or sweep.ini), then the
+ * overrides. Any other key=value is a usage error (exit 2). */
+static int plot_figure(const char *file, int argc, char **argv, ufm_figure *fig)
+{
+  ufm_config *cfg = ufm_config_new();
+  ufm_settings set = {0};
+  char err[UFM_ERRBUF];
+  int st = UFM_OK;
+  if (ufm_settings_read(&set, file, err) == UFM_OK)
+    for (size_t k = 0; k < set.n; k++)
+      if (!strncmp(set.key[k], "figure_", 7)) ufm_config_set(cfg, set.key[k], set.value[k], set.where[k], err);
+  for (int a = 2; a < argc && st == UFM_OK; a++) {
+    char *eq = strchr(argv[a], '=');
+    char key[32];
+    size_t len = eq ? (size_t)(eq - argv[a]) : 0;
+    if (!eq || len >= sizeof key) {
+      st = usage_error("plot", "'%s' is not figure_style=... or figure_width=...", argv[a]);
+      break;
+    }
+    memcpy(key, argv[a], len);
+    key[len] = '\0';
+    if (strcmp(key, "figure_style") && strcmp(key, "figure_width")) {
+      st = usage_error("plot", "%s: only figure_style and figure_width can be set when redrawing", key);
+      break;
+    }
+    char where[64];
+    snprintf(where, sizeof where, "command line (argument %d)", a);
+    if (ufm_config_set(cfg, key, eq + 1, where, err) != UFM_OK) {
+      fprintf(stderr, "ufm: %s\n", err);
+      st = 2;
+    }
+  }
+  fig->style = cfg->figure_style;
+  fig->width = cfg->figure_width;
+  ufm_settings_clear(&set);
+  ufm_config_free(cfg);
+  return st;
+}
+
 static int cmd_plot(int argc, char **argv)
 {
   if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-    printf("Usage: ufm plot DIR\n\n(Re)draw the figures of run directory DIR with gnuplot:\n"
+    printf("Usage: ufm plot DIR [figure_style=screen|paper] [figure_width=column|page|LENGTH]\n\n"
+           "(Re)draw the figures of run directory DIR with gnuplot:\n"
            "DIR/dashboard.png and DIR/dashboard.pdf from DIR/metrics.tsv; of a sweep\n"
            "directory: DIR/sweep.png (and heatmap.png) from DIR/summary.tsv.\n"
+           "The PDFs follow the directory's figure_style and figure_width unless given\n"
+           "here: paper = vector PDF at the given width (column 3.4 in, page 7 in,\n"
+           "or e.g. 12cm) in LaTeX's Latin Modern face.\n"
            "Scripts are read from $UFM_PLOTDIR if set (now: %s).\n", ufm_plot_scriptdir());
     return 0;
   }
-  if (argc != 2) return usage_error("plot", "%s", "expects one run directory");
+  if (argc < 2) return usage_error("plot", "%s", "expects one run directory");
   const char *dir = argv[1];
   char err[UFM_ERRBUF];
   char *ini = malloc(strlen(dir) + 16);
   sprintf(ini, "%s/sweep.ini", dir);
   int is_sweep = access(ini, R_OK) == 0;
+  if (!is_sweep) sprintf(ini, "%s/config.ini", dir);
+  ufm_figure fig;
+  int rc = plot_figure(ini, argc, argv, &fig);
   free(ini);
+  if (rc != 0) return rc;
   if (is_sweep) {
     ufm_sweep sw;
     int st = ufm_sweep_load_dir(&sw, dir, err);
-    if (st == UFM_OK) st = ufm_plot_sweep(&sw, dir, err);
+    if (st == UFM_OK) st = ufm_plot_sweep(&sw, dir, &fig, err);
     if (st == UFM_OK) printf("%s/sweep.png\n%s/sweep.pdf\n", dir, dir);
     else fprintf(stderr, "ufm: %s\n", err);
     if (sw.name) ufm_sweep_free(&sw);
@@ -378,7 +426,7 @@ static int cmd_plot(int argc, char **argv)
   if (!ok) return usage_error("plot", "%s: not a run or sweep directory (no metrics.tsv, no sweep.ini)", dir);
   const char *slash = strrchr(dir, '/');
   const char *title = slash && slash[1] ? slash + 1 : dir;
-  int st = ufm_plot_run(dir, title, err);
+  int st = ufm_plot_run(dir, title, &fig, err);
   if (st != UFM_OK) {
     fprintf(stderr, "ufm: %s\n", err);
     return 1;

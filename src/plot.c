@@ -117,8 +117,13 @@ static void gp_addnum(gpvars *v, const char *name, double x)
 
 /* Run plots/SCRIPT with the variables in v plus out_png/out_pdf, writing
  * DIR/BASE.png and DIR/BASE.pdf through temporary names. */
-static int draw(const char *script_name, gpvars *v, const char *dir, const char *base, char *errbuf)
+static int draw(const char *script_name, gpvars *v, const ufm_figure *fig, const char *dir, const char *base,
+                char *errbuf)
 {
+  if (fig && fig->style == UFM_FIG_PAPER) {
+    gp_add(v, "figstyle", "paper");
+    gp_addnum(v, "figwidth", fig->width);
+  }
   char *script = ufm_path_join(ufm_plot_scriptdir(), script_name);
   size_t n = strlen(dir) + strlen(base) + 48;
   char *png = ufm_malloc(n), *pdf = ufm_malloc(n), *tpng = ufm_malloc(n), *tpdf = ufm_malloc(n);
@@ -180,7 +185,7 @@ static size_t *run_counts(const char *dir, size_t *ret_C)
 
 /* The dashboard; and, when the run recorded its counts, the geometry figure
  * (margins, distances to SELI, minority cosines) and the Gram matrices. */
-int ufm_plot_run(const char *dir, const char *title, char *errbuf)
+int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char *errbuf)
 {
   gpvars v = {0};
   gp_add(&v, "dir", dir);
@@ -190,7 +195,7 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
   char *theory = ufm_path_join(dir, "theory.tsv");
   gp_add(&v, "theory", access(theory, R_OK) == 0 ? theory : "");
   free(theory);
-  int st = draw("dashboard.gp", &v, dir, "dashboard", errbuf);
+  int st = draw("dashboard.gp", &v, fig, dir, "dashboard", errbuf);
   free(v.buf);
   size_t C = 0, *counts = st == UFM_OK ? run_counts(dir, &C) : NULL;
   if (counts && C >= 2) {
@@ -202,7 +207,7 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
     gp_addnum(&g, "nmargin_opt", 1.0 / nuc);
     gp_addnum(&g, "C", (double)C);
     gp_addcols(&g);
-    st = draw("geometry.gp", &g, dir, "geometry", errbuf);
+    st = draw("geometry.gp", &g, fig, dir, "geometry", errbuf);
     free(g.buf);
     char *grams = ufm_path_join(dir, "grams.tsv");
     if (st == UFM_OK && access(grams, R_OK) == 0) {
@@ -210,7 +215,7 @@ int ufm_plot_run(const char *dir, const char *title, char *errbuf)
       gp_add(&h, "data", grams);
       gp_add(&h, "title", title);
       gp_addnum(&h, "C", (double)C);
-      st = draw("grams.gp", &h, dir, "grams", errbuf);
+      st = draw("grams.gp", &h, fig, dir, "grams", errbuf);
       free(h.buf);
     }
     free(grams);
@@ -338,9 +343,20 @@ static char *join(char *const *v, size_t n, const char *sep)
   return s;
 }
 
-int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
+int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, const ufm_figure *fig_or_null, char *errbuf)
 {
   if (sw->naxes == 0) return UFM_OK; /* seeds only: nothing to draw against */
+  ufm_figure figbuf = {UFM_FIG_SCREEN, UFM_FIG_PAGE_IN};
+  const ufm_figure *fig = fig_or_null;
+  if (!fig) {
+    ufm_config *c0;
+    if (ufm_sweep_point_config(sw, 0, &c0, NULL) == UFM_OK) {
+      figbuf.style = c0->figure_style;
+      figbuf.width = c0->figure_width;
+      ufm_config_free(c0);
+    }
+    fig = &figbuf;
+  }
   char *sumpath = ufm_path_join(dir, "summary.tsv");
   table t;
   int ok = table_read(&t, sumpath);
@@ -455,7 +471,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
       gp_add(&v, "logy", sweep_logy_imb);
       free(mlist);
     }
-    st = draw("sweep.gp", &v, dir, "sweep", errbuf);
+    st = draw("sweep.gp", &v, fig, dir, "sweep", errbuf);
     free(v.buf);
   }
   /* the runs' metrics against iteration, one curve per point, for small sweeps */
@@ -484,7 +500,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
     gp_add(&v, "points", dl);
     gp_add(&v, "labels", nl);
     gp_addcols(&v);
-    st = draw("dynamics.gp", &v, dir, "dynamics", errbuf);
+    st = draw("dynamics.gp", &v, fig, dir, "dynamics", errbuf);
     free(v.buf);
     free(dl);
     free(nl);
@@ -531,7 +547,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, char *errbuf)
       gp_add(&v, "ytlabels", ylabels);
       gp_addnum(&v, "nx", (double)ax->n);
       gp_addnum(&v, "ny", (double)ay->n);
-      st = draw("heatmap.gp", &v, dir, "heatmap", errbuf);
+      st = draw("heatmap.gp", &v, fig, dir, "heatmap", errbuf);
       free(v.buf);
       free(ylabels);
     }

@@ -6,10 +6,19 @@
  * tree's plots/ (an uninstalled build), else the installed pkgdatadir. */
 const char *ufm_plot_scriptdir(void);
 
+/* How the PDF figures are drawn (experiment keys figure_style and
+ * figure_width): screen, or paper = vector PDF of the given width in inches
+ * with LaTeX's Latin Modern face, fonts scaled with the width. PNGs are
+ * always drawn for the screen. */
+typedef struct {
+  int style; /* UFM_FIG_SCREEN or UFM_FIG_PAPER (config.h) */
+  double width;
+} ufm_figure;
+
 /* Draw the dashboard of run directory `dir` (its metrics.tsv) into
  * dir/dashboard.png and dir/dashboard.pdf, each written whole or not at all.
  * UFM_OK; UFM_EIO when gnuplot is missing or fails (message in errbuf). */
-int ufm_plot_run(const char *dir, const char *title, char *errbuf);
+int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char *errbuf);
 
 struct ufm_sweep;
 
@@ -17,7 +26,7 @@ struct ufm_sweep;
  * the final metrics against the first swept key (one curve per value of the
  * others, error bars over seeds, log x for geometric grids), and for
  * two-key sweeps heatmap.png/.pdf. Writes the data files sweep-plot.tsv and
- * sweep-heat.tsv beside them. */
-int ufm_plot_sweep(const struct ufm_sweep *sw, const char *dir, char *errbuf);
+ * sweep-heat.tsv beside them. fig NULL: the style of the sweep's settings. */
+int ufm_plot_sweep(const struct ufm_sweep *sw, const char *dir, const ufm_figure *fig, char *errbuf);
 
 #endif

@@ -522,7 +522,8 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   }
   if (st == UFM_OK && !opts->noplot && tab.rows > 0) {
     char perr[UFM_ERRBUF];
-    if (ufm_plot_run(cfg->out, cfg->name, perr) != UFM_OK)
+    ufm_figure fig = {cfg->figure_style, cfg->figure_width};
+    if (ufm_plot_run(cfg->out, cfg->name, &fig, perr) != UFM_OK)
       fprintf(stderr, "ufm: warning: no figures: %s\n", perr);
     else if (!opts->quiet)
       fprintf(stderr, "%s: figure %s/dashboard.png (and .pdf)\n", cfg->name, cfg->out);

@@ -229,10 +229,10 @@ static char *read_text(const char *path)
   return buf;
 }
 
-/* The next line of a sweep.ini text that matters: not a comment, not `out`. */
+/* The next line of a sweep.ini text that matters (ufm_config_line_ignored). */
 static const char *next_setting(const char *s)
 {
-  while (*s == '#' || !strncmp(s, "out = ", 6)) {
+  while (ufm_config_line_ignored(s)) {
     const char *e = strchr(s, '\n');
     if (!e) return s + strlen(s);
     s = e + 1;
@@ -240,7 +240,7 @@ static const char *next_setting(const char *s)
   return s;
 }
 
-/* sweep.ini texts equal outside their comments and `out =` lines. */
+/* sweep.ini texts equal outside the lines that do not change the numbers. */
 static int same_sweep_text(const char *a, const char *b)
 {
   for (;;) {
@@ -772,7 +772,7 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
   }
   if (st == UFM_OK && !opts->noplot) {
     char perr2[UFM_ERRBUF];
-    if (ufm_plot_sweep(sw, sw->out, perr2) != UFM_OK)
+    if (ufm_plot_sweep(sw, sw->out, NULL, perr2) != UFM_OK)
       fprintf(stderr, "ufm: warning: no sweep figures: %s\n", perr2);
     else if (!opts->quiet)
       fprintf(stderr, "%s: figures %s/sweep.png (and .pdf)\n", sw->name, sw->out);
@@ -863,7 +863,7 @@ int ufm_sweep_merge(char *const *dirs, size_t ndirs, const char *out, int force,
   if (st == UFM_OK) st = ufm_sweep_tables(&sw, out, errbuf);
   if (st == UFM_OK) {
     char perr[UFM_ERRBUF];
-    if (ufm_plot_sweep(&sw, out, perr) != UFM_OK) fprintf(stderr, "ufm: warning: no sweep figures: %s\n", perr);
+    if (ufm_plot_sweep(&sw, out, NULL, perr) != UFM_OK) fprintf(stderr, "ufm: warning: no sweep figures: %s\n", perr);
   }
   ufm_sweep_free(&sw);
   return st;

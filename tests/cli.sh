@@ -181,6 +181,18 @@ if [ "$have_gnuplot" = 1 ]; then
   check "plot DIR exits 0" is_rc 0
   check "plot redrew dashboard.png" [ "$(magic "$R/dashboard.png" 8)" = 89504e470d0a1a0a ]
   check "plot redrew dashboard.pdf" [ "$(head -c 4 "$R/dashboard.pdf")" = "%PDF" ]
+  check "a screen PDF is 9 in wide (648 pt) in DejaVu Sans" \
+    sh -c "grep -a -q 'MediaBox \\[ 0 0 648 468 \\]' '$R/dashboard.pdf' && grep -a -q 'FontName /[A-Z]*+DejaVuSans' '$R/dashboard.pdf'"
+  run "$UFM" plot "$R" figure_style=paper figure_width=column
+  check "plot DIR figure_style=paper figure_width=column exits 0" is_rc 0
+  check "a paper PDF at column width is 3.4 in wide (244.8 pt, cairo rounds), height in proportion" \
+    grep -a -q -E 'MediaBox \[ 0 0 24[45] 17[67] \]' "$R/dashboard.pdf"
+  check "a paper PDF is set in Latin Modern" grep -a -q 'FontName /[A-Z]*+LMRoman10' "$R/dashboard.pdf"
+  run "$UFM" plot "$R" figure_width=17cm lr=2
+  check "plot refuses keys other than figure_* (exit 2)" is_rc 2
+  run "$UFM" plot "$R" figure_width=17furlongs
+  check "plot refuses a bad figure_width (exit 2)" is_rc 2
+  check "... naming the key" grep -q 'figure_width' "$T/err"
 else
   echo "note - gnuplot not installed: 'ufm plot DIR' not checked"
 fi

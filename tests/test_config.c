@@ -320,6 +320,15 @@ static const badval bad_values[] = {
     {"optimizer", "adam", "adam"},
     {"imbalance", "weird", "weird"},
     {"bias", "maybe", "maybe"},
+    {"figure_style", "latex", "screen or paper"},
+    {"figure_width", "wide", "column, page or a length"},
+    {"figure_width", "5", "column, page or a length"},
+    {"figure_width", "5pt", "column, page or a length"},
+    {"figure_width", "cm", "column, page or a length"},
+    {"figure_width", "0.5in", "range"},
+    {"figure_width", "2m", "column, page or a length"},
+    {"figure_width", "200cm", "range"},
+    {"figure_width", "page, column", "several values"},
     /* counts */
     {"counts", "3,,4", "empty"},
     {"counts", "3,4,", "empty"},
@@ -532,6 +541,54 @@ static void test_syntax_accepted(void **state)
     assert_int_equal(cfg->bias, 1);
     ufm_config_free(cfg);
   }
+}
+
+/* figure_style and figure_width: the spellings, the units, config.ini's
+ * rendering, and that they do not make two experiments different. */
+static void test_figure_keys(void **state)
+{
+  (void)state;
+  char err[UFM_ERRBUF];
+  ufm_config *cfg = ufm_config_new();
+  assert_int_equal(cfg->figure_style, UFM_FIG_SCREEN);
+  assert_true(cfg->figure_width == UFM_FIG_PAGE_IN);
+  static const struct {
+    const char *v;
+    double in;
+  } widths[] = {{"column", 3.4}, {"page", 7.0}, {"3.4in", 3.4}, {"8.89cm", 3.5}, {"254mm", 10.0}, {"1in", 1.0}};
+  for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+    assert_int_equal(ufm_config_set(cfg, "figure_width", widths[k].v, "t", err), UFM_OK);
+    assert_true(fabs(cfg->figure_width - widths[k].in) < 1e-12);
+  }
+  assert_int_equal(ufm_config_set(cfg, "figure_style", "paper", "t", err), UFM_OK);
+  assert_int_equal(cfg->figure_style, UFM_FIG_PAPER);
+  assert_int_equal(ufm_config_set(cfg, "figure_width", "column", "t", err), UFM_OK);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *fp = open_memstream(&buf, &len);
+  ufm_config_write(cfg, fp);
+  fclose(fp);
+  assert_non_null(strstr(buf, "\nfigure_style = paper\n"));
+  assert_non_null(strstr(buf, "\nfigure_width = column\n"));
+  free(buf);
+  assert_int_equal(ufm_config_set(cfg, "figure_width", "12cm", "t", err), UFM_OK);
+  fp = open_memstream(&buf, &len);
+  ufm_config_write(cfg, fp);
+  fclose(fp);
+  char *w = strstr(buf, "\nfigure_width = ");
+  assert_non_null(w);
+  assert_true(fabs(strtod(w + 16, NULL) - 12 / 2.54) < 1e-12);
+  free(buf);
+  ufm_config_free(cfg);
+  /* not sweepable; lines that do not change the numbers */
+  assert_false(ufm_config_key_sweepable("figure_style"));
+  assert_false(ufm_config_key_sweepable("figure_width"));
+  assert_true(ufm_config_line_ignored("figure_style = paper\n"));
+  assert_true(ufm_config_line_ignored("figure_width = 3in\n"));
+  assert_true(ufm_config_line_ignored("out = runs/x\n"));
+  assert_true(ufm_config_line_ignored("# comment\n"));
+  assert_false(ufm_config_line_ignored("lr = 1\n"));
+  assert_false(ufm_config_line_ignored("figure = 1\n"));
 }
 
 /* Integer keys take exact floats; the bounds are inclusive where documented. */
@@ -858,6 +915,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_finish_errors, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_syntax_accepted, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_integer_keys, setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(test_figure_keys, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_counts_step, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_counts_exp, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_counts_explicit, setup_dir, teardown_dir),
