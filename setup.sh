@@ -2,10 +2,22 @@
 # setup.sh -- install the Debian 12 packages ufm needs (only those missing),
 # then configure and build. Idempotent: when everything is in place it only
 # runs an up-to-date `make`, in a second or two.
+#
+#   ./setup.sh           what ufm and `make check` need
+#   ./setup.sh --paper   also what `make paper` needs: pdflatex and the LaTeX
+#                        packages of paper/ufm.tex, the Latin Modern fonts of
+#                        the paper figures, poppler-utils (the PDF check) and
+#                        PyTorch (the performance table's PyTorch column)
 set -eu
 cd "$(dirname "$0")"
 
 PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox python3-numpy"
+PAPER_PKGS="texlive-latex-base texlive-latex-recommended texlive-fonts-recommended fonts-lmodern poppler-utils python3-torch"
+case "${1:-}" in
+  --paper) PKGS="$PKGS $PAPER_PKGS" ;;
+  "") ;;
+  *) echo "usage: ./setup.sh [--paper]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
