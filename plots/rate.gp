@@ -97,7 +97,7 @@ do for [pass = 1:2] {
     set arrow 1 from T0, graph 0 to T0, graph 1 nohead lc rgb "#999999" dt 3
     set arrow 2 from T1, graph 0 to T1, graph 1 nohead lc rgb "#999999" dt 3
     set label 1 sprintf("fit window %.0e … %.0e: slope %.6e per step\npredicted log((1 − η λ_H)^2) = %.6e\nratio %.5f", \
-        HI, LO, SLOPE, PRED, SLOPE / PRED) at graph 0.04, 0.12 left font ",10" noenhanced
+        HI, LO, SLOPE, PRED, SLOPE / PRED) at graph 0.04, 0.3 left font ",10" noenhanced
     plot F using "iter":(gap(column("objective")) > 0 ? gap(column("objective")) : NaN) \
              with linespoints lc rgb "#0072B2" lw 2 pt 7 ps 0.5 pi 20 title "F_t − F* (run)", \
          (x >= 0 ? GA * Q**(x - TA) : NaN) with lines lc rgb "#D55E00" lw 2 dt 2 \

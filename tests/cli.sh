@@ -374,6 +374,12 @@ run "$UFM" run --dry-run out="$T/dry" classes=3,4 dim=log:2:8:3 seeds=2
 check "--dry-run exits 0" is_rc 0
 check "--dry-run lists 12 points and a header" [ "$(wc -l < "$T/out")" -eq 13 ]
 check "--dry-run writes nothing" [ ! -e "$T/dry" ]
+if [ "$have_gnuplot" = 1 ]; then
+  # one minority class only: the minority metrics are NaN at every point
+  run "$UFM" run --quiet out="$T/nanpanel" classes=4 majority=3 n=4 dim=4 imbalance=step ratio=1,2 iterations=20
+  check "a sweep with an all-NaN metric exits 0 and says nothing" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  check "... and draws sweep.pdf (the all-NaN panel says so)" [ "$(head -c 4 "$T/nanpanel/sweep.pdf")" = "%PDF" ]
+fi
 run "$UFM" run --quiet --shard 0/2 out="$T/sh" classes=3,4
 check "--shard 0/2 is refused (I runs from 1)" is_rc 2
 run "$UFM" run --quiet out="$T/badlist" classes=3,,4
