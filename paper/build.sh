@@ -120,6 +120,8 @@ tex() {
     printf "$%.3f\\times 10^{%d}$\n", m, e
   }'
 }
+# absval X: |X| ("nan" stays)
+absval() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "nan"; else { x += 0; printf "%.17g\n", (x < 0 ? -x : x) } }'; }
 # point SWEEPDIR KEY: the directory of the first point whose KEY is largest
 point_max() {
   awk -F '\t' -v k="$2" 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == k) c = i; if ($i == "dir") d = i } next }
@@ -145,7 +147,7 @@ NUM=$GEN/numbers.tex
   macro ceETFM "$(tex "$(val $d/summary.tsv etf_M)")"
   macro ceNCthree "$(tex "$(val $d/summary.tsv nc3)")"
   macro ceNCfour "$(tex "$(val $d/summary.tsv nc4)")"
-  macro ceLossGap "$(tex "$(val $d/summary.tsv loss_gap)")"
+  macro ceLossGap "$(tex "$(absval "$(val $d/summary.tsv loss_gap)")")"
   d=$R/mse-bias
   macro mseETFWbias "$(tex "$(val $d/p0000/summary.tsv etf_W)")"
   macro mseETFWnobias "$(tex "$(val $d/p0001/summary.tsv etf_W)")"
