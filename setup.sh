@@ -3,16 +3,16 @@
 # then configure and build. Idempotent: when everything is in place it only
 # runs an up-to-date `make`, in a second or two.
 #
-#   ./setup.sh           what ufm and `make check` need
+#   ./setup.sh           what ufm and `make check` need (with fonts-lmodern,
+#                        the face of figure_style=paper figures)
 #   ./setup.sh --paper   also what `make paper` needs: pdflatex and the LaTeX
-#                        packages of paper/ufm.tex, the Latin Modern fonts of
-#                        the paper figures, poppler-utils (the PDF check) and
-#                        PyTorch (the performance table's PyTorch column)
+#                        packages of paper/ufm.tex, poppler-utils (the PDF
+#                        check) and PyTorch (the performance table's column)
 set -eu
 cd "$(dirname "$0")"
 
-PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox python3-numpy"
-PAPER_PKGS="texlive-latex-base texlive-latex-recommended texlive-fonts-recommended fonts-lmodern poppler-utils python3-torch"
+PKGS="gcc make autoconf automake pkg-config libgsl-dev libopenblas-dev libcmocka-dev gnuplot-nox fonts-lmodern python3-numpy"
+PAPER_PKGS="texlive-latex-base texlive-latex-recommended texlive-fonts-recommended poppler-utils python3-torch"
 case "${1:-}" in
   --paper) PKGS="$PKGS $PAPER_PKGS" ;;
   "") ;;

@@ -427,5 +427,14 @@ else
   echo "note - /usr/bin/python3 with numpy not found: NumPy reference not checked (setup.sh installs python3-numpy)"
 fi
 
+# ------------------------------------------------------------------- make paper
+echo "# paper/build.sh (make paper): what is missing is said before anything runs"
+run env UFM="$T/no-such-ufm" sh "$HERE/../paper/build.sh" --fast
+check "paper/build.sh without ufm exits 2" is_rc 2
+check "... naming what is missing" grep -q 'make paper: missing: ufm' "$T/err"
+check "... and the command that installs it" grep -qF './setup.sh --paper' "$T/err"
+run sh "$HERE/../paper/build.sh" --slow
+check "paper/build.sh with an unknown option exits 2" is_rc 2
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
