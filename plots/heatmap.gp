@@ -22,10 +22,17 @@ set datafile nocolumnheaders
 
 lg(c) = (valid(c) && column(c) > 0) ? log10(column(c)) : -17
 # whole decades on the colour bar when the values span several
-array SPAN[2]
+# colour range: whole decades around the data, so that the colour-bar tics
+# are powers of ten with integer exponents (every 1, 2 or 3 decades)
+array CBLO[2]
+array CBHI[2]
+array CBSTEP[2]
 do for [k=1:2] {
     stats data using (lg(k + 2)) nooutput
-    SPAN[k] = STATS_max - STATS_min
+    CBLO[k] = floor(STATS_min + 1e-9)
+    CBHI[k] = ceil(STATS_max - 1e-9)
+    if (CBHI[k] <= CBLO[k]) { CBHI[k] = CBLO[k] + 1 }
+    CBSTEP[k] = (CBHI[k] - CBLO[k] > 12) ? 3 : (CBHI[k] - CBLO[k] > 6) ? 2 : 1
 }
 
 set xtics () out nomirror scale 0.5 font ",9"
@@ -38,7 +45,7 @@ set border 15
 # viridis-like
 set palette defined (0 "#440154", 1 "#3b528b", 2 "#21918c", 3 "#5ec962", 4 "#fde725")
 set cbtics out font ",9"
-set format cb "10^{%g}"
+set format cb "10^{%.0f}"
 set xlabel xlabel noenhanced
 set ylabel ylabel noenhanced
 
@@ -55,10 +62,10 @@ do for [out in "png pdf"] {
     }
     set multiplot layout 1,2 title sprintf("%s: final values over %s x %s", title, xlabel, ylabel) noenhanced
     set title "classifier W: distance to simplex ETF (etf\\_W)"
-    if (SPAN[1] > 12) { set cbtics 3 } else { if (SPAN[1] > 3) { set cbtics 1 } else { set cbtics autofreq } }
+    set cbrange [CBLO[1]:CBHI[1]]; set cbtics CBSTEP[1]
     plot data using 1:2:(lg(3)) with image notitle
     set title "NC1: Tr(Σ_WΣ_B^+)/C"
-    if (SPAN[2] > 12) { set cbtics 3 } else { if (SPAN[2] > 3) { set cbtics 1 } else { set cbtics autofreq } }
+    set cbrange [CBLO[2]:CBHI[2]]; set cbtics CBSTEP[2]
     plot data using 1:2:(lg(4)) with image notitle
     unset multiplot
     unset output
