@@ -1,23 +1,51 @@
 /* metrics.c -- NC1-NC4 and friends from W, H, b through class means, C x C Grams and M's thin SVD.
  *
  * Contents: 1. workspace  2. class means and within-class scatter
- *           3. thin SVD of M, NC1 and the nearest-class-centre rule
- *           4. Gram-matrix metrics (norms, angles, ETF, NC3)
- *           5. imbalance: minority cosines and distances to SELI  6. driver
+ *           3. Gram matrices in tiles  4. thin SVD of M (LAPACK or GSL)
+ *           5. the nearest-class-centre rule and NC1, in blocks and tiles
+ *           6. Gram-matrix metrics (norms, angles, ETF, NC3)
+ *           7. imbalance: minority cosines and distances to SELI  8. driver
  *
  * Notation (SPEC section 2): mu_c class means, mu_G the sample-weighted
  * global mean, M = [mu_c - mu_G] (p x C), M = U S V^T its thin SVD with
- * numerical rank r, U_r its first r left singular vectors.
+ * numerical rank r, U_r its first r left singular vectors, D = [h_i -
+ * mu_{y_i}] (p x N) the deviations, never stored.
+ *
+ * The work, for p <= N (the usual case):
+ *   A. the SVD of M on one thread while the other threads (then it too)
+ *      score every sample against every class centre, M^T H in column
+ *      blocks (C p N), for the nearest-class-centre rule (NC4);
+ *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
+ *      which give both NC1 = Tr(S_r^-2 U_r^T D D^T U_r)/N and, with
+ *      M diag(n) M^T + N mu_G mu_G^T added, ||H H^T||_F for seli_H.
+ * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
+ * the columns of H on U_r in blocks (r p N) for NC1.
+ *
+ * Memory (besides W, H and the gradient's workspace): M (p x C), one C x C
+ * buffer `sq` used in turn (M^T M, the SVD's square factor, W W^T), the
+ * blocks of A (C + 2 doubles per column and thread), and one scratch region
+ * holding the class means, then the SVD's input and workspace, then the
+ * tiles or blocks of B. No p x p, N x N, r x N or N x C matrix is formed.
+ *
+ * Thread counts never change a bit: every parallel loop writes its own
+ * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
+ * tile), the slots are added in order, and the SVD runs on one thread (the
+ * BLAS is single-threaded).
  */
+#include "ufmconf.h" /* HAVE_LAPACK_DGESDD */
 #include "metrics.h"
 #include "common.h"
-#include "gemm.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <gsl/gsl_blas.h>
 #include <gsl/gsl_linalg.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "geometry.h"
 
@@ -28,234 +56,560 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
     "margin",      "nmargin",     "grad_norm",  "mc_cos_W",   "mc_cos_M",  "seli_W",
     "seli_H",      "seli_Z",      "mc_dist_W"};
 
-#define NCC_BLOCK 256
-#define GRAM_BLOCK 256
+/* Sizes fixed by the shapes alone (never by the thread count, so that every
+ * partial sum is the same): columns per block of A and of B (p > N), the
+ * side of a Gram tile, and the columns of the deviations formed at once in
+ * a tile of D D^T. */
+#define BLOCK 256
+#define TILE 128
+#define CHUNK 2048
+
+#ifdef HAVE_LAPACK_DGESDD
+/* LAPACK's divide-and-conquer SVD (OpenBLAS ships it); the trailing length
+ * is the hidden length of the character argument (gfortran ABI). */
+extern void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
+                    double *s, double *u, const int *ldu, double *vt, const int *ldvt,
+                    double *work, const int *lwork, int *iwork, int *info, size_t jobz_len);
+#endif
 
 /* ----------------------------------------------------------------- 1. workspace */
 
 struct ufm_metrics_ws {
-  size_t C, p, N, k; /* k = min(p, C)                                 */
-  gsl_matrix *mu;    /* p x C  class means                              */
-  gsl_vector *muG;   /* p      global mean                              */
-  gsl_matrix *M;     /* p x C  centred class means                      */
-  double *part;      /* p x C  per-row within-class sums of squares    */
-  double *s2;        /* C      s_c^2 = mean_{i in c} ||h_i - mu_c||^2   */
-  gsl_matrix *A;     /* max(p,C) x k: SVD input, then its U             */
-  gsl_matrix *V;     /* k x k                                            */
-  gsl_vector *S;     /* k singular values of M, descending               */
-  gsl_vector *work;  /* k                                                */
-  gsl_matrix *U;     /* p x k  left singular vectors of M                */
-  size_t r;          /* numerical rank                                   */
-  gsl_matrix *Q;     /* k x N  U_r^T H                                   */
-  gsl_matrix *Bmu;   /* k x C  U_r^T mu                                  */
-  double *rowres;    /* k                                                */
-  double *bnorm2;    /* C      ||U_r^T mu_c||^2 / 2                      */
-  gsl_matrix *score; /* NCC_BLOCK x C                                    */
-  int32_t *ncc;      /* N      nearest class centre                      */
-  gsl_matrix *GM;    /* C x C  M^T M                                     */
-  gsl_matrix *GW;    /* C x C  W W^T                                     */
-  /* imbalance: the SELI reference of the counts, computed on first use */
+  size_t C, p, N, k;  /* k = min(p, C)                                          */
+  int nthr;           /* threads the per-thread buffers were sized for          */
+  int lapack;         /* 1: dgesdd, 0: GSL's SVD                                 */
+  int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T    */
+  gsl_matrix *M;      /* p x C  centred means                                    */
+  gsl_matrix *sq;     /* C x C  M^T M, then the SVD's square factor, then W W^T  */
+  gsl_vector *muG;    /* p      global mean                                      */
+  gsl_vector *S;      /* k      singular values of M, descending                 */
+  gsl_vector *svwork; /* k      GSL's SVD work                                   */
+  size_t r;           /* numerical rank                                          */
+  double *U;          /* after the SVD: U_M (p x k, row stride k)                */
+  double *V;          /* and V_M: V_M^T (k x C) or, v_rows, V_M (C x k)          */
+  int v_rows;
+  double *alpha;      /* C      ||M_c||^2 + 2 M_c.mu_G: the NCC score offsets    */
+  double *s2;         /* C      s_c^2 = mean_{i in c} ||h_i - mu_c||^2           */
+  double *wnorm;      /* C      ||w_c||                                          */
+  double *mnorm;      /* C      ||mu_c - mu_G||                                  */
+  size_t nblk;        /* column blocks                                           */
+  double *blkres;     /* nblk   per-block NC1 sums (p > N)                       */
+  size_t *blkmis;     /* nblk   per-block NCC / classifier disagreements         */
+  double *ablk;       /* nthr x (C + 2) BLOCK: the blocks of A                   */
+  size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
+  double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
+  double *tilenc1;    /* ntile  their NC1 sums                                   */
+  int lwork;          /* doubles of dgesdd's workspace                           */
+  int *iwork;         /* 8k                                                      */
+  double *scratch;    /* class means / SVD input and workspace / B's buffers     */
+  size_t bstride;     /* doubles of B's buffers per thread                       */
+  /* imbalance: minority classes and, for unequal counts, the SELI reference */
   int seli_ready;
-  gsl_matrix *seliW; /* C x C  U L U^T                                     */
-  gsl_matrix *seliK; /* C x C  U L^-1 U^T                                  */
-  gsl_matrix *T;     /* p x C  columns n_c mu_c - (N/C) mu_G = (Zhat H^T)^T */
-  gsl_matrix *TT;    /* C x C                                              */
-  gsl_matrix *blk;   /* GRAM_BLOCK x GRAM_BLOCK, for ||H^T H||_F           */
-  int *minority;     /* C: class has the smaller of exactly two counts     */
+  int balanced;
+  gsl_matrix *seliW;  /* C x C  U L U^T (unequal counts only)                     */
+  gsl_matrix *seliK;  /* C x C  U L^-1 U^T (unequal counts only)                  */
+  int *minority;      /* C: class has the smaller of exactly two counts           */
   size_t nminority;
 };
+
+static size_t ntiles(size_t n) { return (n + TILE - 1) / TILE; }
+
+/* Threads for a parallel region: the current setting, at most as many as
+ * the per-thread buffers were sized for. */
+static int team(const ufm_metrics_ws *mw)
+{
+#ifdef _OPENMP
+  int t = omp_get_max_threads();
+  return t < mw->nthr ? t : mw->nthr;
+#else
+  (void)mw;
+  return 1;
+#endif
+}
+
+/* dgesdd's optimal workspace for M (JOBZ = 'O'), from LAPACK's query. */
+static int svd_lwork(size_t p, size_t C)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  int m = (int)C, n = (int)p, lda = (int)C, k = (int)(p < C ? p : C), lw = -1, info = 0, iw = 0;
+  double a = 0, s = 0, u = 0, vt = 0, w = 0;
+  dgesdd_("O", &m, &n, &a, &lda, &s, &u, &k, &vt, &k, &w, &lw, &iw, &info, 1);
+  return info == 0 ? (int)w + 1 : -1;
+#else
+  (void)p;
+  (void)C;
+  return 0;
+#endif
+}
 
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 {
   ufm_metrics_ws *mw = ufm_calloc(1, sizeof *mw);
-  size_t k = p < C ? p : C, big = p < C ? C : p;
+  size_t k = p < C ? p : C;
   mw->C = C;
   mw->p = p;
   mw->N = N;
   mw->k = k;
-  mw->mu = gsl_matrix_alloc(p, C);
-  mw->muG = gsl_vector_alloc(p);
+#ifdef _OPENMP
+  mw->nthr = omp_get_max_threads();
+#else
+  mw->nthr = 1;
+#endif
+  mw->tiles_dd = p <= N;
   mw->M = gsl_matrix_alloc(p, C);
-  mw->A = gsl_matrix_alloc(big, k);
-  mw->V = gsl_matrix_alloc(k, k);
+  mw->sq = gsl_matrix_alloc(C, C);
+  mw->muG = gsl_vector_alloc(p);
   mw->S = gsl_vector_alloc(k);
-  mw->work = gsl_vector_alloc(k);
-  mw->U = gsl_matrix_alloc(p, k);
-  mw->Q = gsl_matrix_alloc(k, N);
-  mw->Bmu = gsl_matrix_alloc(k, C);
-  mw->score = gsl_matrix_alloc(NCC_BLOCK, C);
-  mw->GM = gsl_matrix_alloc(C, C);
-  mw->GW = gsl_matrix_alloc(C, C);
-  mw->seliW = gsl_matrix_alloc(C, C);
-  mw->seliK = gsl_matrix_alloc(C, C);
-  mw->T = gsl_matrix_alloc(p, C);
-  mw->TT = gsl_matrix_alloc(C, C);
-  size_t bs = (p < N ? p : N) < GRAM_BLOCK ? (p < N ? p : N) : GRAM_BLOCK;
-  mw->blk = gsl_matrix_alloc(bs ? bs : 1, bs ? bs : 1);
-  mw->minority = ufm_calloc(C, sizeof(int));
-  if (!mw->seliW || !mw->seliK || !mw->T || !mw->TT || !mw->blk || !mw->mu || !mw->muG || !mw->M || !mw->A || !mw->V || !mw->S || !mw->work || !mw->U
-      || !mw->Q || !mw->Bmu || !mw->score || !mw->GM || !mw->GW) {
+  mw->svwork = gsl_vector_alloc(k);
+  if (!mw->M || !mw->sq || !mw->muG || !mw->S || !mw->svwork) {
     ufm_metrics_ws_free(mw);
     return NULL;
   }
-  mw->part = ufm_malloc(p * C * sizeof(double));
+#ifdef HAVE_LAPACK_DGESDD
+  mw->lwork = svd_lwork(p, C);
+  mw->lapack = mw->lwork > 0;
+#endif
+  const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
+  mw->nblk = (N + nb - 1) / nb;
+  mw->ntile = ntiles(p < N ? p : N);
+  mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
+  /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
+   * tile times U_r and the tile's rows of M diag(n); or (p > N) a block of
+   * U_r^T H */
+  if (mw->tiles_dd) {
+    size_t ch = N < CHUNK ? N : CHUNK;
+    mw->bstride = TILE * TILE + 2 * TILE * ch + TILE * k + TILE * C;
+  } else {
+    mw->bstride = k * nb;
+  }
+  /* scratch: the SVD's input (p x C) first, then the largest of: the class
+   * means' second half (the means themselves start at 0; unequal counts:
+   * also T and T^T T of seli_H), the SVD's workspace, B's buffers */
+  size_t rest = p * C + C * C;
+  if (mw->lapack && (size_t)mw->lwork > rest) rest = (size_t)mw->lwork;
+  if (T * mw->bstride > rest) rest = T * mw->bstride;
+  mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
+  size_t na = T * (C + 2) * nb; /* p > N: B = U_r^T mu (k x C) there afterwards */
+  if (!mw->tiles_dd && k * C > na) na = k * C;
+  mw->ablk = ufm_malloc(na * sizeof(double));
+  mw->iwork = ufm_malloc((8 * k + 1) * sizeof(int));
+  mw->alpha = ufm_malloc(C * sizeof(double));
   mw->s2 = ufm_malloc(C * sizeof(double));
-  mw->rowres = ufm_malloc(k * sizeof(double));
-  mw->bnorm2 = ufm_malloc(C * sizeof(double));
-  mw->ncc = ufm_malloc(N * sizeof(int32_t));
+  mw->wnorm = ufm_malloc(C * sizeof(double));
+  mw->mnorm = ufm_malloc(C * sizeof(double));
+  mw->blkres = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(double));
+  mw->blkmis = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(size_t));
+  mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
+  mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
+  mw->minority = ufm_calloc(C, sizeof(int));
   return mw;
 }
 
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->mu, mw->M,  mw->A,     mw->V,     mw->U, mw->Q,  mw->Bmu,
-                        mw->score, mw->GM, mw->GW, mw->seliW, mw->seliK, mw->T, mw->TT, mw->blk};
+  gsl_matrix *mats[] = {mw->M, mw->sq, mw->seliW, mw->seliK};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
   if (mw->S) gsl_vector_free(mw->S);
-  if (mw->work) gsl_vector_free(mw->work);
-  free(mw->part);
+  if (mw->svwork) gsl_vector_free(mw->svwork);
+  free(mw->scratch);
+  free(mw->ablk);
+  free(mw->iwork);
+  free(mw->alpha);
   free(mw->s2);
-  free(mw->rowres);
-  free(mw->bnorm2);
-  free(mw->ncc);
+  free(mw->wnorm);
+  free(mw->mnorm);
+  free(mw->blkres);
+  free(mw->blkmis);
+  free(mw->tilefro);
+  free(mw->tilenc1);
   free(mw->minority);
   free(mw);
 }
 
 size_t ufm_metrics_rank(const ufm_metrics_ws *mw) { return mw->r; }
 
+int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  mw->lapack = on && mw->lwork > 0;
+#else
+  (void)on;
+  mw->lapack = 0;
+#endif
+  return mw->lapack;
+}
+
 /* ------------------------------------- 2. class means and within-class scatter */
 
 /* One pass per row of H (rows in parallel, each row's sums in column order):
- * mu[k][c], muG[k], M = mu - muG, and part[k][c] = sum_{i in c} (H_ki - mu_kc)^2.
- * The scatter is summed from deviations, not as E h^2 - mu^2, which would
- * cancel to noise exactly when features collapse. */
-static void class_means(const ufm_model *m, ufm_metrics_ws *mw)
+ * mu (p x C, row-major), muG and M = mu - muG. */
+static void class_means(const ufm_model *m, double *mu, double *muG, double *M)
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
   for (size_t k = 0; k < p; k++) {
     const double *h = m->H->data + k * N;
-    double *mu = mw->mu->data + k * C, *part = mw->part + k * C;
-    double tot = 0.0;
+    double *mk = mu + k * C, tot = 0.0;
     for (size_t c = 0; c < C; c++) {
       double s = 0.0;
       for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) s += h[i];
       tot += s;
-      mu[c] = s / (double)m->counts[c];
+      mk[c] = s / (double)m->counts[c];
     }
     double g = tot / (double)N;
-    mw->muG->data[k] = g;
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        double d = h[i] - mu[c];
-        s += d * d;
-      }
-      part[c] = s;
-      mw->M->data[k * C + c] = mu[c] - g;
-    }
-  }
-  for (size_t c = 0; c < C; c++) {
-    double s = 0.0;
-    for (size_t k = 0; k < p; k++) s += mw->part[k * C + c];
-    mw->s2[c] = s / (double)m->counts[c];
+    muG[k] = g;
+    for (size_t c = 0; c < C; c++) M[k * C + c] = mk[c] - g;
   }
 }
 
-/* ------------------- 3. thin SVD of M, NC1 and the nearest-class-centre rule */
+/* s_c^2 = (1/n_c) sum_{i in c} ||h_i - mu_c||^2, classes in parallel, each
+ * summed row by row in column order. From deviations, not as E h^2 - mu^2,
+ * which would cancel to noise exactly when features collapse. */
+static void scatter(const ufm_model *m, const double *mu, double *s2)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+#pragma omp parallel for schedule(dynamic, 1) if (p * N >= UFM_PAR_MIN)
+  for (size_t c = 0; c < C; c++) {
+    double s = 0.0;
+    for (size_t k = 0; k < p; k++) {
+      const double *h = m->H->data + k * N, mkc = mu[k * C + c];
+      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
+        double d = h[i] - mkc;
+        s += d * d;
+      }
+    }
+    s2[c] = s / (double)m->counts[c];
+  }
+}
 
-/* U (p x k), S (k) of M; for p < C through the SVD of M^T (GSL wants tall). */
-static void thin_svd(ufm_metrics_ws *mw)
+/* --------------------------------------------------------- 3. Gram matrices in tiles */
+
+/* Tile q of the upper triangle of an n x n Gram, tiles (a <= b) numbered
+ * row by row: its first row and column. */
+static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
+{
+  const size_t nt = ntiles(n);
+  size_t ia = 0, rem = q;
+  while (rem >= nt - ia) {
+    rem -= nt - ia;
+    ia++;
+  }
+  *ra = ia * TILE;
+  *rb = (ia + rem) * TILE;
+}
+
+/* Tile (a, b) of G = A A^T (rows of A, trans = CblasNoTrans) or A^T A
+ * (columns, CblasTrans) into out (na x nb, row stride ldo): dsyrk (upper
+ * triangle) on the diagonal, dgemm elsewhere. One BLAS call, one thread. */
+static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, size_t b,
+                      size_t na, size_t nb, double *out, size_t ldo)
+{
+  const int rows = trans == CblasNoTrans;
+  const size_t L = rows ? A->size2 : A->size1;
+  gsl_matrix_view o = gsl_matrix_view_array_with_tda(out, na, nb, ldo);
+  gsl_matrix_const_view Aa = rows ? gsl_matrix_const_submatrix(A, a, 0, na, L)
+                                  : gsl_matrix_const_submatrix(A, 0, a, L, na);
+  if (a == b) {
+    gsl_blas_dsyrk(CblasUpper, trans, 1.0, &Aa.matrix, 0.0, &o.matrix);
+    return;
+  }
+  gsl_matrix_const_view Ab = rows ? gsl_matrix_const_submatrix(A, b, 0, nb, L)
+                                  : gsl_matrix_const_submatrix(A, 0, b, L, nb);
+  if (rows) gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Aa.matrix, &Ab.matrix, 0.0, &o.matrix);
+  else gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Aa.matrix, &Ab.matrix, 0.0, &o.matrix);
+}
+
+/* G = A A^T or A^T A (n x n) through its upper tiles in parallel, then
+ * mirrored: half the work of a dgemm, each entry from one BLAS call. */
+static void gram(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
+{
+  const size_t n = G->size1, nt = ntiles(n), npairs = nt * (nt + 1) / 2;
+  const size_t L = trans == CblasNoTrans ? A->size2 : A->size1;
+#pragma omp parallel for schedule(dynamic, 1) if (npairs > 1 && n * n * L >= 64 * UFM_PAR_MIN)
+  for (size_t q = 0; q < npairs; q++) {
+    size_t a, b;
+    tile_of(q, n, &a, &b);
+    size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
+    gram_tile(trans, A, a, b, na, nb, G->data + a * G->tda + b, G->tda);
+  }
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < i; j++) G->data[i * G->tda + j] = G->data[j * G->tda + i];
+}
+
+/* Squared Frobenius norms of the tiles of the Gram of H's shorter side
+ * (H H^T when p <= N, else H^T H): min(p,N)^2 max(p,N)/2 multiply-adds, no
+ * Gram stored. An orphaned worksharing loop: it shares the tiles among the
+ * threads of an enclosing parallel region, or runs them all on its own. */
+static void gram_fro_tiles(const gsl_matrix *H, double *tilefro, size_t npairs)
+{
+  const size_t n = H->size1 <= H->size2 ? H->size1 : H->size2;
+  const CBLAS_TRANSPOSE_t trans = H->size1 <= H->size2 ? CblasNoTrans : CblasTrans;
+  double *buf = NULL;
+#pragma omp for schedule(dynamic, 1) nowait
+  for (size_t q = 0; q < npairs; q++) {
+    if (!buf) buf = ufm_malloc(TILE * TILE * sizeof(double));
+    size_t a, b;
+    tile_of(q, n, &a, &b);
+    size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
+    gram_tile(trans, H, a, b, na, nb, buf, nb);
+    double s = 0.0;
+    if (a == b) { /* the upper triangle: off-diagonal entries twice */
+      for (size_t i = 0; i < na; i++) {
+        s += buf[i * nb + i] * buf[i * nb + i];
+        double t = 0.0;
+        for (size_t j = i + 1; j < nb; j++) t += buf[i * nb + j] * buf[i * nb + j];
+        s += 2.0 * t;
+      }
+    } else {
+      for (size_t i = 0; i < na; i++) s += ufm_sumsq(buf + i * nb, nb);
+      s *= 2.0;
+    }
+    tilefro[q] = s;
+  }
+  free(buf);
+}
+
+
+/* --------------------------------------------------- 4. thin SVD of M (LAPACK or GSL) */
+
+/* Thin SVD M = U S V^T of a copy of M (M itself stays), one thread.
+ * Afterwards mw->U points at U_M (p x k, row stride k) and mw->V at V_M,
+ * as V_M^T (k x C, v_rows = 0: LAPACK) or V_M (C x k, v_rows = 1: GSL):
+ *   p > C:  U_M in the copy (the scratch region's start), V_M in sq;
+ *   p <= C: V_M in the copy, U_M in sq (GSL, p = C: as for p > C).
+ * LAPACK reads the row-major copy as M^T (C x p, column-major), so M's left
+ * singular vectors are M^T's right ones; with JOBZ = 'O' one factor
+ * overwrites the input and the other goes to sq; its workspace follows the
+ * copy. GSL's one-sided Jacobi SVD (slower) gives the same factors up to
+ * signs. Returns -1 if LAPACK reports a failure to converge. Numerical rank
+ * r: singular values above max(p, C) eps s_max. */
+static int thin_svd(ufm_metrics_ws *mw)
 {
   const size_t p = mw->p, C = mw->C, k = mw->k;
-  if (p >= C) {
-    gsl_matrix_memcpy(mw->A, mw->M);
-    gsl_linalg_SV_decomp(mw->A, mw->V, mw->S, mw->work);
-    gsl_matrix_memcpy(mw->U, mw->A);
-  } else {
-    gsl_matrix_transpose_memcpy(mw->A, mw->M);
-    gsl_linalg_SV_decomp(mw->A, mw->V, mw->S, mw->work);
-    gsl_matrix_memcpy(mw->U, mw->V); /* M = V S A^T: V holds M's left vectors */
+  double *A = mw->scratch, *S = mw->S->data;
+  if (mw->lapack) {
+#ifdef HAVE_LAPACK_DGESDD
+    int mm = (int)C, nn = (int)p, lda = (int)C, kk = (int)k, info = 0;
+    memcpy(A, mw->M->data, p * C * sizeof(double));
+    dgesdd_("O", &mm, &nn, A, &lda, S, mw->sq->data, &kk, mw->sq->data, &kk, A + p * C,
+            &mw->lwork, mw->iwork, &info, 1);
+    if (info != 0) return -1;
+#endif
+    mw->U = p > C ? A : mw->sq->data;
+    mw->V = p > C ? mw->sq->data : A;
+    mw->v_rows = 0;
+  } else if (p >= C) { /* GSL wants a tall matrix: M */
+    gsl_matrix_view Av = gsl_matrix_view_array(A, p, C);
+    gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, C, C);
+    gsl_matrix_memcpy(&Av.matrix, mw->M);
+    gsl_linalg_SV_decomp(&Av.matrix, &V.matrix, mw->S, mw->svwork);
+    mw->U = A;
+    mw->V = mw->sq->data;
+    mw->v_rows = 1;
+  } else { /* M^T (C x p) = V_M S U_M^T */
+    gsl_matrix_view Av = gsl_matrix_view_array(A, C, p);
+    gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, p, p);
+    gsl_matrix_transpose_memcpy(&Av.matrix, mw->M);
+    gsl_linalg_SV_decomp(&Av.matrix, &V.matrix, mw->S, mw->svwork);
+    mw->U = mw->sq->data;
+    mw->V = A;
+    mw->v_rows = 1;
   }
-  double smax = k > 0 ? gsl_vector_get(mw->S, 0) : 0.0;
+  double smax = k > 0 ? S[0] : 0.0;
   double tol = (double)(p > C ? p : C) * DBL_EPSILON * smax;
   size_t r = 0;
-  while (r < k && gsl_vector_get(mw->S, r) > tol) r++;
+  while (r < k && S[r] > tol) r++;
   mw->r = r;
+  return 0;
 }
 
-/* With Q = U_r^T H and B = U_r^T mu (r x C):
- *   Tr(Sigma_W Sigma_B^+)/C = sum_k s_k^-2 (1/N) sum_i (Q_ki - B_{k,y_i})^2,
- * since Sigma_B^+ = C U_r S_r^-2 U_r^T. The nearest class centre of h_i is
- * argmin_c ||Q_i - B_c||: the part of h_i - mu_c outside span(U_r) does not
- * depend on c. Returns NC1 and fills mw->ncc. */
-static double nc1_and_ncc(const ufm_model *m, ufm_metrics_ws *mw)
+/* ------------------- 5. the nearest-class-centre rule and NC1, in blocks and tiles */
+
+/* The nearest class centre of h_i is argmin_c ||h_i - mu_c||^2 =
+ * argmin_c (alpha_c - 2 M_c.h_i), alpha_c = ||M_c||^2 + 2 M_c.mu_G (the
+ * first such c). Block blk of BLOCK columns: E = M^T H_b (one dgemm), then
+ * the classes in order; the count of samples whose nearest centre is not
+ * the classifier's prediction goes to the block's slot. An orphaned
+ * worksharing loop (section 3). */
+static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, N = m->N, r = mw->r;
-  if (r == 0) { /* all class means coincide: Sigma_B = 0, its pseudo-inverse 0 */
-    for (size_t i = 0; i < N; i++) mw->ncc[i] = 0;
-    return 0.0;
-  }
-  gsl_matrix_view Ur = gsl_matrix_submatrix(mw->U, 0, 0, m->p, r);
-  gsl_matrix_view Q = gsl_matrix_submatrix(mw->Q, 0, 0, r, N);
-  gsl_matrix_view B = gsl_matrix_submatrix(mw->Bmu, 0, 0, r, C);
-  ufm_gemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, m->H, 0.0, &Q.matrix);
-  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, mw->mu, 0.0, &B.matrix);
-
-#pragma omp parallel for schedule(static) if (r * N >= UFM_PAR_MIN)
-  for (size_t k = 0; k < r; k++) {
-    const double *q = Q.matrix.data + k * Q.matrix.tda;
-    const double *bk = B.matrix.data + k * B.matrix.tda;
-    double s = 0.0;
-    for (size_t c = 0; c < C; c++)
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        double d = q[i] - bk[c];
-        s += d * d;
-      }
-    mw->rowres[k] = s;
-  }
-  double nc1 = 0.0;
-  for (size_t k = 0; k < r; k++) {
-    double sk = gsl_vector_get(mw->S, k);
-    nc1 += mw->rowres[k] / (sk * sk);
-  }
-  nc1 /= (double)N;
-
-  for (size_t c = 0; c < C; c++) {
-    double s = 0.0;
-    for (size_t k = 0; k < r; k++) {
-      double v = gsl_matrix_get(&B.matrix, k, c);
-      s += v * v;
+  const size_t C = m->C, p = m->p, N = m->N, nb = N < BLOCK ? N : BLOCK;
+#pragma omp for schedule(dynamic, 1) nowait
+  for (size_t blk = 0; blk < mw->nblk; blk++) {
+#ifdef _OPENMP
+    const size_t t = (size_t)omp_get_thread_num();
+#else
+    const size_t t = 0;
+#endif
+    const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
+    double *E = mw->ablk + t * (C + 2) * nb, *best = E + C * w;
+    int32_t *arg = (int32_t *)(best + w);
+    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, w);
+    gsl_matrix_view Ev = gsl_matrix_view_array(E, C, w);
+    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, &Hb.matrix, 0.0, &Ev.matrix);
+    for (size_t i = 0; i < w; i++) {
+      best[i] = mw->alpha[0] - 2.0 * E[i];
+      arg[i] = 0;
     }
-    mw->bnorm2[c] = 0.5 * s;
-  }
-  for (size_t i0 = 0; i0 < N; i0 += NCC_BLOCK) {
-    size_t nb = N - i0 < NCC_BLOCK ? N - i0 : NCC_BLOCK;
-    gsl_matrix_view Qb = gsl_matrix_submatrix(&Q.matrix, 0, i0, r, nb);
-    gsl_matrix_view Sb = gsl_matrix_submatrix(mw->score, 0, 0, nb, C);
-    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Qb.matrix, &B.matrix, 0.0, &Sb.matrix);
-    for (size_t j = 0; j < nb; j++) {
-      const double *sc = mw->score->data + j * mw->score->tda;
-      size_t best = 0;
-      double bv = sc[0] - mw->bnorm2[0];
-      for (size_t c = 1; c < C; c++) {
-        double v = sc[c] - mw->bnorm2[c];
-        if (v > bv) {
-          bv = v;
-          best = c;
+    for (size_t c = 1; c < C; c++) {
+      const double *e = E + c * w;
+      for (size_t i = 0; i < w; i++) {
+        double v = mw->alpha[c] - 2.0 * e[i];
+        if (v < best[i]) {
+          best[i] = v;
+          arg[i] = (int32_t)c;
         }
       }
-      mw->ncc[i0 + j] = (int32_t)best;
     }
+    size_t mis = 0;
+    for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != arg[i];
+    mw->blkmis[blk] = mis;
   }
-  return nc1;
 }
 
-/* -------------------- 4. Gram-matrix metrics (norms, angles, ETF, NC3) */
+/* Rows a..a+na of D restricted to columns j0..j0+w: h_ki - mu_{k,y_i},
+ * mu = M + mu_G 1^T. */
+static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+                       size_t j0, size_t w, double *out)
+{
+  const size_t C = m->C, N = m->N;
+  const int32_t *y = m->labels + j0;
+  for (size_t i = 0; i < na; i++) {
+    const double *h = m->H->data + (a + i) * N + j0, *Mk = mw->M->data + (a + i) * C;
+    const double g = mw->muG->data[a + i];
+    double *o = out + i * w;
+    for (size_t j = 0; j < w; j++) o[j] = h[j] - (Mk[y[j]] + g);
+  }
+}
+
+/* Tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread with
+ * its own buffers: X = D_a D_b^T summed over chunks of CHUNK columns in
+ * order (dsyrk on the diagonal, mirrored). Then
+ *   NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r),
+ * since Sigma_W = D D^T/N and Sigma_B^+ = C U_r S_r^-2 U_r^T: the tile adds
+ * sum_{i,j} (U_a)_ij (X U_b)_ij / s_j^2, twice off the diagonal. And
+ * H H^T = D D^T + M diag(n) M^T + N mu_G mu_G^T (the class sums of D and
+ * M n vanish), so the tile of H H^T is X plus that, and its squared
+ * Frobenius norm (twice off the diagonal) goes to tilefro. */
+static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nt = ntiles(p);
+  const size_t npairs = nt * (nt + 1) / 2, ch = N < CHUNK ? N : CHUNK;
+  const double *S = mw->S->data;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
+    if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
+  for (size_t q = 0; q < npairs; q++) {
+#ifdef _OPENMP
+    const size_t t = (size_t)omp_get_thread_num();
+#else
+    const size_t t = 0;
+#endif
+    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + TILE * TILE, *Db = Da + TILE * ch,
+           *Y = Db + TILE * ch, *MN = Y + TILE * k;
+    size_t a, b;
+    tile_of(q, p, &a, &b);
+    const size_t na = p - a < TILE ? p - a : TILE, nb = p - b < TILE ? p - b : TILE;
+    gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
+    for (size_t j0 = 0; j0 < N; j0 += ch) {
+      const size_t w = N - j0 < ch ? N - j0 : ch;
+      const double beta = j0 == 0 ? 0.0 : 1.0;
+      gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
+      deviations(m, mw, a, na, j0, w, Da);
+      if (a == b) {
+        gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
+      } else {
+        gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
+        deviations(m, mw, b, nb, j0, w, Db);
+        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Dav.matrix, &Dbv.matrix, beta, &Xv.matrix);
+      }
+    }
+    if (a == b)
+      for (size_t i = 0; i < na; i++)
+        for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
+    const double wt = a == b ? 1.0 : 2.0;
+    double nc1 = 0.0;
+    if (r > 0) {
+      gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * k, nb, r, k);
+      gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
+      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
+      for (size_t j = 0; j < r; j++) {
+        double s = 0.0;
+        for (size_t i = 0; i < na; i++) s += mw->U[(a + i) * k + j] * Y[i * r + j];
+        nc1 += s / (S[j] * S[j]);
+      }
+    }
+    mw->tilenc1[q] = wt * nc1;
+    /* X += M_a diag(n) M_b^T + N mu_G,a mu_G,b^T: the tile of H H^T */
+    for (size_t i = 0; i < na; i++)
+      for (size_t c = 0; c < C; c++) MN[i * C + c] = mw->M->data[(a + i) * C + c] * (double)m->counts[c];
+    gsl_matrix_view MNv = gsl_matrix_view_array(MN, na, C);
+    gsl_matrix_const_view Mb = gsl_matrix_const_submatrix(mw->M, b, 0, nb, C);
+    gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &MNv.matrix, &Mb.matrix, 1.0, &Xv.matrix);
+    double fro = 0.0;
+    for (size_t i = 0; i < na; i++) {
+      const double ga = (double)N * mw->muG->data[a + i];
+      double *xi = X + i * nb;
+      for (size_t j = 0; j < nb; j++) xi[j] += ga * mw->muG->data[b + j];
+      fro += ufm_sumsq(xi, nb);
+    }
+    mw->tilefro[q] = wt * fro;
+  }
+}
+
+/* NC1 for p > N: with Q = U_r^T H and B = U_r^T mu (r x C, formed in sq
+ * over V^T as S_r V_r^T + (U_r^T mu_G) 1^T),
+ *   NC1 = (1/N) sum_k s_k^-2 sum_i (Q_ki - B_{k,y_i})^2;
+ * Q in column blocks, in parallel, one slot per block. */
+static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nb = N < BLOCK ? N : BLOCK;
+  const double *S = mw->S->data;
+  /* B in the blocks of A, done with (sized for it) */
+  double *B = mw->ablk, *ug = mw->alpha; /* alpha is done with too */
+  for (size_t j = 0; j < r; j++) {
+    double s = 0.0;
+    for (size_t kk = 0; kk < p; kk++) s += mw->U[kk * k + j] * mw->muG->data[kk];
+    ug[j] = s;
+  }
+  for (size_t j = 0; j < r; j++)
+    for (size_t c = 0; c < C; c++)
+      B[j * C + c] = S[j] * (mw->v_rows ? mw->V[c * k + j] : mw->V[j * C + c]) + ug[j];
+  gsl_matrix_const_view Ur = gsl_matrix_const_view_array_with_tda(mw->U, p, r, k);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
+    if (mw->nblk > 1 && r * p * N >= UFM_PAR_MIN)
+  for (size_t blk = 0; blk < mw->nblk; blk++) {
+#ifdef _OPENMP
+    const size_t t = (size_t)omp_get_thread_num();
+#else
+    const size_t t = 0;
+#endif
+    const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
+    double *Q = mw->scratch + p * C + t * mw->bstride;
+    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, w);
+    gsl_matrix_view Qv = gsl_matrix_view_array(Q, r, w);
+    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, &Hb.matrix, 0.0, &Qv.matrix);
+    const int32_t *y = m->labels + i0;
+    double nc1 = 0.0;
+    for (size_t j = 0; j < r; j++) {
+      const double *qj = Q + j * w, *bj = B + j * C;
+      double s = 0.0;
+      for (size_t i = 0; i < w; i++) {
+        double d = qj[i] - bj[y[i]];
+        s += d * d;
+      }
+      nc1 += s / (S[j] * S[j]);
+    }
+    mw->blkres[blk] = nc1;
+  }
+  double nc1 = 0.0;
+  for (size_t blk = 0; blk < mw->nblk; blk++) nc1 += mw->blkres[blk];
+  return nc1 / (double)N;
+}
+
+/* -------------------- 6. Gram-matrix metrics (norms, angles, ETF, NC3) */
 
 static void mean_std(const double *x, size_t n, double *mean, double *std)
 {
@@ -267,34 +621,39 @@ static void mean_std(const double *x, size_t n, double *mean, double *std)
   *std = sqrt(v / (double)n);
 }
 
-/* From a C x C Gram matrix G of vectors v_c: Std/Avg of ||v_c||; Std over
- * c != c' of the cosines; Avg of |cos + 1/(C-1)|; and
- * || G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F. */
-static void gram_metrics(const gsl_matrix *G, double *equinorm, double *equiangle,
+/* From a C x C Gram matrix G of vectors v_c: ||v_c|| into nrm; Std/Avg of
+ * ||v_c||; Std over c != c' of the cosines; Avg of |cos + 1/(C-1)|; and
+ * || G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored:
+ * their mean, then their spread about it, in two passes. */
+static void gram_metrics(const gsl_matrix *G, double *nrm, double *equinorm, double *equiangle,
                          double *maxangle, double *etf)
 {
   const size_t C = G->size1;
-  double *nrm = ufm_malloc(C * sizeof(double));
-  double *cosv = ufm_malloc(C * (C - 1) * sizeof(double));
   for (size_t c = 0; c < C; c++) nrm[c] = sqrt(fmax(gsl_matrix_get(G, c, c), 0.0));
   double a, s;
   mean_std(nrm, C, &a, &s);
   *equinorm = s / a;
 
-  size_t n = 0;
-  double dev = 0.0, fro2 = 0.0;
+  const double n = (double)C * (double)(C - 1);
+  double dev = 0.0, fro2 = 0.0, csum = 0.0;
   for (size_t c = 0; c < C; c++)
     for (size_t d = 0; d < C; d++) {
       double g = gsl_matrix_get(G, c, d);
       fro2 += g * g;
       if (c == d) continue;
       double cs = g / (nrm[c] * nrm[d]);
-      cosv[n++] = cs;
+      csum += cs;
       dev += fabs(cs + 1.0 / (double)(C - 1));
     }
-  mean_std(cosv, n, &a, &s);
-  *equiangle = s;
-  *maxangle = dev / (double)n;
+  double cmean = csum / n, v = 0.0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      if (c == d) continue;
+      double cs = gsl_matrix_get(G, c, d) / (nrm[c] * nrm[d]) - cmean;
+      v += cs * cs;
+    }
+  *equiangle = sqrt(v / n);
+  *maxangle = dev / n;
 
   double fro = sqrt(fro2), inv = 1.0 / sqrt((double)(C - 1)), e2 = 0.0;
   for (size_t c = 0; c < C; c++)
@@ -304,19 +663,16 @@ static void gram_metrics(const gsl_matrix *G, double *equinorm, double *equiangl
       e2 += diff * diff;
     }
   *etf = sqrt(e2);
-  free(nrm);
-  free(cosv);
 }
 
-/* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2). */
-static double cdnv(const ufm_metrics_ws *mw)
+/* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2), from G = M^T M. */
+static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
   const size_t C = mw->C;
   double s = 0.0;
   for (size_t c = 0; c < C; c++)
     for (size_t d = c + 1; d < C; d++) {
-      double dist2 = gsl_matrix_get(mw->GM, c, c) + gsl_matrix_get(mw->GM, d, d)
-                     - 2.0 * gsl_matrix_get(mw->GM, c, d);
+      double dist2 = gsl_matrix_get(G, c, c) + gsl_matrix_get(G, d, d) - 2.0 * gsl_matrix_get(G, c, d);
       s += (mw->s2[c] + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
     }
   return s / (0.5 * (double)C * (double)(C - 1));
@@ -326,7 +682,7 @@ static double cdnv(const ufm_metrics_ws *mw)
 static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
 {
   double trM = 0.0;
-  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->GM, c, c);
+  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->sq, c, c);
   double normM = sqrt(trM), s = 0.0;
   for (size_t k = 0; k < m->p; k++)
     for (size_t c = 0; c < m->C; c++) {
@@ -336,10 +692,13 @@ static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
   return s;
 }
 
-/* ----------------------------------------------- 5. imbalance: minority and SELI */
+/* ----------------------------------------------- 7. imbalance: minority and SELI */
 
 /* Minority classes: those with the smaller count when exactly two counts
- * occur (SPEC section 2); the SELI reference of the counts. Once per run. */
+ * occur (SPEC section 2); for unequal counts the SELI reference of the
+ * counts (two C x C matrices), once per run. Equal counts need none: their
+ * SELI geometry is the simplex ETF, U L U^T = sqrt(n) P and
+ * U L^-1 U^T = P/sqrt(n) with P = I - 11^T/C, used in closed form. */
 static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
 {
   size_t lo = m->counts[0], hi = m->counts[0];
@@ -355,7 +714,16 @@ static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
     mw->minority[c] = two && lo != hi && m->counts[c] == lo;
     mw->nminority += (size_t)mw->minority[c];
   }
-  ufm_seli(m->C, m->counts, NULL, mw->seliW, mw->seliK, NULL);
+  mw->balanced = lo == hi;
+  if (!mw->balanced) {
+    mw->seliW = gsl_matrix_alloc(m->C, m->C);
+    mw->seliK = gsl_matrix_alloc(m->C, m->C);
+    if (!mw->seliW || !mw->seliK) {
+      fprintf(stderr, "ufm: out of memory\n");
+      abort();
+    }
+    ufm_seli(m->C, m->counts, NULL, mw->seliW, mw->seliK, NULL);
+  }
   mw->seli_ready = 1;
 }
 
@@ -403,86 +771,59 @@ static double minority_dist(const ufm_metrics_ws *mw, const gsl_matrix *G)
   return s / (double)n / avg;
 }
 
-/* || A/||A||_F - B/||B||_F ||_F for C x C matrices. */
-static double normalised_distance(const gsl_matrix *A, const gsl_matrix *B)
+/* seli_W = || A/||A||_F - R/||R||_F ||_F with A = W W^T and R its SELI
+ * reference: seliW, or for equal counts P = I - 11^T/C (||P||_F^2 = C - 1). */
+static double seli_W(const ufm_metrics_ws *mw, const gsl_matrix *A)
 {
+  const size_t C = mw->C, n = C * C;
+  const double *R = mw->balanced ? NULL : mw->seliW->data;
   double fa = 0, fb = 0, d = 0;
-  size_t n = A->size1 * A->size2;
-  for (size_t k = 0; k < n; k++) {
-    fa += A->data[k] * A->data[k];
-    fb += B->data[k] * B->data[k];
-  }
+  for (size_t q = 0; q < n; q++) fa += A->data[q] * A->data[q];
+  if (R)
+    for (size_t q = 0; q < n; q++) fb += R[q] * R[q];
+  else fb = (double)C - 1.0;
   fa = sqrt(fa);
   fb = sqrt(fb);
-  for (size_t k = 0; k < n; k++) {
-    double x = A->data[k] / fa - B->data[k] / fb;
+  for (size_t q = 0; q < n; q++) {
+    double ref = R ? R[q] : (q / C == q % C ? 1.0 : 0.0) - 1.0 / (double)C;
+    double x = A->data[q] / fa - ref / fb;
     d += x * x;
   }
   return sqrt(d);
 }
 
-/* ||H^T H||_F^2 = ||H H^T||_F^2 through GRAM_BLOCK-sized blocks of the
- * smaller Gram (rows of H when p <= N, columns otherwise), never storing
- * it: min(p,N)^2 max(p,N) flops, blocks summed in a fixed order. */
-static double gram_fro2(const gsl_matrix *H, gsl_matrix *blk)
-{
-  const size_t p = H->size1, N = H->size2, n = p <= N ? p : N, bs = blk->size1;
-  const size_t nblk = (n + bs - 1) / bs, npairs = nblk * (nblk + 1) / 2;
-  double *part = ufm_calloc(npairs, sizeof(double));
-  /* block pairs (a <= b) in parallel, each into its own slot, summed in order */
-#pragma omp parallel for schedule(dynamic, 1) if (npairs > 1)
-  for (size_t q = 0; q < npairs; q++) {
-    size_t ia = 0, rem = q;
-    while (rem >= nblk - ia) {
-      rem -= nblk - ia;
-      ia++;
-    }
-    size_t a = ia * bs, b = (ia + rem) * bs;
-    {
-      size_t na = n - a < bs ? n - a : bs, nb = n - b < bs ? n - b : bs;
-      gsl_matrix *blkq = gsl_matrix_alloc(na, nb);
-      gsl_matrix_view out = gsl_matrix_submatrix(blkq, 0, 0, na, nb);
-      if (p <= N) {
-        gsl_matrix_const_view Ha = gsl_matrix_const_submatrix(H, a, 0, na, N);
-        gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(H, b, 0, nb, N);
-        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Ha.matrix, &Hb.matrix, 0.0, &out.matrix);
-      } else {
-        gsl_matrix_const_view Ha = gsl_matrix_const_submatrix(H, 0, a, p, na);
-        gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(H, 0, b, p, nb);
-        gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ha.matrix, &Hb.matrix, 0.0, &out.matrix);
-      }
-      double s = 0.0;
-      for (size_t i = 0; i < na; i++) s += ufm_sumsq(out.matrix.data + i * out.matrix.tda, nb);
-      part[q] = (a == b ? 1.0 : 2.0) * s;
-      gsl_matrix_free(blkq);
-    }
-  }
-  double total = 0.0;
-  for (size_t q = 0; q < npairs; q++) total += part[q];
-  free(part);
-  return total;
-}
-
-/* seli_H = || H^T H/||H^T H|| - V L V^T/||V L V^T|| ||_F without an N x N
- * matrix: V L V^T = Zhat^T K Zhat, so <H^T H, V L V^T> = Tr(K T^T T) with
- * T = Zhat H^T (C x p, rows n_c mu_c - (N/C) mu_G), ||V L V^T||_F^2 =
- * ||Zhat||_F^2 = N (C-1)/C; the distance is sqrt(2 - 2 cos), accurate to
- * about 1e-8 (the cancellation in 2 - 2 cos). */
-static double seli_H(const ufm_model *m, ufm_metrics_ws *mw)
+/* <H^T H, V L V^T> for seli_H, without an N x N matrix: V L V^T =
+ * Zhat^T K Zhat (K = U L^-1 U^T), so it is Tr(K T^T T) with T = Zhat H^T
+ * (C x p, rows t_c = n_c mu_c - (N/C) mu_G). Equal counts: K = P/sqrt(n),
+ * and T^T 1 = 0, so it is (||T||_F^2 - ||T^T 1||^2/C)/sqrt(n), O(pC).
+ * Unequal: T (p x C) and T^T T (C x C) in tmp (p C + C^2 doubles). */
+static double seli_H_inner(const ufm_model *m, const ufm_metrics_ws *mw, const double *mu,
+                           double *tmp)
 {
   const size_t C = m->C, p = m->p;
-  const double N = (double)m->N;
+  const double N = (double)m->N, Cd = (double)C;
+  if (mw->balanced) {
+    double t2 = 0.0, o2 = 0.0;
+    for (size_t k = 0; k < p; k++) {
+      double g = mw->muG->data[k], rs = 0.0;
+      for (size_t c = 0; c < C; c++) {
+        double t = (double)m->counts[c] * mu[k * C + c] - N / Cd * g;
+        t2 += t * t;
+        rs += t;
+      }
+      o2 += rs * rs;
+    }
+    return (t2 - o2 / Cd) / sqrt((double)m->counts[0]);
+  }
+  gsl_matrix_view T = gsl_matrix_view_array(tmp, p, C), TT = gsl_matrix_view_array(tmp + p * C, C, C);
   for (size_t k = 0; k < p; k++)
     for (size_t c = 0; c < C; c++)
-      gsl_matrix_set(mw->T, k, c, (double)m->counts[c] * gsl_matrix_get(mw->mu, k, c)
-                                      - N / (double)C * gsl_vector_get(mw->muG, k));
-  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->T, mw->T, 0.0, mw->TT);
+      tmp[k * C + c] = (double)m->counts[c] * mu[k * C + c] - N / Cd * mw->muG->data[k];
+  gram(CblasTrans, &T.matrix, &TT.matrix);
   double inner = 0.0;
   for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) inner += gsl_matrix_get(mw->seliK, c, d) * gsl_matrix_get(mw->TT, d, c);
-  double a2 = gram_fro2(m->H, mw->blk), b2 = N * (double)(C - 1) / (double)C;
-  double cs = inner / sqrt(a2 * b2);
-  return sqrt(fmax(0.0, 2.0 - 2.0 * cs));
+    for (size_t d = 0; d < C; d++) inner += gsl_matrix_get(mw->seliK, c, d) * gsl_matrix_get(&TT.matrix, d, c);
+  return inner;
 }
 
 /* seli_Z from the per-sample ||z_i||^2 and z_{i,y_i} - mean z_i of the loss
@@ -501,8 +842,8 @@ static double seli_Z(const ufm_model *m, const ufm_grad_ws *ws)
 void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mnorm)
 {
   for (size_t c = 0; c < mw->C; c++) {
-    if (wnorm) wnorm[c] = sqrt(fmax(gsl_matrix_get(mw->GW, c, c), 0.0));
-    if (mnorm) mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->GM, c, c), 0.0));
+    if (wnorm) wnorm[c] = mw->wnorm[c];
+    if (mnorm) mnorm[c] = mw->mnorm[c];
   }
 }
 
@@ -525,11 +866,11 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix 
   const size_t C = m->C;
   const double N = (double)m->N, Cd = (double)C;
   if (WW) {
-    gsl_matrix_memcpy(WW, mw->GW);
+    gram(CblasNoTrans, m->W, WW);
     normalise(WW);
   }
   if (MM) {
-    gsl_matrix_memcpy(MM, mw->GM);
+    gram(CblasTrans, mw->M, MM);
     normalise(MM);
   }
   if (WM) {
@@ -537,19 +878,22 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix 
     normalise(WM);
   }
   if (WWref) {
-    gsl_matrix_memcpy(WWref, mw->seliW);
+    if (mw->balanced) ufm_seli(C, m->counts, NULL, WWref, NULL, NULL);
+    else gsl_matrix_memcpy(WWref, mw->seliW);
     normalise(WWref);
   }
   if (MMref) {
     /* with u = n/N: (I - 1u^T) K (I - u1^T) = K - (Ku)1^T - 1(Ku)^T + (u^T K u) 11^T */
+    if (mw->balanced) ufm_seli(C, m->counts, NULL, NULL, MMref, NULL);
+    else gsl_matrix_memcpy(MMref, mw->seliK);
     double *Ku = ufm_calloc(C, sizeof(double)), uKu = 0.0;
     for (size_t a = 0; a < C; a++) {
-      for (size_t c = 0; c < C; c++) Ku[a] += gsl_matrix_get(mw->seliK, a, c) * (double)m->counts[c] / N;
+      for (size_t c = 0; c < C; c++) Ku[a] += gsl_matrix_get(MMref, a, c) * (double)m->counts[c] / N;
       uKu += (double)m->counts[a] / N * Ku[a];
     }
     for (size_t a = 0; a < C; a++)
       for (size_t b = 0; b < C; b++)
-        gsl_matrix_set(MMref, a, b, gsl_matrix_get(mw->seliK, a, b) - Ku[a] - Ku[b] + uKu);
+        gsl_matrix_set(MMref, a, b, gsl_matrix_get(MMref, a, b) - Ku[a] - Ku[b] + uKu);
     free(Ku);
     normalise(MMref);
   }
@@ -561,50 +905,92 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix 
   }
 }
 
-/* ------------------------------------------------------------------- 6. driver */
+/* ------------------------------------------------------------------- 8. driver */
 
 void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_ws *ws,
                       ufm_metrics_ws *mw, double *out)
 {
-  const size_t N = m->N;
-  class_means(m, mw);
-  thin_svd(mw);
-  double nc1 = nc1_and_ncc(m, mw);
-  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, mw->M, 0.0, mw->GM);
-  gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, m->W, m->W, 0.0, mw->GW);
+  const size_t N = m->N, p = m->p, C = m->C;
+  double normW = sqrt(ws->normW2), normH = sqrt(ws->normH2);
+  if (!mw->seli_ready) seli_setup(m, mw);
 
-  size_t correct = 0, mismatch = 0;
+  /* class means (in the scratch region until the SVD), the scatter, the
+   * Gram of M and what follows from them */
+  double *mu = mw->scratch;
+  class_means(m, mu, mw->muG->data, mw->M->data);
+  scatter(m, mu, mw->s2);
+  double inner_H = seli_H_inner(m, mw, mu, mu + p * C);
+  gram(CblasTrans, mw->M, mw->sq);
+  out[UFM_M_CDNV] = cdnv(mw, mw->sq);
+  gram_metrics(mw->sq, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
+               &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
+  out[UFM_M_NC3] = nc3(m, mw, normW);
+  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->sq);
+  for (size_t c = 0; c < C; c++) {
+    double s = 0.0;
+    for (size_t k = 0; k < p; k++) s += mw->M->data[k * C + c] * mw->muG->data[k];
+    mw->alpha[c] = gsl_matrix_get(mw->sq, c, c) + 2.0 * s;
+  }
+
+  /* A: the SVD on one thread while the others (then it too) take the
+   * blocks of the nearest-class-centre rule (and for p > N the tiles of
+   * H^T H); none needs anything from another */
+  int svd_st = 0;
+#pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
+  {
+#pragma omp single nowait
+    svd_st = thin_svd(mw);
+    ncc_blocks(m, ws, mw);
+    if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
+  }
+  if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
+  size_t mismatch = 0;
+  for (size_t blk = 0; blk < mw->nblk; blk++) mismatch += mw->blkmis[blk];
+  if (mw->r == 0) { /* all class means coincide: the nearest centre is class 0 */
+    mismatch = 0;
+    for (size_t i = 0; i < N; i++) mismatch += ws->pred[i] != 0;
+  }
+  out[UFM_M_NC4] = (double)mismatch / (double)N;
+
+  /* B: NC1 and ||H H^T||_F */
+  double nc1 = 0.0, a2 = 0.0;
+  if (mw->tiles_dd) {
+    dd_tiles(m, mw);
+    for (size_t q = 0; q < mw->ntile; q++) {
+      nc1 += mw->tilenc1[q];
+      a2 += mw->tilefro[q];
+    }
+    nc1 /= (double)N;
+  } else {
+    for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
+    if (mw->r > 0) nc1 = nc1_blocks(m, mw);
+  }
+  out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;
+  double b2 = (double)N * (double)(C - 1) / (double)C;
+  out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
+
+  /* sq is free again: W W^T */
+  gram(CblasNoTrans, m->W, mw->sq);
+  gram_metrics(mw->sq, mw->wnorm, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
+               &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
+  out[UFM_M_MC_COS_W] = minority_cos(mw, mw->sq);
+  out[UFM_M_SELI_W] = seli_W(mw, mw->sq);
+  out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->sq);
+
+  size_t correct = 0;
   double margin = INFINITY;
   for (size_t i = 0; i < N; i++) {
     if (ws->pred[i] == m->labels[i]) correct++;
-    if (ws->pred[i] != mw->ncc[i]) mismatch++;
     if (ws->margin[i] < margin || isnan(ws->margin[i])) margin = ws->margin[i];
   }
-  double normW = sqrt(ws->normW2), normH = sqrt(ws->normH2);
-
   out[UFM_M_LOSS] = ws->loss;
   out[UFM_M_OBJECTIVE] = ufm_grad_objective(pb, ws);
   out[UFM_M_ACC] = (double)correct / (double)N;
-  out[UFM_M_NC1] = nc1;
-  out[UFM_M_CDNV] = cdnv(mw);
-  gram_metrics(mw->GM, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M], &out[UFM_M_MAXANGLE_M],
-               &out[UFM_M_ETF_M]);
-  gram_metrics(mw->GW, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W], &out[UFM_M_MAXANGLE_W],
-               &out[UFM_M_ETF_W]);
-  out[UFM_M_NC3] = nc3(m, mw, normW);
-  out[UFM_M_NC4] = (double)mismatch / (double)N;
   out[UFM_M_NORM_W] = normW;
   out[UFM_M_NORM_H] = normH;
   out[UFM_M_NORM_B] = sqrt(ws->normb2);
   out[UFM_M_MARGIN] = margin;
   out[UFM_M_NMARGIN] = margin / (0.5 * (ws->normW2 + ws->normH2));
   out[UFM_M_GRAD_NORM] = sqrt(ws->gnorm2);
-
-  if (!mw->seli_ready) seli_setup(m, mw);
-  out[UFM_M_MC_COS_W] = minority_cos(mw, mw->GW);
-  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->GM);
-  out[UFM_M_SELI_W] = normalised_distance(mw->GW, mw->seliW);
-  out[UFM_M_SELI_H] = seli_H(m, mw);
   out[UFM_M_SELI_Z] = seli_Z(m, ws);
-  out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->GW);
 }

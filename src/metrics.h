@@ -22,9 +22,13 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw);
 
 /* All metrics at the model's current state into out[UFM_NMETRICS]. ws must
  * hold ufm_grad_eval at that same state (loss, predictions, margins and
- * gradient norm are taken from it). Cost: one product U_r^T H of size
- * r x p x N (r = rank of M <= C-1) plus O(pN + C^2 (p + N)) work. A quantity
- * that is undefined at this state (a cosine with a zero vector, say) is NaN. */
+ * gradient norm are taken from it). Cost, for p <= N: M^T H in column
+ * blocks (C p N) for the nearest class centres, the tiles of D D^T (the
+ * within-class deviations, p^2 N / 2) for NC1 and ||H H^T||_F, the thin SVD
+ * of M (p x C) overlapped with the first; for p > N, U_r^T H (r p N) and the
+ * tiles of H^T H (N^2 p / 2) instead; plus O(pN + C^2 p) work. Memory: no
+ * p x p, N x N or N x C matrix (metrics.c, top). A quantity that is
+ * undefined at this state (a cosine with a zero vector, say) is NaN. */
 void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_ws *ws,
                       ufm_metrics_ws *mw, double *out);
 
@@ -41,5 +45,10 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix 
 /* The numerical rank of M used for the pseudo-inverse at the last
  * evaluation: singular values above max(p, C) * DBL_EPSILON * s_max. */
 size_t ufm_metrics_rank(const ufm_metrics_ws *mw);
+
+/* The SVD of M through LAPACK's dgesdd (on: the default when ufm was built
+ * with it) or GSL's one-sided Jacobi SVD (off). Returns whether dgesdd is
+ * now in use (0 when LAPACK is not available). For tests and comparisons. */
+int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on);
 
 #endif

@@ -4,8 +4,11 @@
  *    classifier: every NC quantity is 0;
  * 2. a 3-class, 2-dimensional case computed by hand;
  * 3. random states of several shapes (p > C, p = C-1, p < C-1, C = 2,
- *    imbalanced) against a direct implementation of SPEC section 2 that
- *    forms the p x p matrices Sigma_W, Sigma_B (fine at test sizes).
+ *    imbalanced, several tiles and chunks of D D^T, several column blocks
+ *    with p > N) against a direct implementation of SPEC section 2 that
+ *    forms the p x p matrices Sigma_W, Sigma_B (fine at test sizes);
+ * 4. the two SVDs (LAPACK's dgesdd, GSL's) give the same metrics, and the
+ *    parallel regions give the same bits on 1 and 2 threads.
  */
 #include "testutil.h"
 
@@ -14,6 +17,7 @@
 #include "grad.h"
 #include "metrics.h"
 #include "model.h"
+#include "version.h"
 
 #include <float.h>
 #include <stdlib.h>
@@ -333,6 +337,13 @@ static void test_against_reference(void **s)
   random_case(2, 3, c2, 0, 15);  /* two classes */
   random_case(7, 1, c7, 1, 16);  /* p = 1 */
   random_case(7, 40, c7, 0, 17); /* p >> C */
+  /* p <= N: three tiles of D D^T (the last partial), two chunks of columns */
+  size_t c12[12];
+  for (size_t c = 0; c < 12; c++) c12[c] = c < 4 ? 176 : 174;
+  random_case(12, 260, c12, 1, 18);
+  /* p > N: two column blocks of U_r^T H, three tiles of H^T H */
+  const size_t c5b[5] = {60, 60, 50, 50, 50};
+  random_case(5, 300, c5b, 0, 19);
 }
 
 /* Collapsed features with p < C-1: NC1 is finite and ~0, not 0/0. */
@@ -356,6 +367,104 @@ static void test_collapsed_low_dim(void **s)
   ufm_model_free(m);
 }
 
+/* ----------------------------------- 4. the two SVDs, and 1 against 2 threads */
+
+/* A random state as in random_case, evaluated with a fresh workspace:
+ * LAPACK's SVD or not, on the current thread count. Returns whether the
+ * LAPACK setting took (0 when LAPACK is not built in and lapack = 1). */
+static int eval_with(const ufm_model *m, int lapack, double *out)
+{
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  int ok = ufm_metrics_use_lapack(mw, lapack) == lapack;
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  return ok;
+}
+
+static ufm_model *random_state(size_t C, size_t p, const size_t *counts, unsigned long seed)
+{
+  ufm_model *m = ufm_model_alloc(C, p, counts, 1);
+  ufm_model_init_random(m, seed, 1.3);
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < p; k++) *gsl_matrix_ptr(m->H, k, i) += 1.5 * gsl_matrix_get(m->W, m->labels[i], k);
+  for (size_t c = 0; c < C; c++) gsl_vector_set(m->b, c, 0.1 * (double)c - 0.2);
+  return m;
+}
+
+/* dgesdd and GSL's Jacobi SVD: every metric the same to 1e-12 (the factors
+ * differ in signs and round-off only), for p > C, p = C, p = C-1, p < C-1,
+ * p > N and unequal counts. */
+static void test_svd_paths(void **s)
+{
+  (void)s;
+  const size_t c6[6] = {30, 30, 30, 3, 3, 3}, c8[8] = {9, 9, 9, 9, 9, 9, 9, 9},
+               c7[7] = {4, 5, 4, 5, 4, 5, 4};
+  size_t cb[40];
+  for (size_t c = 0; c < 40; c++) cb[c] = 25 + c % 3;
+  struct { size_t C, p; const size_t *counts; } cases[] = {
+      {6, 11, c6}, {8, 8, c8}, {8, 7, c8}, {8, 3, c8}, {7, 40, c7}, {40, 150, cb}, {40, 30, cb}};
+  for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
+    ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 31 + j);
+    double a[UFM_NMETRICS], b[UFM_NMETRICS];
+    if (!eval_with(m, 1, a)) {
+      printf("# LAPACK not built in: the GSL SVD only\n");
+      ufm_model_free(m);
+      return;
+    }
+    assert_true(eval_with(m, 0, b) == 1);
+    printf("# SVD paths C=%zu p=%zu N=%zu: nc1 %.15g vs %.15g\n", m->C, m->p, m->N, a[UFM_M_NC1],
+           b[UFM_M_NC1]);
+    for (size_t k = 0; k < UFM_NMETRICS; k++) {
+      if (isnan(a[k]) && isnan(b[k])) continue;
+      assert_close(a[k], b[k], 1e-12, 1e-15);
+    }
+    ufm_model_free(m);
+  }
+}
+
+/* Sizes past every parallel threshold, both NC1 paths (p <= N: tiles of
+ * D D^T; p > N: column blocks), both SVDs: the same bits on 1 and 2
+ * threads, the workspace allocated for 2. */
+static void test_thread_bits(void **s)
+{
+  (void)s;
+  size_t ca[20], cb[10];
+  for (size_t c = 0; c < 20; c++) ca[c] = 200 + c % 2;
+  for (size_t c = 0; c < 10; c++) cb[c] = 50;
+  struct { size_t C, p; const size_t *counts; } cases[] = {{20, 160, ca}, {10, 1100, cb}};
+  for (size_t j = 0; j < 2; j++)
+    for (int lapack = 0; lapack <= 1; lapack++) {
+      ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 41 + j);
+      ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+      ufm_set_threads(2);
+      ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+      ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+      if (ufm_metrics_use_lapack(mw, lapack) != lapack) {
+        ufm_metrics_ws_free(mw);
+        ufm_grad_ws_free(ws);
+        ufm_model_free(m);
+        continue;
+      }
+      double o1[UFM_NMETRICS], o2[UFM_NMETRICS];
+      assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+      ufm_metrics_eval(&pb, m, ws, mw, o2);
+      ufm_set_threads(1);
+      assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+      ufm_metrics_eval(&pb, m, ws, mw, o1);
+      printf("# threads C=%zu p=%zu N=%zu lapack=%d: nc1 %.17g, seli_H %.17g\n", m->C, m->p, m->N,
+             lapack, o1[UFM_M_NC1], o1[UFM_M_SELI_H]);
+      assert_memory_equal(o1, o2, sizeof o1);
+      ufm_set_threads(2);
+      ufm_metrics_ws_free(mw);
+      ufm_grad_ws_free(ws);
+      ufm_model_free(m);
+    }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -363,6 +472,8 @@ int main(void)
       cmocka_unit_test(test_hand_case),
       cmocka_unit_test(test_against_reference),
       cmocka_unit_test(test_collapsed_low_dim),
+      cmocka_unit_test(test_svd_paths),
+      cmocka_unit_test(test_thread_bits),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
