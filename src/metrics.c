@@ -61,8 +61,8 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * side of a Gram tile, and the columns of the deviations formed at once in
  * a tile of D D^T. */
 #define BLOCK 256
-#define TILE 128
-#define CHUNK 2048
+#define TILE 256
+#define CHUNK 1024
 
 #ifdef HAVE_LAPACK_DGESDD
 /* LAPACK's divide-and-conquer SVD (OpenBLAS ships it); the trailing length
@@ -245,8 +245,13 @@ int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on)
 /* ------------------------------------- 2. class means and within-class scatter */
 
 /* One pass per row of H (rows in parallel, each row's sums in column order):
- * mu (p x C, row-major), muG and M = mu - muG. */
-static void class_means(const ufm_model *m, double *mu, double *muG, double *M)
+ * mu (p x C, row-major), muG, M = mu - muG and part[k][c] = sum_{i in c}
+ * (H_ki - mu_kc)^2, the row read twice while it is in cache; then
+ * s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The scatter is summed
+ * from deviations, not as E h^2 - mu^2, which would cancel to noise exactly
+ * when features collapse. */
+static void class_means(const ufm_model *m, double *mu, double *muG, double *M, double *part,
+                        double *s2)
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
@@ -261,44 +266,44 @@ static void class_means(const ufm_model *m, double *mu, double *muG, double *M)
     }
     double g = tot / (double)N;
     muG[k] = g;
-    for (size_t c = 0; c < C; c++) M[k * C + c] = mk[c] - g;
-  }
-}
-
-/* s_c^2 = (1/n_c) sum_{i in c} ||h_i - mu_c||^2, classes in parallel, each
- * summed row by row in column order. From deviations, not as E h^2 - mu^2,
- * which would cancel to noise exactly when features collapse. */
-static void scatter(const ufm_model *m, const double *mu, double *s2)
-{
-  const size_t C = m->C, p = m->p, N = m->N;
-#pragma omp parallel for schedule(dynamic, 1) if (p * N >= UFM_PAR_MIN)
-  for (size_t c = 0; c < C; c++) {
-    double s = 0.0;
-    for (size_t k = 0; k < p; k++) {
-      const double *h = m->H->data + k * N, mkc = mu[k * C + c];
+    for (size_t c = 0; c < C; c++) {
+      M[k * C + c] = mk[c] - g;
+      if (!part) continue;
+      double s = 0.0;
       for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        double d = h[i] - mkc;
+        double d = h[i] - mk[c];
         s += d * d;
       }
+      part[k * C + c] = s;
     }
-    s2[c] = s / (double)m->counts[c];
   }
+  if (!part) return;
+  for (size_t c = 0; c < C; c++) s2[c] = 0.0;
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++) s2[c] += part[k * C + c];
+  for (size_t c = 0; c < C; c++) s2[c] /= (double)m->counts[c];
 }
 
 /* --------------------------------------------------------- 3. Gram matrices in tiles */
 
-/* Tile q of the upper triangle of an n x n Gram, tiles (a <= b) numbered
- * row by row: its first row and column. */
+/* Tile q of the upper triangle of an n x n Gram: first the off-diagonal
+ * tiles (a < b) row by row, then the diagonal ones, which cost half as
+ * much, so that threads taking tiles in turn finish together. Its first
+ * row and column. */
 static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
 {
-  const size_t nt = ntiles(n);
+  const size_t nt = ntiles(n), noff = nt * (nt - 1) / 2;
+  if (q >= noff) {
+    *ra = *rb = (q - noff) * TILE;
+    return;
+  }
   size_t ia = 0, rem = q;
-  while (rem >= nt - ia) {
-    rem -= nt - ia;
+  while (rem >= nt - 1 - ia) {
+    rem -= nt - 1 - ia;
     ia++;
   }
   *ra = ia * TILE;
-  *rb = (ia + rem) * TILE;
+  *rb = (ia + 1 + rem) * TILE;
 }
 
 /* Tile (a, b) of G = A A^T (rows of A, trans = CblasNoTrans) or A^T A
@@ -917,8 +922,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   /* class means (in the scratch region until the SVD), the scatter, the
    * Gram of M and what follows from them */
   double *mu = mw->scratch;
-  class_means(m, mu, mw->muG->data, mw->M->data);
-  scatter(m, mu, mw->s2);
+  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2);
   double inner_H = seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->sq);
   out[UFM_M_CDNV] = cdnv(mw, mw->sq);

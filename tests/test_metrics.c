@@ -435,7 +435,7 @@ static void test_thread_bits(void **s)
   size_t ca[20], cb[10];
   for (size_t c = 0; c < 20; c++) ca[c] = 200 + c % 2;
   for (size_t c = 0; c < 10; c++) cb[c] = 50;
-  struct { size_t C, p; const size_t *counts; } cases[] = {{20, 160, ca}, {10, 1100, cb}};
+  struct { size_t C, p; const size_t *counts; } cases[] = {{20, 300, ca}, {10, 1100, cb}};
   for (size_t j = 0; j < 2; j++)
     for (int lapack = 0; lapack <= 1; lapack++) {
       ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 41 + j);
