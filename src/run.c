@@ -221,21 +221,23 @@ static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const ch
   free(wn);
   free(mn);
   if (st != UFM_OK) return st;
-  gsl_matrix *G[6];
-  for (int k = 0; k < 6; k++) G[k] = gsl_matrix_alloc(C, C);
-  ufm_metrics_grams(mw, m, G[0], G[1], G[2], G[3], G[4], G[5]);
+  /* one C x C buffer, each matrix formed in turn just before it is written */
+  gsl_matrix *G = gsl_matrix_alloc(C, C);
   const char *names[6] = {"W W^T", "M^T M", "W M", "SELI W W^T", "SELI M^T M", "SELI W M"};
   st = ufm_afile_open_in(&af, dir, "grams.tsv", errbuf);
   if (st == UFM_OK) {
     for (int k = 0; k < 6; k++) {
+      gsl_matrix *g[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+      g[k] = G;
+      ufm_metrics_grams(mw, m, g[0], g[1], g[2], g[3], g[4], g[5]);
       fprintf(af.fp, "%s# %s, divided by its Frobenius norm\n", k ? "\n\n" : "", names[k]);
       for (size_t a = 0; a < C; a++)
         for (size_t b = 0; b < C; b++)
-          fprintf(af.fp, "%.10g%c", gsl_matrix_get(G[k], a, b), b + 1 < C ? '\t' : '\n');
+          fprintf(af.fp, "%.10g%c", gsl_matrix_get(G, a, b), b + 1 < C ? '\t' : '\n');
     }
     st = ufm_afile_commit(&af, errbuf);
   }
-  for (int k = 0; k < 6; k++) gsl_matrix_free(G[k]);
+  gsl_matrix_free(G);
   return st;
 }
 
@@ -247,6 +249,18 @@ static void apply_constraints(const ufm_config *cfg, ufm_model *m)
 }
 
 /* -------------------------------------------------------------------- 4. the run */
+
+/* The theory's C x C matrices (4 C^2 doubles: 31 MiB at C = 1000) are in
+ * the theory files once written; the summary needs only its numbers. */
+static void theory_drop_matrices(ufm_theory *th)
+{
+  if (!th) return;
+  free(th->WWt);
+  free(th->gram_mu);
+  free(th->gram_M);
+  free(th->logits);
+  th->WWt = th->gram_mu = th->gram_M = th->logits = NULL;
+}
 
 /* An existing directory holding a run is only replaced with --force. */
 static int prepare_outdir(const char *out, int force, char *errbuf)
@@ -368,6 +382,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   /* the predicted limit, when one is known, for the figures and the summary */
   ufm_theory *th = ufm_theory_for_config(cfg);
   if (st == UFM_OK && ufm_theory_has_prediction(th)) st = ufm_theory_write_tsv(th, cfg->out, errbuf);
+  theory_drop_matrices(th);
   if (st != UFM_OK) {
     ufm_theory_free(th);
     ufm_model_free(m);
@@ -501,6 +516,12 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   }
   double secs = secs_before + ufm_clock() - t0;
   ufm_progress_end(&pg, t, ws->loss, interrupted ? "interrupted" : status);
+  /* the gradient and the optimizer are done with: their memory goes back
+   * before the files and figures are written */
+  ufm_grad_ws_free(ws);
+  ws = NULL;
+  ufm_optim_free(opt);
+  opt = NULL;
 
   /* a diverged run leaves the loop between log points: its rows so far */
   if (st == UFM_OK && !interrupted && strcmp(status, "diverged") == 0)
