@@ -70,14 +70,15 @@ void ufm_model_init_random(ufm_model *m, unsigned long seed, double scale)
 }
 
 /* W, H, b; gradients of each; logits/loss-gradient Z (N x C); per-sample
- * scratch; metrics workspace (class means, Q = U^T H of size min(C,p) x N);
+ * scratch; metrics workspace (M and a C x C buffer; a scratch region of
+ * p x C plus the larger of p x C + C x C and dgesdd's ~4 min(p,C)^2);
  * momentum buffers when used. */
 double ufm_model_bytes_needed(size_t C, size_t p, size_t N, int momentum)
 {
   double Cd = (double)C, pd = (double)p, Nd = (double)N;
-  double k = Cd < pd ? Cd : pd;
-  double doubles = 2 * (Cd * pd + pd * Nd + Cd) + Cd * Nd + 4 * Nd + k * Nd + 4 * Cd * pd
-                   + 6 * Cd * Cd;
+  double k = Cd < pd ? Cd : pd, svd = 4 * k * k + 8 * k, tmp = Cd * pd + Cd * Cd;
+  double doubles = 2 * (Cd * pd + pd * Nd + Cd) + Cd * Nd + 5 * Nd + 2 * Cd * pd + Cd * Cd
+                   + (svd > tmp ? svd : tmp);
   if (momentum) doubles += Cd * pd + pd * Nd + Cd;
   return 8.0 * doubles;
 }
