@@ -16,8 +16,8 @@
  *      score every sample against every class centre, M^T H in column
  *      blocks (C p N), for the nearest-class-centre rule (NC4);
  *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
- *      which give both NC1 = Tr(S_r^-2 U_r^T D D^T U_r)/N and, with
- *      M diag(n) M^T + N mu_G mu_G^T added, ||H H^T||_F for seli_H.
+ *      which give NC1 = Tr(S_r^-2 U_r^T D D^T U_r)/N and, with the class
+ *      means, seli_H as a sum of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
@@ -99,6 +99,8 @@ struct ufm_metrics_ws {
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
+  double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
+  double *mg;         /* C      M_c.mu_G                                         */
   int lwork;          /* doubles of dgesdd's workspace                           */
   int *iwork;         /* 8k                                                      */
   double *scratch;    /* class means / SVD input and workspace / B's buffers     */
@@ -174,11 +176,11 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->ntile = ntiles(p < N ? p : N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
-   * tile times U_r and the tile's rows of M diag(n); or (p > N) a block of
-   * U_r^T H */
+   * tile times U_r or times Mu_b, the tile's rows of Mu; or (p > N) a block
+   * of U_r^T H */
   if (mw->tiles_dd) {
     size_t ch = N < CHUNK ? N : CHUNK;
-    mw->bstride = TILE * TILE + 2 * TILE * ch + TILE * k + TILE * C;
+    mw->bstride = TILE * TILE + 2 * TILE * ch + 2 * TILE * C;
   } else {
     mw->bstride = k * nb;
   }
@@ -201,6 +203,8 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->blkmis = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(size_t));
   mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
+  mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
+  mw->mg = ufm_malloc(C * sizeof(double));
   mw->minority = ufm_calloc(C, sizeof(int));
   return mw;
 }
@@ -225,6 +229,8 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->blkmis);
   free(mw->tilefro);
   free(mw->tilenc1);
+  free(mw->tilecross);
+  free(mw->mg);
   free(mw->minority);
   free(mw);
 }
@@ -492,18 +498,19 @@ static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, s
 
 /* Tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread with
  * its own buffers: X = D_a D_b^T summed over chunks of CHUNK columns in
- * order (dsyrk on the diagonal, mirrored). Then
- *   NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r),
- * since Sigma_W = D D^T/N and Sigma_B^+ = C U_r S_r^-2 U_r^T: the tile adds
- * sum_{i,j} (U_a)_ij (X U_b)_ij / s_j^2, twice off the diagonal. And
- * H H^T = D D^T + M diag(n) M^T + N mu_G mu_G^T (the class sums of D and
- * M n vanish), so the tile of H H^T is X plus that, and its squared
- * Frobenius norm (twice off the diagonal) goes to tilefro. */
+ * order (dsyrk on the diagonal, mirrored). Each tile adds, twice off the
+ * diagonal:
+ * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r)
+ *   (Sigma_W = D D^T/N, Sigma_B^+ = C U_r S_r^-2 U_r^T):
+ *   sum_{i,j} (U_a)_ij (X U_b)_ij / s_j^2, into tilenc1;
+ * - to ||D D^T||_F^2: ||X||_F^2, into tilefro;
+ * - to sum_c n_c mu_c^T D D^T mu_c: sum_{i,c} n_c mu_{a+i,c} (X Mu_b)_ic,
+ *   into tilecross (section 7, seli_H). */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
   const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nt = ntiles(p);
   const size_t npairs = nt * (nt + 1) / 2, ch = N < CHUNK ? N : CHUNK;
-  const double *S = mw->S->data;
+  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
     if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
   for (size_t q = 0; q < npairs; q++) {
@@ -513,7 +520,7 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
     const size_t t = 0;
 #endif
     double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + TILE * TILE, *Db = Da + TILE * ch,
-           *Y = Db + TILE * ch, *MN = Y + TILE * k;
+           *Y = Db + TILE * ch, *Mu = Y + TILE * C;
     size_t a, b;
     tile_of(q, p, &a, &b);
     const size_t na = p - a < TILE ? p - a : TILE, nb = p - b < TILE ? p - b : TILE;
@@ -535,7 +542,7 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
       for (size_t i = 0; i < na; i++)
         for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
     const double wt = a == b ? 1.0 : 2.0;
-    double nc1 = 0.0;
+    double nc1 = 0.0, fro = 0.0, cross = 0.0;
     if (r > 0) {
       gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * k, nb, r, k);
       gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
@@ -546,21 +553,18 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
         nc1 += s / (S[j] * S[j]);
       }
     }
-    mw->tilenc1[q] = wt * nc1;
-    /* X += M_a diag(n) M_b^T + N mu_G,a mu_G,b^T: the tile of H H^T */
+    for (size_t i = 0; i < na; i++) fro += ufm_sumsq(X + i * nb, nb);
+    /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
+    for (size_t j = 0; j < nb; j++)
+      for (size_t c = 0; c < C; c++) Mu[j * C + c] = M[(b + j) * C + c] + g[b + j];
+    gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, C), Yv = gsl_matrix_view_array(Y, na, C);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
     for (size_t i = 0; i < na; i++)
-      for (size_t c = 0; c < C; c++) MN[i * C + c] = mw->M->data[(a + i) * C + c] * (double)m->counts[c];
-    gsl_matrix_view MNv = gsl_matrix_view_array(MN, na, C);
-    gsl_matrix_const_view Mb = gsl_matrix_const_submatrix(mw->M, b, 0, nb, C);
-    gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &MNv.matrix, &Mb.matrix, 1.0, &Xv.matrix);
-    double fro = 0.0;
-    for (size_t i = 0; i < na; i++) {
-      const double ga = (double)N * mw->muG->data[a + i];
-      double *xi = X + i * nb;
-      for (size_t j = 0; j < nb; j++) xi[j] += ga * mw->muG->data[b + j];
-      fro += ufm_sumsq(xi, nb);
-    }
+      for (size_t c = 0; c < C; c++)
+        cross += (double)m->counts[c] * (M[(a + i) * C + c] + g[a + i]) * Y[i * C + c];
+    mw->tilenc1[q] = wt * nc1;
     mw->tilefro[q] = wt * fro;
+    mw->tilecross[q] = wt * cross;
   }
 }
 
@@ -831,6 +835,41 @@ static double seli_H_inner(const ufm_model *m, const ufm_metrics_ws *mw, const d
   return inner;
 }
 
+/* seli_H for p <= N, without the cancellation of sqrt(2 - 2 cos) near 0:
+ * with H = D + Mu Y (Y the C x N one-hot labels, D Y^T = 0), a = ||H^T H||_F,
+ * b = ||V L V^T||_F = sqrt(N (C-1)/C) and V L V^T = Y^T K Y (K = P K P:
+ * Zhat = P Y), the difference H^T H/a - Y^T K Y/b splits into parts whose
+ * cross products vanish:
+ *   seli_H^2 = (||D D^T||_F^2 + 2 sum_c n_c mu_c^T D D^T mu_c)/a^2
+ *              + sum_{c,d} n_c n_d (mu_c.mu_d/a - K_cd/b)^2,
+ *   a^2 = ||D D^T||_F^2 + 2 sum_c n_c mu_c^T D D^T mu_c
+ *         + sum_{c,d} n_c n_d (mu_c.mu_d)^2,
+ * sums of squares throughout (the first two from the tiles of D D^T). G is
+ * M^T M; mu_c.mu_d = G_cd + M_c.mu_G + M_d.mu_G + ||mu_G||^2. */
+static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G,
+                        double dd2, double cross)
+{
+  const size_t C = m->C, p = m->p;
+  const double N = (double)m->N, Cd = (double)C;
+  double gg = 0.0, mm2 = 0.0, x2 = 0.0;
+  for (size_t k = 0; k < p; k++) gg += mw->muG->data[k] * mw->muG->data[k];
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
+      mm2 += (double)m->counts[c] * (double)m->counts[d] * v * v;
+    }
+  double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
+  double l = sqrt((double)m->counts[0]);
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
+      double K = mw->balanced ? ((c == d ? 1.0 : 0.0) - 1.0 / Cd) / l : gsl_matrix_get(mw->seliK, c, d);
+      double x = v / a - K / b;
+      x2 += (double)m->counts[c] * (double)m->counts[d] * x * x;
+    }
+  return sqrt((dd2 + 2.0 * cross) / a2 + x2);
+}
+
 /* seli_Z from the per-sample ||z_i||^2 and z_{i,y_i} - mean z_i of the loss
  * pass: <Z, Zhat> = sum_i (z_{i,y_i} - mean_c z_ic), ||Zhat||_F^2 = N (C-1)/C. */
 static double seli_Z(const ufm_model *m, const ufm_grad_ws *ws)
@@ -923,7 +962,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
    * Gram of M and what follows from them */
   double *mu = mw->scratch;
   class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2);
-  double inner_H = seli_H_inner(m, mw, mu, mu + p * C);
+  double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->sq);
   out[UFM_M_CDNV] = cdnv(mw, mw->sq);
   gram_metrics(mw->sq, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
@@ -933,6 +972,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   for (size_t c = 0; c < C; c++) {
     double s = 0.0;
     for (size_t k = 0; k < p; k++) s += mw->M->data[k * C + c] * mw->muG->data[k];
+    mw->mg[c] = s;
     mw->alpha[c] = gsl_matrix_get(mw->sq, c, c) + 2.0 * s;
   }
 
@@ -956,22 +996,26 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   }
   out[UFM_M_NC4] = (double)mismatch / (double)N;
 
-  /* B: NC1 and ||H H^T||_F */
-  double nc1 = 0.0, a2 = 0.0;
+  /* B: NC1 and seli_H */
+  double nc1 = 0.0;
   if (mw->tiles_dd) {
+    double dd2 = 0.0, cross = 0.0;
     dd_tiles(m, mw);
     for (size_t q = 0; q < mw->ntile; q++) {
       nc1 += mw->tilenc1[q];
-      a2 += mw->tilefro[q];
+      dd2 += mw->tilefro[q];
+      cross += mw->tilecross[q];
     }
     nc1 /= (double)N;
+    gram(CblasTrans, mw->M, mw->sq); /* M^T M again: the SVD used sq */
+    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->sq, dd2, cross);
   } else {
+    double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
     for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
     if (mw->r > 0) nc1 = nc1_blocks(m, mw);
+    out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
   }
   out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;
-  double b2 = (double)N * (double)(C - 1) / (double)C;
-  out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
 
   /* sq is free again: W W^T */
   gram(CblasNoTrans, m->W, mw->sq);

@@ -62,8 +62,11 @@ static void etf_case(size_t C, size_t p, size_t n, int bias)
   double out[UFM_NMETRICS];
   ufm_problem pb = {&ufm_loss_ce, 1e-3, 1e-3, 0};
   eval(&pb, m, out);
-  printf("# ETF C=%zu p=%zu: nc1 %.1e etf_M %.1e etf_W %.1e nc3 %.1e\n", C, p, out[UFM_M_NC1],
-         out[UFM_M_ETF_M], out[UFM_M_ETF_W], out[UFM_M_NC3]);
+  printf("# ETF C=%zu p=%zu: nc1 %.1e etf_M %.1e etf_W %.1e nc3 %.1e seli_H %.1e\n", C, p,
+         out[UFM_M_NC1], out[UFM_M_ETF_M], out[UFM_M_ETF_W], out[UFM_M_NC3], out[UFM_M_SELI_H]);
+  /* p <= N: seli_H from sums of squares, not sqrt(2 - 2 cos): ~1e-16 */
+  if (p <= m->N) assert_true(out[UFM_M_SELI_H] < 1e-13);
+  else assert_true(out[UFM_M_SELI_H] < 1e-7);
   assert_true(out[UFM_M_NC1] < 1e-25);
   assert_true(out[UFM_M_CDNV] < 1e-25);
   const int zero[] = {UFM_M_EQUINORM_M, UFM_M_EQUINORM_W, UFM_M_EQUIANGLE_M, UFM_M_EQUIANGLE_W,
@@ -322,6 +325,27 @@ static void random_case(size_t C, size_t p, const size_t *counts, int bias, unsi
   assert_close(out[UFM_M_NC4], r.nc4, 0, 0);
   assert_close(out[UFM_M_ACC], r.acc, 0, 0);
   assert_close(out[UFM_M_MARGIN], r.margin, 1e-12, 1e-14);
+  if (m->N <= 400) { /* seli_H with the N x N matrices H^T H and V L V^T = Y^T K Y */
+    gsl_matrix *K = gsl_matrix_alloc(C, C);
+    ufm_seli(C, counts, NULL, NULL, K, NULL);
+    const size_t N = m->N;
+    double *A = calloc(N * N, sizeof(double)), fa = 0, fb = 0, d2 = 0;
+    for (size_t i = 0; i < N; i++)
+      for (size_t j = 0; j < N; j++) {
+        for (size_t k = 0; k < p; k++) A[i * N + j] += gsl_matrix_get(m->H, k, i) * gsl_matrix_get(m->H, k, j);
+        double bij = gsl_matrix_get(K, m->labels[i], m->labels[j]);
+        fa += A[i * N + j] * A[i * N + j];
+        fb += bij * bij;
+      }
+    for (size_t i = 0; i < N; i++)
+      for (size_t j = 0; j < N; j++) {
+        double x = A[i * N + j] / sqrt(fa) - gsl_matrix_get(K, m->labels[i], m->labels[j]) / sqrt(fb);
+        d2 += x * x;
+      }
+    assert_close(out[UFM_M_SELI_H], sqrt(d2), 1e-9, 1e-12);
+    free(A);
+    gsl_matrix_free(K);
+  }
   ufm_model_free(m);
 }
 
