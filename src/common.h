@@ -18,6 +18,22 @@
  * descheduled thread makes every region wait for a time slice). */
 #define UFM_PAR_MIN ((size_t)1 << 16)
 
+/* The vectorised kernels (the fused small-C step, the loss on class-major
+ * blocks) are compiled for AVX2 on x86-64 under GCC, between UFM_SIMD_BEGIN
+ * and UFM_SIMD_END, and used only when ufm_simd_ok() says the CPU has it;
+ * elsewhere they are compiled for the default target. No contraction to FMA
+ * (ISO C mode): each lane does the scalar arithmetic written, so the bits
+ * do not depend on the vector width. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define UFM_SIMD_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2\")")
+#define UFM_SIMD_END _Pragma("GCC pop_options")
+#else
+#define UFM_SIMD_BEGIN
+#define UFM_SIMD_END
+#endif
+/* 1 when the kernels above may run on this CPU. */
+int ufm_simd_ok(void);
+
 enum ufm_status {
   UFM_OK = 0,
   UFM_EINVAL = 1,   /* bad user input: experiment file, key, .npy file      */

@@ -1,21 +1,52 @@
-/* grad.c -- loss and gradient of the UFM objective: three dgemm calls plus fused elementwise passes.
+/* grad.c -- loss and gradient of the UFM objective: three dgemm calls, or one fused pass for small C.
  *
+ * Contents: 1. workspace  2. reductions  3. the fused small-C pass
+ *           4. the three products  5. evaluation
+ *
+ * Large C (the three products):
  *   Z^T    = H^T W^T (+ 1 b^T)      dgemm (N x C)     then the loss pass turns Z^T into G^T
  *   grad_W = G H^T + lambda_W W     dgemm (C x p)     then a pass adding the decay
  *   grad_H = W^T G + lambda_H H     dgemm (p x N)     then a pass adding the decay
- *
  * The decay passes also collect, row by row, the squared norms of state and
  * gradient and the largest entries, so nothing else has to read H again.
  * Partial sums are kept per row and added in row order: the result does not
  * depend on how OpenMP splits the rows.
+ *
+ * Small C (section 3): H is read once, in blocks of FB columns that stay in
+ * cache: per block the logits, the loss and G (class-major, vectorised over
+ * the samples), grad_H of those columns, and the block's share of grad_W.
+ * The blocks are grouped in slots fixed by N alone; each slot owns a partial
+ * grad_W, bias gradient and norms, and the slots are added in slot order:
+ * the same bits whatever thread runs which slot.
  */
 #include "grad.h"
 #include "common.h"
 #include "gemm.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <gsl/gsl_blas.h>
+
+/* ------------------------------------------------------------- 1. workspace */
+
+/* The fused pass: blocks of FB columns (four vectors of 8 doubles), at most
+ * NSLOT slots. */
+#define FB 32
+#define VL 4 /* doubles per vector (section 3) */
+#define NV (FB / VL)
+#define NSLOT 8
+/* the slots run in parallel above this many multiply-adds per product */
+#define UFM_FUSED_PAR_MIN ((size_t)1 << 22)
+/* per slot: partial grad_W (C p), bias gradient (C), the block's logits
+ * then G (C x FB), the last, partial block of H padded to FB columns
+ * (p x FB), and four vectors for the norms and largest entries */
+static size_t slot_doubles(size_t C, size_t p)
+{
+  size_t n = C * p + C + C * FB + p * FB + 4 * VL;
+  return (n + 7) / 8 * 8;
+}
 
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
 {
@@ -36,6 +67,17 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->pred = ufm_malloc(N * sizeof(int32_t));
   ws->zstat = ufm_malloc(2 * N * sizeof(double));
   ws->rows = ufm_malloc(2 * (p + C) * sizeof(double));
+  if (C <= UFM_GRAD_FUSED_CMAX && N > 0 && ufm_simd_ok()) {
+    size_t nblk = (N + FB - 1) / FB;
+    ws->nslot = nblk < NSLOT ? nblk : NSLOT;
+    ws->slot_len = slot_doubles(C, p);
+    size_t bytes = ws->nslot * ws->slot_len * sizeof(double);
+    ws->slots = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!ws->slots) {
+      ufm_grad_ws_free(ws);
+      return NULL;
+    }
+  }
   return ws;
 }
 
@@ -51,8 +93,11 @@ void ufm_grad_ws_free(ufm_grad_ws *ws)
   free(ws->pred);
   free(ws->zstat);
   free(ws->rows);
+  free(ws->slots);
   free(ws);
 }
+
+/* ------------------------------------------------------------ 2. reductions */
 
 double ufm_sumsq(const double *x, size_t n)
 {
@@ -111,45 +156,286 @@ static double sum_in_order(const double *x, size_t n)
   return s;
 }
 
-int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
+/* --------------------------------------------------- 3. the fused small-C pass */
+
+UFM_SIMD_BEGIN
+
+/* VL doubles, for GCC's and Clang's vector extensions: the compiler maps
+ * them onto the target's registers and keeps the accumulators below in
+ * registers, which plain loops at -O2 do not. Every lane does exactly the
+ * scalar arithmetic written: the bits do not depend on the vector width. */
+typedef double vd __attribute__((vector_size(8 * VL)));
+typedef int64_t vl __attribute__((vector_size(8 * VL)));
+
+static inline vd ldv(const double *x)
+{
+  vd v;
+  memcpy(&v, x, sizeof v);
+  return v;
+}
+
+static inline void stv(double *x, vd v) { memcpy(x, &v, sizeof v); }
+
+/* lane-wise max(m, |x|) (a NaN x is dropped here: the callers see NaN in
+ * the sums of squares instead) */
+static inline vd maxabsv(vd m, vd x)
+{
+  vd a = (vd)((vl)x & INT64_MAX);
+  vl gt = a > m;
+  return (vd)(((vl)a & gt) | ((vl)m & ~gt));
+}
+
+/* sum of squares and largest |entry| of the NV vectors x, per lane, in a
+ * fixed order, onto *s and *m */
+static inline void stats_add(const vd *x, vd *s, vd *m)
+{
+  vd q[NV], a[NV];
+  _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) {
+    q[j] = x[j] * x[j];
+    a[j] = (vd)((vl)x[j] & INT64_MAX);
+  }
+  for (int w = NV / 2; w >= 1; w /= 2)
+    _Pragma("GCC unroll 16") for (int j = 0; j < w; j++) {
+      q[j] += q[j + w];
+      vl gt = a[j + w] > a[j];
+      a[j] = (vd)(((vl)a[j + w] & gt) | ((vl)a[j] & ~gt));
+    }
+  *s += q[0];
+  *m = maxabsv(*m, a[0]);
+}
+
+/* The lanes of v, added in a fixed order. */
+static inline double hsumv(vd v)
+{
+  double s = v[0];
+  for (int l = 1; l < VL; l++) s += v[l];
+  return s;
+}
+
+#define FOR_NV _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++)
+
+/* Logits of one block: zb[c][l] = sum_k W[c][k] hb[k][l] + b[c]. */
+static void fused_logits(size_t C, size_t p, const double *W, const double *hb, size_t ldh,
+                         const double *b, double *zb)
+{
+  for (size_t c = 0; c < C; c++) {
+    const double *wc = W + c * p;
+    vd a[NV];
+    FOR_NV a[j] = (vd){0};
+    for (size_t k = 0; k < p; k++) {
+      const double *h = hb + k * ldh;
+      double w = wc[k];
+      FOR_NV a[j] += w * ldv(h + VL * j);
+    }
+    if (b) FOR_NV a[j] += b[c];
+    FOR_NV stv(zb + c * FB + VL * j, a[j]);
+  }
+}
+
+/* grad_H of one block: out[k][l] = sum_c W[c][k] G[c][l] + lambda hb[k][l],
+ * stored for l < len; per lane, the squared norms and largest entries of
+ * hb and out accumulate in st[0..4 VL). */
+static void fused_gradH(size_t C, size_t p, const double *W, const double *G, const double *hb,
+                        size_t ldh, double lambda, double *out, size_t ldo, size_t len,
+                        double *st)
+{
+  vd hs = ldv(st), gs = ldv(st + VL), hm = ldv(st + 2 * VL), gm = ldv(st + 3 * VL);
+  for (size_t k = 0; k < p; k++) {
+    vd a[NV], x[NV];
+    FOR_NV a[j] = (vd){0};
+    for (size_t c = 0; c < C; c++) {
+      double w = W[c * p + k];
+      const double *g = G + c * FB;
+      FOR_NV a[j] += w * ldv(g + VL * j);
+    }
+    const double *h = hb + k * ldh;
+    FOR_NV x[j] = ldv(h + VL * j);
+    if (lambda != 0.0) FOR_NV a[j] += lambda * x[j];
+    stats_add(x, &hs, &hm);
+    stats_add(a, &gs, &gm);
+    if (len == FB) FOR_NV stv(out + k * ldo + VL * j, a[j]);
+    else {
+      double tmp[FB];
+      FOR_NV stv(tmp + VL * j, a[j]);
+      memcpy(out + k * ldo, tmp, len * sizeof(double));
+    }
+  }
+  stv(st, hs);
+  stv(st + VL, gs);
+  stv(st + 2 * VL, hm);
+  stv(st + 3 * VL, gm);
+}
+
+/* This block's share of grad_W and of the bias gradient:
+ * gW[c][k] += sum_l G[c][l] hb[k][l], gb[c] += sum_l G[c][l]. */
+static void fused_gradW(size_t C, size_t p, const double *G, const double *hb, size_t ldh,
+                        double *gW, double *gb)
+{
+  for (size_t c = 0; c < C; c++) {
+    const double *g = G + c * FB;
+    vd gv[NV];
+    FOR_NV gv[j] = ldv(g + VL * j);
+    double *gWc = gW + c * p;
+    for (size_t k = 0; k < p; k++) {
+      const double *h = hb + k * ldh;
+      vd t = gv[0] * ldv(h);
+      _Pragma("GCC unroll 16") for (int j = 1; j < NV; j++) t += gv[j] * ldv(h + VL * j);
+      gWc[k] += hsumv(t);
+    }
+    vd t = gv[0];
+    for (int j = 1; j < NV; j++) t += gv[j];
+    gb[c] += hsumv(t);
+  }
+}
+
+UFM_SIMD_END
+
+/* One slot: blocks kb0 .. kb1-1 of the columns. */
+static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *slot,
+                       size_t kb0, size_t kb1)
 {
   const size_t C = m->C, p = m->p, N = m->N;
+  double *gW = slot, *gb = gW + C * p, *zb = gb + C, *hpad = zb + C * FB, *st = hpad + p * FB;
+  memset(gW, 0, (C * p + C) * sizeof(double));
+  memset(st, 0, 4 * VL * sizeof(double));
+  const double *b = m->bias ? m->b->data : NULL, *H = m->H->data, *W = m->W->data;
+  const double scale = 1.0 / (double)N;
+  for (size_t kb = kb0; kb < kb1; kb++) {
+    size_t i0 = kb * FB, len = N - i0 < FB ? N - i0 : FB;
+    const double *hb = H + i0;
+    size_t ldh = N;
+    if (len < FB) { /* the last block: padded with zero columns */
+      for (size_t k = 0; k < p; k++) {
+        memcpy(hpad + k * FB, H + k * N + i0, len * sizeof(double));
+        memset(hpad + k * FB + len, 0, (FB - len) * sizeof(double));
+      }
+      hb = hpad;
+      ldh = FB;
+    }
+    fused_logits(C, p, W, hb, ldh, b, zb);
+    ufm_loss_block_stats(C, len, FB, zb, m->labels + i0, ws->pred + i0, ws->margin + i0,
+                         ws->zstat + 2 * i0);
+    pb->loss->block(C, len, FB, zb, m->labels + i0, scale, ws->loss_i + i0);
+    double *GT = ws->ZT->data + i0 * C; /* G^T too, as the three-product path leaves it */
+    for (size_t c = 0; c < C; c++) {
+      double *g = zb + c * FB;
+      for (size_t l = 0; l < len; l++) GT[l * C + c] = g[l];
+      for (size_t l = len; l < FB; l++) g[l] = 0.0;
+    }
+    fused_gradH(C, p, W, zb, hb, ldh, pb->lambda_H, ws->gH->data + i0, N, len, st);
+    fused_gradW(C, p, zb, hb, ldh, gW, gb);
+  }
+}
 
+/* Loss, grad_H and the G H^T, G 1 parts of grad_W, grad_b in one pass;
+ * the norms of H and grad_H into ws->normH2, *gh2 and the largest entries. */
+static void fused_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *gh2,
+                       double *hmax, double *ghmax)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  const size_t nblk = (N + FB - 1) / FB, ns = ws->nslot;
+#pragma omp parallel for schedule(dynamic, 1) if (C * p * N >= UFM_FUSED_PAR_MIN)
+  for (size_t s = 0; s < ns; s++)
+    fused_slot(pb, m, ws, ws->slots + s * ws->slot_len, s * nblk / ns, (s + 1) * nblk / ns);
+  /* the slots in order */
+  double *gW = ws->gW->data, *gb = ws->gb->data;
+  memcpy(gW, ws->slots, C * p * sizeof(double));
+  memcpy(gb, ws->slots + C * p, C * sizeof(double));
+  double st[4 * VL];
+  for (size_t s = 0; s < ns; s++) {
+    const double *sl = ws->slots + s * ws->slot_len, *ss = sl + C * p + C + C * FB + p * FB;
+    if (s == 0) {
+      memcpy(st, ss, sizeof st);
+      continue;
+    }
+    for (size_t k = 0; k < C * p; k++) gW[k] += sl[k];
+    for (size_t c = 0; c < C; c++) gb[c] += sl[C * p + c];
+    for (size_t l = 0; l < 2 * VL; l++) st[l] += ss[l];
+    for (size_t l = 2 * VL; l < 4 * VL; l++)
+      if (ss[l] > st[l]) st[l] = ss[l];
+  }
+  /* the lanes, in order; a NaN entry shows in the sums of squares */
+  double hs = 0.0, gs = 0.0, a = 0.0, g = 0.0;
+  for (size_t l = 0; l < VL; l++) {
+    hs += st[l];
+    gs += st[VL + l];
+    if (st[2 * VL + l] > a) a = st[2 * VL + l];
+    if (st[3 * VL + l] > g) g = st[3 * VL + l];
+  }
+  ws->normH2 = hs;
+  *gh2 = gs;
+  if (isnan(hs)) a = NAN;
+  if (isnan(gs)) g = NAN;
+  *hmax = a;
+  *ghmax = g;
+}
+
+/* -------------------------------------------------------- 4. the three products */
+
+/* Z^T, the loss pass, grad_W and grad_H with their decay; the norms of W, H
+ * and the gradient blocks (without grad_b) into ws, *g2 and the maxima. */
+static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *g2,
+                          double *hmax, double *ghmax)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
   /* logits, then the loss pass turns them into G^T in place */
   ufm_gemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, ws->ZT);
-  ws->loss = ufm_loss_batch(pb->loss, N, C, ws->ZT->data, m->bias ? m->b->data : NULL,
-                            m->labels, ws->loss_i, ws->pred, ws->margin, ws->zstat);
+  ufm_loss_batch(pb->loss, N, C, ws->ZT->data, m->bias ? m->b->data : NULL, m->labels,
+                 ws->loss_i, ws->pred, ws->margin, ws->zstat);
 
   /* grad_W = G H^T, grad_H = W^T G (G = (G^T)^T), both from the same point */
   ufm_gemm(CblasTrans, CblasTrans, 1.0, ws->ZT, m->H, 0.0, ws->gW);
   ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
 
-  double *rx = ws->rows, *rg = ws->rows + (p + C);
-  double wmax, gwmax, hmax, ghmax;
-  decay_pass(C, p, m->W->data, ws->gW->data, pb->lambda_W, rx, rg, &wmax, &gwmax);
-  decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx + C, rg + C, &hmax, &ghmax);
-  ws->normW2 = sum_in_order(rx, C);
-  ws->normH2 = sum_in_order(rx + C, p);
-  double g2 = sum_in_order(rg, C) + sum_in_order(rg + C, p);
+  double *rx = ws->rows + C, *rg = ws->rows + (p + C) + C;
+  decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax);
+  ws->normH2 = sum_in_order(rx, p);
+  *g2 = sum_in_order(rg, p);
 
-  /* grad_b = G 1 + lambda_b b: column sums of G^T, each in sample order */
-  double bmax = 0.0, gbmax = 0.0;
-  ws->normb2 = 0.0;
-  gsl_vector_set_zero(ws->gb);
+  /* G 1: column sums of G^T, each in sample order */
   if (m->bias) {
     double *gb = ws->gb->data;
-    const double *G = ws->ZT->data, *b = m->b->data;
+    const double *G = ws->ZT->data;
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN)
     for (size_t c = 0; c < C; c++) {
       double s = 0.0;
       for (size_t i = 0; i < N; i++) s += G[i * C + c];
-      gb[c] = s + pb->lambda_b * b[c];
+      gb[c] = s;
     }
+  }
+}
+
+/* ------------------------------------------------------------- 5. evaluation */
+
+int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  int fused = ws->slots && pb->loss->block && ws->path != UFM_GRAD_PRODUCTS;
+  double hmax, ghmax, gh2;
+  gsl_vector_set_zero(ws->gb);
+  if (fused) fused_pass(pb, m, ws, &gh2, &hmax, &ghmax);
+  else products_pass(pb, m, ws, &gh2, &hmax, &ghmax);
+  ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
+
+  double *rx = ws->rows, *rg = ws->rows + (p + C);
+  double wmax, gwmax;
+  decay_pass(C, p, m->W->data, ws->gW->data, pb->lambda_W, rx, rg, &wmax, &gwmax);
+  ws->normW2 = sum_in_order(rx, C);
+  double g2 = sum_in_order(rg, C) + gh2;
+
+  /* grad_b = G 1 + lambda_b b */
+  double bmax = 0.0, gbmax = 0.0;
+  ws->normb2 = 0.0;
+  if (m->bias) {
+    double *gb = ws->gb->data;
+    const double *b = m->b->data;
+    for (size_t c = 0; c < C; c++) gb[c] += pb->lambda_b * b[c];
     ws->normb2 = ufm_sumsq(b, C);
     g2 += ufm_sumsq(gb, C);
     bmax = maxabs(b, C);
     gbmax = maxabs(gb, C);
-  }
+  } else
+    gsl_vector_set_zero(ws->gb);
   ws->gnorm2 = g2;
   ws->thetamax = fmax(fmax(wmax, hmax), bmax);
   ws->gmax = fmax(fmax(gwmax, ghmax), gbmax);

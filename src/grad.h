@@ -24,12 +24,24 @@ typedef struct {
   int32_t *pred;   /* N: argmax_c z_ic                                            */
   double *zstat;   /* 2N: ||z_i||^2, z_{i,y_i} - mean_c z_ic (for seli_Z)          */
   double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
+  /* the fused small-C step (grad.c): per slot of column blocks, a partial
+   * grad_W and bias gradient, block buffers and partial reductions; NULL
+   * when C is too large for it */
+  double *slots;
+  size_t nslot, slot_len;
+  int path; /* UFM_GRAD_AUTO (default), or one path forced (tests, benchmarks) */
   /* reductions at the evaluated point */
   double loss;                   /* (1/N) sum_i loss_i                  */
   double normW2, normH2, normb2; /* squared norms of the state          */
   double gnorm2;                 /* squared norm of (grad_W, grad_H, grad_b) */
   double gmax, thetamax;         /* largest |entry| of gradient, of state    */
 } ufm_grad_ws;
+
+enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2 };
+
+/* The fused path runs for C <= UFM_GRAD_FUSED_CMAX (and a loss with a block
+ * form): below it one pass over the columns of H beats three BLAS calls. */
+#define UFM_GRAD_FUSED_CMAX 32
 
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
 void ufm_grad_ws_free(ufm_grad_ws *ws);

@@ -9,10 +9,20 @@
  * holds scale * dloss/dz; the return value is loss(z, y). */
 typedef double (*ufm_loss_sample_fn)(size_t C, double *z, int32_t y, double scale);
 
+/* A block of B <= UFM_LOSS_BMAX samples stored class-major: on entry
+ * z[c * ld + l] holds logit c of sample l (l < B), y[l] its class; on exit
+ * those entries hold scale * dloss/dz and loss_i[l] the sample's loss. The
+ * same arithmetic as the per-sample function, in loops over samples that
+ * vectorise (the small-C fused step of grad.c uses it). */
+typedef void (*ufm_loss_block_fn)(size_t C, size_t B, size_t ld, double *z, const int32_t *y,
+                                  double scale, double *loss_i);
+#define UFM_LOSS_BMAX 64
+
 typedef struct {
   const char *name;
   const char *formula; /* for --help and the README */
   ufm_loss_sample_fn sample;
+  ufm_loss_block_fn block; /* NULL: no block form (grad.c then uses the three products) */
 } ufm_loss_type;
 
 extern const ufm_loss_type ufm_loss_ce;
@@ -32,5 +42,11 @@ const char *ufm_loss_names(void);
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat);
+
+/* The per-sample records of ufm_loss_batch for a class-major block of
+ * logits (layout of ufm_loss_block_fn, bias already added): pred[l],
+ * margin[l] and, if zstat is not NULL, zstat[2l], zstat[2l+1]. */
+void ufm_loss_block_stats(size_t C, size_t B, size_t ld, const double *z, const int32_t *y,
+                          int32_t *pred, double *margin, double *zstat);
 
 #endif

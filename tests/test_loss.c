@@ -59,12 +59,13 @@ static double fd_block(const ufm_problem *pb, ufm_model *m, ufm_grad_ws *ws, dou
   return maxerr / gmax;
 }
 
-static void check_gradient(const ufm_loss_type *L, int bias, int reg)
+static void check_gradient_path(const ufm_loss_type *L, int bias, int reg, int path)
 {
   ufm_problem pb = {L, reg ? 2.385e-2 : 0.0, reg ? 1.7e-2 : 0.0, reg ? 3.1e-2 : 0.0};
   unsigned long seed = 20240 + 2 * (unsigned long)bias + (unsigned long)reg;
   ufm_model *m = small_model(bias, seed);
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N), *ws2 = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ws->path = ws2->path = path;
   assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
   size_t nW = m->C * m->p, nH = m->p * m->N;
   double *gW = malloc(nW * sizeof(double)), *gH = malloc(nH * sizeof(double)), gb[3];
@@ -74,7 +75,7 @@ static void check_gradient(const ufm_loss_type *L, int bias, int reg)
 
   double eW = fd_block(&pb, m, ws2, m->W->data, gW, nW);
   double eH = fd_block(&pb, m, ws2, m->H->data, gH, nH);
-  printf("# %s bias=%d reg=%d seed=%lu: relative errors W %.2e H %.2e", L->name, bias, reg, seed, eW, eH);
+  printf("# %s path=%d bias=%d reg=%d seed=%lu: relative errors W %.2e H %.2e", L->name, path, bias, reg, seed, eW, eH);
   assert_true(eW < 1e-6);
   assert_true(eH < 1e-6);
   if (bias) {
@@ -96,6 +97,14 @@ static void check_gradient(const ufm_loss_type *L, int bias, int reg)
   ufm_grad_ws_free(ws);
   ufm_grad_ws_free(ws2);
   ufm_model_free(m);
+}
+
+/* Both evaluation paths: the fused small-C pass (where this CPU runs it) and
+ * the three products. */
+static void check_gradient(const ufm_loss_type *L, int bias, int reg)
+{
+  check_gradient_path(L, bias, reg, UFM_GRAD_FUSED);
+  check_gradient_path(L, bias, reg, UFM_GRAD_PRODUCTS);
 }
 
 static void test_grad_ce_nobias(void **s) { (void)s; check_gradient(&ufm_loss_ce, 0, 0); check_gradient(&ufm_loss_ce, 0, 1); }
@@ -164,6 +173,65 @@ static void test_ce_extremes(void **s)
   assert_close(l, 800.0, 1e-15, 0);
   assert_close(z3[0], -1.0, 1e-15, 0);
   assert_close(z3[1], 1.0, 1e-15, 0);
+}
+
+static double rel_diff(const double *x, const double *ref, size_t n)
+{
+  double d = 0.0, r = 0.0;
+  for (size_t k = 0; k < n; k++) {
+    d = fmax(d, fabs(x[k] - ref[k]));
+    r = fmax(r, fabs(ref[k]));
+  }
+  return r > 0 ? d / r : d;
+}
+
+/* The fused small-C pass agrees with the three products to 1e-12 (relative
+ * to the largest entry) in everything it returns, at shapes with a partial
+ * last block of columns and with one to eight slots. */
+static void test_fused_matches_products(void **s)
+{
+  (void)s;
+  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700}, {2, 3, 1}, {32, 70, 160}, {10, 64, 500}};
+  const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
+  for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+    for (int li = 0; li < 2; li++)
+      for (int bias = 0; bias < 2; bias++) {
+        size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
+        size_t *counts = malloc(C * sizeof *counts);
+        for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
+        ufm_model *m = ufm_model_alloc(C, p, counts, bias);
+        unsigned long seed = 4711 + q;
+        ufm_model_init_random(m, seed, 0.37);
+        for (size_t c = 0; c < C && bias; c++) gsl_vector_set(m->b, c, 0.1 * (double)c - 0.23);
+        ufm_problem pb = {losses[li], 2.385e-2, 1.7e-2, 3.1e-2};
+        ufm_grad_ws *wf = ufm_grad_ws_alloc(C, p, m->N), *wp = ufm_grad_ws_alloc(C, p, m->N);
+        wf->path = UFM_GRAD_FUSED;
+        wp->path = UFM_GRAD_PRODUCTS;
+        assert_int_equal(ufm_grad_eval(&pb, m, wf), UFM_OK);
+        assert_int_equal(ufm_grad_eval(&pb, m, wp), UFM_OK);
+        printf("# %s C=%zu p=%zu N=%zu bias=%d seed=%lu: gW %.1e gH %.1e\n", pb.loss->name, C, p,
+               m->N, bias, seed, rel_diff(wf->gW->data, wp->gW->data, C * p),
+               rel_diff(wf->gH->data, wp->gH->data, p * m->N));
+        assert_true(rel_diff(wf->gW->data, wp->gW->data, C * p) < 1e-12);
+        assert_true(rel_diff(wf->gH->data, wp->gH->data, p * m->N) < 1e-12);
+        assert_true(rel_diff(wf->gb->data, wp->gb->data, C) < 1e-12);
+        assert_true(rel_diff(wf->ZT->data, wp->ZT->data, C * m->N) < 1e-12);
+        assert_true(rel_diff(wf->loss_i, wp->loss_i, m->N) < 1e-12);
+        assert_true(rel_diff(wf->margin, wp->margin, m->N) < 1e-12);
+        assert_true(rel_diff(wf->zstat, wp->zstat, 2 * m->N) < 1e-12);
+        assert_memory_equal(wf->pred, wp->pred, m->N * sizeof(int32_t));
+        assert_close(wf->loss, wp->loss, 1e-12, 0);
+        assert_close(wf->gnorm2, wp->gnorm2, 1e-12, 0);
+        assert_close(wf->normW2, wp->normW2, 1e-12, 0);
+        assert_close(wf->normH2, wp->normH2, 1e-12, 0);
+        assert_close(wf->normb2, wp->normb2, 1e-12, 0);
+        assert_close(wf->gmax, wp->gmax, 1e-12, 0);
+        assert_close(wf->thetamax, wp->thetamax, 1e-12, 0);
+        ufm_grad_ws_free(wf);
+        ufm_grad_ws_free(wp);
+        ufm_model_free(m);
+        free(counts);
+      }
 }
 
 /* One GD step is theta - lr grad(theta) for every block, taken at the same point. */
@@ -235,7 +303,7 @@ int main(void)
       cmocka_unit_test(test_grad_mse_nobias),  cmocka_unit_test(test_grad_mse_bias),
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
-      cmocka_unit_test(test_nonfinite_detected),
+      cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
   };
   return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
 }

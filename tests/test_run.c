@@ -172,9 +172,12 @@ static void test_thread_invariance(void **s)
    * G H^T between 1 and 2 threads (found by the benchmark work) */
   const char *kvb[] = {"classes=12", "dim=80", "n=317", "iterations=4", "log_points=4", "lr=1",
                        "counts=300,310,320,330,340,350,300,310,320,330,340,350", NULL};
-  const char *const *sets[3] = {kv, kvm, kvb};
-  const char *outs[3][2] = {{"t1", "t2"}, {"t1m", "t2m"}, {"t1b", "t2b"}};
-  for (int v = 0; v < 3; v++) {
+  /* C above UFM_GRAD_FUSED_CMAX: the three blocked products (the sets above
+   * take the fused small-C pass, its slots in parallel) */
+  const char *kvp[] = {"classes=40", "dim=48", "n=60", "iterations=4", "log_points=4", "lr=1", NULL};
+  const char *const *sets[4] = {kv, kvm, kvb, kvp};
+  const char *outs[4][2] = {{"t1", "t2"}, {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"}};
+  for (int v = 0; v < 4; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
