@@ -392,15 +392,21 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
   ws->normH2 = sum_in_order(rx, p);
   *g2 = sum_in_order(rg, p);
 
-  /* G 1: column sums of G^T, each in sample order */
+  /* G 1: column sums of G^T, each in sample order, walking G^T row by row
+   * (column by column it would read all of G^T once per class); threads
+   * take fixed groups of 128 columns */
   if (m->bias) {
     double *gb = ws->gb->data;
     const double *G = ws->ZT->data;
-#pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN)
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t i = 0; i < N; i++) s += G[i * C + c];
-      gb[c] = s;
+    const size_t ncg = (C + 127) / 128;
+#pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ncg > 1)
+    for (size_t q = 0; q < ncg; q++) {
+      size_t c0 = 128 * q, c1 = c0 + 128 < C ? c0 + 128 : C;
+      for (size_t c = c0; c < c1; c++) gb[c] = 0.0;
+      for (size_t i = 0; i < N; i++) {
+        const double *g = G + i * C;
+        for (size_t c = c0; c < c1; c++) gb[c] += g[c];
+      }
     }
   }
 }
