@@ -40,7 +40,7 @@ int ufm_simd_ok(void)
 {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #elif defined(__x86_64__)
   return 0; /* compiled for plain SSE2: the three products are faster */
 #else

@@ -19,13 +19,14 @@
 #define UFM_PAR_MIN ((size_t)1 << 16)
 
 /* The vectorised kernels (the fused small-C step, the loss on class-major
- * blocks) are compiled for AVX2 on x86-64 under GCC, between UFM_SIMD_BEGIN
- * and UFM_SIMD_END, and used only when ufm_simd_ok() says the CPU has it;
- * elsewhere they are compiled for the default target. No contraction to FMA
- * (ISO C mode): each lane does the scalar arithmetic written, so the bits
- * do not depend on the vector width. */
+ * blocks) are compiled for AVX2 and FMA on x86-64 under GCC, between
+ * UFM_SIMD_BEGIN and UFM_SIMD_END, and used only when ufm_simd_ok() says the
+ * CPU has both; elsewhere they are compiled for the default target. No
+ * implicit contraction (ISO C mode): each lane does the arithmetic written
+ * (explicit fused multiply-adds where written), so the bits do not depend on
+ * the vector width. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define UFM_SIMD_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2\")")
+#define UFM_SIMD_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define UFM_SIMD_END _Pragma("GCC pop_options")
 #else
 #define UFM_SIMD_BEGIN

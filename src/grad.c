@@ -42,9 +42,11 @@
 /* per slot: partial grad_W (C p), bias gradient (C), the block's logits
  * then G (C x FB), the last, partial block of H padded to FB columns
  * (p x FB), and four vectors for the norms and largest entries */
+/* grad_W in VL lanes per entry up to this C p (32 KiB of lanes) */
+#define LANES_MAX 1024
 static size_t slot_doubles(size_t C, size_t p)
 {
-  size_t n = C * p + C + C * FB + p * FB + 4 * VL;
+  size_t n = C * p * (C * p <= LANES_MAX ? VL : 1) + C + C * FB + p * FB + 4 * VL;
   return (n + 7) / 8 * 8;
 }
 
@@ -176,14 +178,32 @@ static inline vd ldv(const double *x)
 
 static inline void stv(double *x, vd v) { memcpy(x, &v, sizeof v); }
 
-/* lane-wise max(m, |x|) (a NaN x is dropped here: the callers see NaN in
- * the sums of squares instead) */
-static inline vd maxabsv(vd m, vd x)
+/* a b + c, rounded once where the target has FMA (x86-64: always, the
+ * kernels run only on CPUs with it) */
+static inline vd fmav(vd a, vd b, vd c)
 {
-  vd a = (vd)((vl)x & INT64_MAX);
-  vl gt = a > m;
-  return (vd)(((vl)a & gt) | ((vl)m & ~gt));
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && VL == 4
+  return __builtin_ia32_vfmaddpd256(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
+
+static inline vd bcast(double w) { return (vd){0} + w; }
+
+/* lane-wise max(a, b) of non-negative numbers (a NaN is dropped here: the
+ * callers see NaN in the sums of squares instead) */
+static inline vd maxv(vd a, vd b)
+{
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && VL == 4
+  return __builtin_ia32_maxpd256(a, b);
+#else
+  vl gt = a > b;
+  return (vd)(((vl)a & gt) | ((vl)b & ~gt));
+#endif
+}
+
+static inline vd absv(vd x) { return (vd)((vl)x & INT64_MAX); }
 
 /* sum of squares and largest |entry| of the NV vectors x, per lane, in a
  * fixed order, onto *s and *m */
@@ -192,16 +212,15 @@ static inline void stats_add(const vd *x, vd *s, vd *m)
   vd q[NV], a[NV];
   _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) {
     q[j] = x[j] * x[j];
-    a[j] = (vd)((vl)x[j] & INT64_MAX);
+    a[j] = absv(x[j]);
   }
   for (int w = NV / 2; w >= 1; w /= 2)
     _Pragma("GCC unroll 16") for (int j = 0; j < w; j++) {
       q[j] += q[j + w];
-      vl gt = a[j + w] > a[j];
-      a[j] = (vd)(((vl)a[j + w] & gt) | ((vl)a[j] & ~gt));
+      a[j] = maxv(a[j], a[j + w]);
     }
   *s += q[0];
-  *m = maxabsv(*m, a[0]);
+  *m = maxv(*m, a[0]);
 }
 
 /* The lanes of v, added in a fixed order. */
@@ -224,8 +243,8 @@ static void fused_logits(size_t C, size_t p, const double *W, const double *hb, 
     FOR_NV a[j] = (vd){0};
     for (size_t k = 0; k < p; k++) {
       const double *h = hb + k * ldh;
-      double w = wc[k];
-      FOR_NV a[j] += w * ldv(h + VL * j);
+      vd w = bcast(wc[k]);
+      FOR_NV a[j] = fmav(w, ldv(h + VL * j), a[j]);
     }
     if (b) FOR_NV a[j] += b[c];
     FOR_NV stv(zb + c * FB + VL * j, a[j]);
@@ -244,13 +263,13 @@ static void fused_gradH(size_t C, size_t p, const double *W, const double *G, co
     vd a[NV], x[NV];
     FOR_NV a[j] = (vd){0};
     for (size_t c = 0; c < C; c++) {
-      double w = W[c * p + k];
+      vd w = bcast(W[c * p + k]);
       const double *g = G + c * FB;
-      FOR_NV a[j] += w * ldv(g + VL * j);
+      FOR_NV a[j] = fmav(w, ldv(g + VL * j), a[j]);
     }
     const double *h = hb + k * ldh;
     FOR_NV x[j] = ldv(h + VL * j);
-    if (lambda != 0.0) FOR_NV a[j] += lambda * x[j];
+    if (lambda != 0.0) FOR_NV a[j] = fmav(bcast(lambda), x[j], a[j]);
     stats_add(x, &hs, &hm);
     stats_add(a, &gs, &gm);
     if (len == FB) FOR_NV stv(out + k * ldo + VL * j, a[j]);
@@ -267,25 +286,37 @@ static void fused_gradH(size_t C, size_t p, const double *W, const double *G, co
 }
 
 /* This block's share of grad_W and of the bias gradient:
- * gW[c][k] += sum_l G[c][l] hb[k][l], gb[c] += sum_l G[c][l]. */
+ * gW[c][k] += sum_l G[c][l] hb[k][l], gb[c] += sum_l G[c][l]. With lanes
+ * (small C p, the sums then stay in L1), gW holds VL partial sums per entry
+ * (gW[(c p + k) VL + lane]), added up once per slot by fused_lanes_sum;
+ * otherwise each block's sum is added up at once. */
 static void fused_gradW(size_t C, size_t p, const double *G, const double *hb, size_t ldh,
-                        double *gW, double *gb)
+                        double *gW, double *gb, int lanes)
 {
   for (size_t c = 0; c < C; c++) {
     const double *g = G + c * FB;
     vd gv[NV];
     FOR_NV gv[j] = ldv(g + VL * j);
-    double *gWc = gW + c * p;
     for (size_t k = 0; k < p; k++) {
       const double *h = hb + k * ldh;
       vd t = gv[0] * ldv(h);
-      _Pragma("GCC unroll 16") for (int j = 1; j < NV; j++) t += gv[j] * ldv(h + VL * j);
-      gWc[k] += hsumv(t);
+      _Pragma("GCC unroll 16") for (int j = 1; j < NV; j++) t = fmav(gv[j], ldv(h + VL * j), t);
+      if (lanes) {
+        double *q = gW + (c * p + k) * VL;
+        stv(q, ldv(q) + t);
+      } else
+        gW[c * p + k] += hsumv(t);
     }
     vd t = gv[0];
     for (int j = 1; j < NV; j++) t += gv[j];
     gb[c] += hsumv(t);
   }
+}
+
+/* gW[e] = the sum of the VL lanes of entry e, e < n, in place. */
+static void fused_lanes_sum(double *gW, size_t n)
+{
+  for (size_t e = 0; e < n; e++) gW[e] = hsumv(ldv(gW + e * VL));
 }
 
 UFM_SIMD_END
@@ -295,8 +326,10 @@ static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
                        size_t kb0, size_t kb1)
 {
   const size_t C = m->C, p = m->p, N = m->N;
-  double *gW = slot, *gb = gW + C * p, *zb = gb + C, *hpad = zb + C * FB, *st = hpad + p * FB;
-  memset(gW, 0, (C * p + C) * sizeof(double));
+  const int lanes = C * p <= LANES_MAX;
+  double *gW = slot, *gb = gW + C * p * (lanes ? VL : 1), *zb = gb + C, *hpad = zb + C * FB,
+         *st = hpad + p * FB;
+  memset(gW, 0, (C * p * (lanes ? VL : 1) + C) * sizeof(double));
   memset(st, 0, 4 * VL * sizeof(double));
   const double *b = m->bias ? m->b->data : NULL, *H = m->H->data, *W = m->W->data;
   const double scale = 1.0 / (double)N;
@@ -323,8 +356,9 @@ static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
       for (size_t l = len; l < FB; l++) g[l] = 0.0;
     }
     fused_gradH(C, p, W, zb, hb, ldh, pb->lambda_H, ws->gH->data + i0, N, len, st);
-    fused_gradW(C, p, zb, hb, ldh, gW, gb);
+    fused_gradW(C, p, zb, hb, ldh, gW, gb, lanes);
   }
+  if (lanes) fused_lanes_sum(gW, C * p);
 }
 
 /* Loss, grad_H and the G H^T, G 1 parts of grad_W, grad_b in one pass;
@@ -340,16 +374,17 @@ static void fused_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
   /* the slots in order */
   double *gW = ws->gW->data, *gb = ws->gb->data;
   memcpy(gW, ws->slots, C * p * sizeof(double));
-  memcpy(gb, ws->slots + C * p, C * sizeof(double));
+  const size_t gbo = C * p * (C * p <= LANES_MAX ? VL : 1); /* where a slot's gb is */
+  memcpy(gb, ws->slots + gbo, C * sizeof(double));
   double st[4 * VL];
   for (size_t s = 0; s < ns; s++) {
-    const double *sl = ws->slots + s * ws->slot_len, *ss = sl + C * p + C + C * FB + p * FB;
+    const double *sl = ws->slots + s * ws->slot_len, *ss = sl + gbo + C + C * FB + p * FB;
     if (s == 0) {
       memcpy(st, ss, sizeof st);
       continue;
     }
     for (size_t k = 0; k < C * p; k++) gW[k] += sl[k];
-    for (size_t c = 0; c < C; c++) gb[c] += sl[C * p + c];
+    for (size_t c = 0; c < C; c++) gb[c] += sl[gbo + c];
     for (size_t l = 0; l < 2 * VL; l++) st[l] += ss[l];
     for (size_t l = 2 * VL; l < 4 * VL; l++)
       if (ss[l] > st[l]) st[l] = ss[l];
