@@ -126,8 +126,9 @@ static double maxabs(const double *x, size_t n)
 }
 
 /* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
- * xs[r], ||g_r||^2 into gs[r]; returns through *xmax, *gmax the largest
- * |entry| (NaN if any entry is NaN). */
+ * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
+ * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
+ * any entry is NaN). One pass over each row. */
 static void decay_pass(size_t R, size_t L, const double *x, double *g, double lambda, double *xs,
                        double *gs, double *xmax, double *gmax)
 {
@@ -138,14 +139,34 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
   for (size_t r = 0; r < R; r++) {
     const double *xr = x + r * L;
     double *gr = g + r * L;
-    if (lambda != 0.0)
-      for (size_t k = 0; k < L; k++) gr[k] += lambda * xr[k];
-    xs[r] = ufm_sumsq(xr, L);
-    gs[r] = ufm_sumsq(gr, L);
-    double a = maxabs(xr, L), b = maxabs(gr, L);
-    if (isnan(a) || isnan(b)) nan_seen = 1;
-    if (a > xm) xm = a;
-    if (b > gm) gm = b;
+    double sx[4] = {0, 0, 0, 0}, sg[4] = {0, 0, 0, 0}, mx[4] = {0, 0, 0, 0}, mg[4] = {0, 0, 0, 0};
+    size_t k = 0;
+    for (; k + 4 <= L; k += 4)
+      for (int j = 0; j < 4; j++) {
+        double xv = xr[k + j], gv = gr[k + j];
+        if (lambda != 0.0) gr[k + j] = gv = gv + lambda * xv;
+        sx[j] += xv * xv;
+        sg[j] += gv * gv;
+        double a = fabs(xv), b = fabs(gv);
+        if (!(a <= mx[j])) mx[j] = a; /* NaN sticks */
+        if (!(b <= mg[j])) mg[j] = b;
+      }
+    for (; k < L; k++) {
+      double xv = xr[k], gv = gr[k];
+      if (lambda != 0.0) gr[k] = gv = gv + lambda * xv;
+      sx[0] += xv * xv;
+      sg[0] += gv * gv;
+      double a = fabs(xv), b = fabs(gv);
+      if (!(a <= mx[0])) mx[0] = a;
+      if (!(b <= mg[0])) mg[0] = b;
+    }
+    xs[r] = (sx[0] + sx[1]) + (sx[2] + sx[3]);
+    gs[r] = (sg[0] + sg[1]) + (sg[2] + sg[3]);
+    for (int j = 0; j < 4; j++) {
+      if (isnan(mx[j]) || isnan(mg[j])) nan_seen = 1;
+      if (mx[j] > xm) xm = mx[j];
+      if (mg[j] > gm) gm = mg[j];
+    }
   }
   *xmax = nan_seen ? NAN : xm;
   *gmax = nan_seen ? NAN : gm;
