@@ -80,6 +80,8 @@ double ufm_model_bytes_needed(size_t C, size_t p, size_t N, int momentum)
   double doubles = 2 * (Cd * pd + pd * Nd + Cd) + Cd * Nd + 5 * Nd + 2 * Cd * pd + Cd * Cd
                    + (svd > tmp ? svd : tmp);
   if (momentum) doubles += Cd * pd + pd * Nd + Cd;
+  if (C <= 32) /* UFM_GRAD_FUSED_CMAX: the fused step's slots (grad.c), at most 8 */
+    doubles += 8 * (Cd * pd + 33 * Cd + 32 * pd + 4112);
   return 8.0 * doubles;
 }
 
