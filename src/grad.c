@@ -32,7 +32,7 @@
 /* ------------------------------------------------------------- 1. workspace */
 
 /* The fused pass: blocks of FB columns (four vectors of 8 doubles), at most
- * NSLOT slots. */
+ * NSLOT slots of at least 8 blocks (fewer slots, less to add up at the end). */
 #define FB 32
 #define VL 4 /* doubles per vector (section 3) */
 #define NV (FB / VL)
@@ -71,7 +71,7 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->rows = ufm_malloc(2 * (p + C) * sizeof(double));
   if (C <= UFM_GRAD_FUSED_CMAX && N > 0 && ufm_simd_ok()) {
     size_t nblk = (N + FB - 1) / FB;
-    ws->nslot = nblk < NSLOT ? nblk : NSLOT;
+    ws->nslot = nblk / 8 < 1 ? 1 : nblk / 8 > NSLOT ? NSLOT : nblk / 8; /* >= 8 blocks a slot */
     ws->slot_len = slot_doubles(C, p);
     size_t bytes = ws->nslot * ws->slot_len * sizeof(double);
     ws->slots = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -210,7 +210,14 @@ static inline vd fmav(vd a, vd b, vd c)
 #endif
 }
 
-static inline vd bcast(double w) { return (vd){0} + w; }
+static inline vd bcast(double w)
+{
+#if VL == 4
+  return (vd){w, w, w, w};
+#else
+  return (vd){0} + w;
+#endif
+}
 
 /* lane-wise max(a, b) of non-negative numbers (a NaN is dropped here: the
  * callers see NaN in the sums of squares instead) */
@@ -225,24 +232,6 @@ static inline vd maxv(vd a, vd b)
 }
 
 static inline vd absv(vd x) { return (vd)((vl)x & INT64_MAX); }
-
-/* sum of squares and largest |entry| of the NV vectors x, per lane, in a
- * fixed order, onto *s and *m */
-static inline void stats_add(const vd *x, vd *s, vd *m)
-{
-  vd q[NV], a[NV];
-  _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) {
-    q[j] = x[j] * x[j];
-    a[j] = absv(x[j]);
-  }
-  for (int w = NV / 2; w >= 1; w /= 2)
-    _Pragma("GCC unroll 16") for (int j = 0; j < w; j++) {
-      q[j] += q[j + w];
-      a[j] = maxv(a[j], a[j + w]);
-    }
-  *s += q[0];
-  *m = maxv(*m, a[0]);
-}
 
 /* The lanes of v, added in a fixed order. */
 static inline double hsumv(vd v)
@@ -281,7 +270,7 @@ static void fused_gradH(size_t C, size_t p, const double *W, const double *G, co
 {
   vd hs = ldv(st), gs = ldv(st + VL), hm = ldv(st + 2 * VL), gm = ldv(st + 3 * VL);
   for (size_t k = 0; k < p; k++) {
-    vd a[NV], x[NV];
+    vd a[NV];
     FOR_NV a[j] = (vd){0};
     for (size_t c = 0; c < C; c++) {
       vd w = bcast(W[c * p + k]);
@@ -289,10 +278,19 @@ static void fused_gradH(size_t C, size_t p, const double *W, const double *G, co
       FOR_NV a[j] = fmav(w, ldv(g + VL * j), a[j]);
     }
     const double *h = hb + k * ldh;
-    FOR_NV x[j] = ldv(h + VL * j);
-    if (lambda != 0.0) FOR_NV a[j] = fmav(bcast(lambda), x[j], a[j]);
-    stats_add(x, &hs, &hm);
-    stats_add(a, &gs, &gm);
+    vd qx = {0}, qg = {0}, mx = {0}, mg = {0};
+    FOR_NV {
+      vd x = ldv(h + VL * j);
+      if (lambda != 0.0) a[j] = fmav(bcast(lambda), x, a[j]);
+      qx = fmav(x, x, qx);
+      qg = fmav(a[j], a[j], qg);
+      mx = maxv(mx, absv(x));
+      mg = maxv(mg, absv(a[j]));
+    }
+    hs += qx;
+    gs += qg;
+    hm = maxv(hm, mx);
+    gm = maxv(gm, mg);
     if (len == FB) FOR_NV stv(out + k * ldo + VL * j, a[j]);
     else {
       double tmp[FB];
