@@ -31,7 +31,7 @@
 
 /* ------------------------------------------------------------- 1. workspace */
 
-/* The fused pass: blocks of FB columns (four vectors of 8 doubles), at most
+/* The fused pass: blocks of FB columns (NV vectors of VL doubles), at most
  * NSLOT slots of at least 8 blocks (fewer slots, less to add up at the end). */
 #define FB 32
 #define VL 4 /* doubles per vector (section 3) */
