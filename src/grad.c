@@ -39,7 +39,7 @@
 #define NSLOT 8
 /* the slots run in parallel above this many multiply-adds per product */
 #define UFM_FUSED_PAR_MIN ((size_t)1 << 22)
-/* per slot: partial grad_W (C p), bias gradient (C), the block's logits
+/* per slot: partial grad_W (C p, or C p VL lane sums), bias gradient (C), the block's logits
  * then G (C x FB), the last, partial block of H padded to FB columns
  * (p x FB), and four vectors for the norms and largest entries */
 /* grad_W in VL lanes per entry up to this C p (32 KiB of lanes) */
