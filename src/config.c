@@ -458,6 +458,21 @@ char *ufm_config_name_from_path(const char *path)
   return strndup(base, n);
 }
 
+char *ufm_config_recorded_name(const char *path)
+{
+  FILE *fp = fopen(path, "r");
+  if (!fp) return NULL;
+  char line[1024];
+  char *name = NULL;
+  if (fgets(line, sizeof line, fp) &&
+      (!strncmp(line, "# ufm experiment '", 18) || !strncmp(line, "# ufm sweep '", 13))) {
+    char *a = strchr(line, '\''), *b = strrchr(line, '\'');
+    if (b > a + 1) name = strndup(a + 1, (size_t)(b - a - 1));
+  }
+  fclose(fp);
+  return name;
+}
+
 int ufm_config_read_file(ufm_config *cfg, const char *path, char *errbuf)
 {
   ufm_settings s = {0};

@@ -63,6 +63,11 @@ void ufm_settings_clear(ufm_settings *s);
  * directory's config.ini or sweep.ini is named after the directory. */
 char *ufm_config_name_from_path(const char *path);
 
+/* The name a run or sweep directory's config.ini / sweep.ini records in its
+ * first line ("# ufm experiment 'NAME', ..."), for --resume: a resumed
+ * experiment keeps the name it started with. NULL if there is none. */
+char *ufm_config_recorded_name(const char *path);
+
 /* The key table, for sweeps and sweep.ini. */
 size_t ufm_config_nkeys(void);
 const char *ufm_config_key_name(size_t k);

@@ -146,7 +146,8 @@ static int read_experiment(const char *cmd, int argc, char **argv, const char *r
     /* DIR itself, however the directory was named when the run started */
     ufm_settings_put(&set, "out", resume, "--resume");
     free(name);
-    name = ufm_config_name_from_path(from);
+    name = ufm_config_recorded_name(from);
+    if (!name) name = ufm_config_name_from_path(from);
     free(ini);
     free(cfgini);
     nfile = 1;

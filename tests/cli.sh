@@ -427,6 +427,16 @@ else
   echo "note - /usr/bin/python3 with numpy not found: NumPy reference not checked (setup.sh installs python3-numpy)"
 fi
 
+# ------------------------------------------------- --resume keeps the name
+echo "# --resume of a run killed before its first checkpoint"
+run "$UFM" run --quiet --no-plot out="$T/rn" iterations=50
+find "$T/rn" -type f ! -name config.ini -exec rm {} +
+run "$UFM" run --quiet --no-plot --resume "$T/rn"
+check "--resume of a directory holding only config.ini runs from the start (exit 0)" \
+  sh -c "[ $rc -eq 0 ] && [ -f '$T/rn/summary.tsv' ]"
+check "... and its config.ini keeps the experiment's name (default, not the directory's)" \
+  grep -q "^# ufm experiment 'default'," "$T/rn/config.ini"
+
 # ------------------------------------------------------------------- make paper
 echo "# paper/build.sh (make paper): what is missing is said before anything runs"
 run env UFM="$T/no-such-ufm" sh "$HERE/../paper/build.sh" --fast
