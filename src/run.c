@@ -363,6 +363,13 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     }
   }
   int resuming = opts->resume && ufm_ckpt_exists(cfg->out);
+  /* everything the run owns, released once at `done` */
+  ufm_theory *th = NULL;
+  ufm_grad_ws *ws = NULL;
+  ufm_metrics_ws *mw = NULL;
+  ufm_optim *opt = NULL;
+  unsigned long *its = NULL;
+  mtable tab = {0};
   ufm_model *m = ufm_model_alloc(cfg->classes, cfg->dim, cfg->counts, cfg->bias);
   if (!m) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the model");
   int st = UFM_OK;
@@ -370,41 +377,28 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   } else if (cfg->init_from) st = ufm_state_load(m, cfg->init_from, errbuf);
   else ufm_model_init_random(m, cfg->seed, cfg->init_scale);
   if (st == UFM_OK) st = prepare_outdir(cfg->out, opts->force || opts->resume, errbuf);
-  if (st != UFM_OK) {
-    ufm_model_free(m);
-    return st;
-  }
+  if (st != UFM_OK) goto done;
   ufm_remove_stale_tmp(cfg->out); /* left by a killed process */
   char *cfgpath = ufm_path_join(cfg->out, "config.ini");
   if (!resuming) clear_old_outputs(cfg->out);
   if (!resuming || access(cfgpath, F_OK) != 0) st = write_config(cfg, cfg->out, errbuf);
   free(cfgpath);
   /* the predicted limit, when one is known, for the figures and the summary */
-  ufm_theory *th = ufm_theory_for_config(cfg);
+  th = ufm_theory_for_config(cfg);
   if (st == UFM_OK && ufm_theory_has_prediction(th)) st = ufm_theory_write_tsv(th, cfg->out, errbuf);
   theory_drop_matrices(th);
-  if (st != UFM_OK) {
-    ufm_theory_free(th);
-    ufm_model_free(m);
-    return st;
-  }
+  if (st != UFM_OK) goto done;
 
   ufm_problem pb = {cfg->loss, cfg->lambda_W, cfg->lambda_H, cfg->lambda_b};
   apply_constraints(cfg, m); /* projected GD starts from a feasible point */
-  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
-  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
-  ufm_optim *opt = ufm_optim_alloc(cfg->optimizer, m->C, m->p, m->N, cfg->lr, cfg->momentum);
+  ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  opt = ufm_optim_alloc(cfg->optimizer, m->C, m->p, m->N, cfg->lr, cfg->momentum);
   if (!ws || !mw || !opt) {
-    ufm_grad_ws_free(ws);
-    ufm_metrics_ws_free(mw);
-    ufm_optim_free(opt);
-    ufm_model_free(m);
-    ufm_theory_free(th);
-    return ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
+    st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
+    goto done;
   }
-  unsigned long *its;
   size_t nlog = ufm_log_schedule(cfg->iterations, cfg->log_points, &its), next = 0;
-  mtable tab = {0};
   double vals[UFM_NMETRICS];
   int have_vals = 0, interrupted = 0;
   unsigned long vals_at = 0;
@@ -436,17 +430,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     }
     ufm_ckpt_clear(&ck);
   }
-  if (st != UFM_OK) {
-    free(its);
-    free(tab.iter);
-    free(tab.v);
-    ufm_optim_free(opt);
-    ufm_metrics_ws_free(mw);
-    ufm_grad_ws_free(ws);
-    ufm_model_free(m);
-    ufm_theory_free(th);
-    return st;
-  }
+  if (st != UFM_OK) goto done;
 
   ufm_progress pg;
   ufm_progress_start(&pg, cfg->name, cfg->iterations, opts->quiet);
@@ -552,6 +536,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   if (st == UFM_OK && strcmp(status, "diverged") == 0)
     st = ufm_fail(errbuf, UFM_EDIVERGED, "%s: diverged: %s", cfg->out, msg);
 
+done:
   ufm_theory_free(th);
   free(its);
   free(tab.iter);
