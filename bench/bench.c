@@ -306,6 +306,7 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
+  ufm_blas_select_core(argv); /* the kernels ufm itself runs with (version.h) */
   static const struct option lo[] = {
       {"sizes", required_argument, 0, 's'},   {"reps", required_argument, 0, 'r'},
       {"time", required_argument, 0, 'T'},    {"threads", required_argument, 0, 't'},
@@ -339,12 +340,12 @@ int main(int argc, char **argv)
 
   char cpu[256];
   cpu_model(cpu, sizeof cpu);
-  const char *coretype = getenv("OPENBLAS_CORETYPE");
   printf("# ufm-bench %s\n", PACKAGE_VERSION);
   printf("# CPU: %s, %ld cores online; threads used: %d\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
          threads);
   printf("# BLAS: %s\n", ufm_blas_name());
-  printf("# OPENBLAS_CORETYPE: %s\n", coretype ? coretype : "(not set: OpenBLAS's own detection)");
+  printf("# BLAS %s; the bare dgemm calls and the NumPy/PyTorch runs (which inherit\n"
+         "# OPENBLAS_CORETYPE) use the same kernels as ufm\n", ufm_blas_core_note());
   printf("# load average at start: %.2f\n", load1());
   printf("# experiment: CE, bias, lambda_W = %g, lambda_H = %g, lambda_b = %g, lr = %g; best of %d "
          "samples of ~%g s each\n",

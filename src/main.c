@@ -564,6 +564,7 @@ static int ufm_main(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
+  ufm_blas_select_core(argv); /* may re-execute ufm with faster BLAS kernels (version.h) */
 #ifdef HAVE_MPI
   /* MPI only under a launcher (mpirun, srun): a plain `ufm` from an MPI build
    * starts no MPI runtime, which would cost time and write files of its own */

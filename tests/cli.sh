@@ -41,6 +41,25 @@ done
 if [ -n "$LDCONFIG" ] && "$LDCONFIG" -p 2>/dev/null | grep -q libopenblas; then
   check "--version: BLAS is not gslcblas (libopenblas is installed)" \
     sh -c "grep '^BLAS' '$T/out' | grep -vqi gslcblas"
+  # OpenBLAS 0.3.21 takes CPUs it does not know for SSE3 machines (Prescott);
+  # ufm then re-executes itself with the kernels the CPU can run (version.h)
+  SSE_CORES='Prescott|Core2|Penryn|Dunnington|Nehalem|Atom'
+  if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null \
+     && grep -qw fma /proc/cpuinfo; then
+    check "--version: an AVX2 CPU gets AVX2 or AVX-512 kernels, not SSE ones" \
+      sh -c "grep '^BLAS' '$T/out' | grep -Evq '$SSE_CORES'"
+  fi
+  run env OPENBLAS_CORETYPE=Prescott "$UFM" --version
+  check "OPENBLAS_CORETYPE set by the user is kept" grep -q '^BLAS .*Prescott' "$T/out"
+  check "--version says who chose the kernels" grep -q 'kernels set by OPENBLAS_CORETYPE=Prescott' "$T/out"
+  # other kernels, other rounding, the same run to 1e-9
+  run env OPENBLAS_CORETYPE=Prescott "$UFM" run -q --no-plot classes=40 dim=48 n=4 iterations=200 out=kp
+  run "$UFM" run -q --no-plot --force classes=40 dim=48 n=4 iterations=200 out=ka
+  check "runs on the SSE3 and on the chosen kernels agree to 1e-9" awk -F'\t' '
+    NR == FNR { if ($1 == "loss" || $1 == "etf_W") v[$1] = $2; next }
+    ($1 in v) { d = $2 - v[$1]; if (d < 0) d = -d; s = v[$1] < 0 ? -v[$1] : v[$1];
+                if (!(d <= 1e-9 * (s > 1 ? s : 1))) bad = 1; n++ }
+    END { exit bad || n != 2 }' kp/summary.tsv ka/summary.tsv
 else
   echo "note - libopenblas not installed (or no ldconfig): BLAS name not checked"
 fi
