@@ -129,6 +129,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
   ufm_optim *opt = ufm_optim_alloc(&ufm_optim_gd, m->C, m->p, m->N, LR, 0.0);
+  if (opt && ws) ufm_optim_prepare(opt, ws); /* as ufm run does */
   bare_ws b = {gsl_matrix_alloc(m->N, m->C), gsl_matrix_alloc(m->C, m->p),
                gsl_matrix_alloc(m->p, m->N)};
   gsl_matrix *GT = gsl_matrix_alloc(m->N, m->C);

@@ -5,7 +5,11 @@
 /* Blocks: C is split along its longer side into pieces of at least 64 and
  * at most ceil(side/8) rows or columns: enough pieces for any thread count
  * to share, and the same pieces whatever that count is. Small products
- * (below 2^18 multiply-adds) are one piece. */
+ * (below 2^18 multiply-adds) are one piece. When the inner dimension is more
+ * than 4 times that side (grad_W = G H^T: K = N), every piece packs all of
+ * the other operand again (80 MB of G at C = 1000, N = 10^4), so pieces are
+ * then at least 256 wide: 2 pieces at p = 512, 4 at p = 1024 (at 64 wide,
+ * that product took 1.5x OpenBLAS's own threaded call). */
 void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gsl_matrix *A,
               const gsl_matrix *B, double beta, gsl_matrix *C)
 {
@@ -18,7 +22,8 @@ void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gs
   const int by_rows = M >= N;
   const size_t side = by_rows ? M : N;
   size_t bs = (side + 7) / 8;
-  if (bs < 64) bs = 64;
+  const size_t bmin = K > 4 * side ? 256 : 64;
+  if (bs < bmin) bs = bmin;
   const size_t nb = (side + bs - 1) / bs;
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t k = 0; k < nb; k++) {

@@ -128,9 +128,11 @@ static double maxabs(const double *x, size_t n)
 /* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
  * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
  * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
- * any entry is NaN). One pass over each row. */
+ * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
+ * lambda x) instead: the next state of a gradient step, the norms and
+ * maxima still those of x and of the gradient. */
 static void decay_pass(size_t R, size_t L, const double *x, double *g, double lambda, double *xs,
-                       double *gs, double *xmax, double *gmax)
+                       double *gs, double *xmax, double *gmax, double lr)
 {
   double xm = 0.0, gm = 0.0;
   int nan_seen = 0;
@@ -144,7 +146,9 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
     for (; k + 4 <= L; k += 4)
       for (int j = 0; j < 4; j++) {
         double xv = xr[k + j], gv = gr[k + j];
-        if (lambda != 0.0) gr[k + j] = gv = gv + lambda * xv;
+        if (lambda != 0.0) gv = gv + lambda * xv;
+        if (lr > 0.0) gr[k + j] = xv - lr * gv; /* ufm_optim_iterate's arithmetic */
+        else if (lambda != 0.0) gr[k + j] = gv;
         sx[j] += xv * xv;
         sg[j] += gv * gv;
         double a = fabs(xv), b = fabs(gv);
@@ -153,7 +157,9 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
       }
     for (; k < L; k++) {
       double xv = xr[k], gv = gr[k];
-      if (lambda != 0.0) gr[k] = gv = gv + lambda * xv;
+      if (lambda != 0.0) gv = gv + lambda * xv;
+      if (lr > 0.0) gr[k] = xv - lr * gv;
+      else if (lambda != 0.0) gr[k] = gv;
       sx[0] += xv * xv;
       sg[0] += gv * gv;
       double a = fabs(xv), b = fabs(gv);
@@ -442,7 +448,14 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
   ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
 
   double *rx = ws->rows + C, *rg = ws->rows + (p + C) + C;
-  decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax);
+  /* the step of H folded in (grad.h): lr as ufm_optim_iterate would take it */
+  double lr = 0.0;
+  if (ws->fold_lr > 0.0) {
+    double loss = sum_in_order(ws->loss_i, N) / (double)N;
+    lr = ws->fold_ngd && loss > 0 ? ws->fold_lr / loss : ws->fold_lr;
+  }
+  decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax, lr);
+  ws->h_next = lr > 0.0;
   ws->normH2 = sum_in_order(rx, p);
   *g2 = sum_in_order(rg, p);
 
@@ -472,6 +485,7 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
   const size_t C = m->C, p = m->p, N = m->N;
   int fused = ws->slots && pb->loss->block && ws->path != UFM_GRAD_PRODUCTS;
   double hmax, ghmax, gh2;
+  ws->h_next = 0;
   gsl_vector_set_zero(ws->gb);
   if (fused) fused_pass(pb, m, ws, &gh2, &hmax, &ghmax);
   else products_pass(pb, m, ws, &gh2, &hmax, &ghmax);
@@ -479,7 +493,7 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
 
   double *rx = ws->rows, *rg = ws->rows + (p + C);
   double wmax, gwmax;
-  decay_pass(C, p, m->W->data, ws->gW->data, pb->lambda_W, rx, rg, &wmax, &gwmax);
+  decay_pass(C, p, m->W->data, ws->gW->data, pb->lambda_W, rx, rg, &wmax, &gwmax, 0.0);
   ws->normW2 = sum_in_order(rx, C);
   double g2 = sum_in_order(rg, C) + gh2;
 

@@ -17,7 +17,7 @@ typedef struct {
   size_t C, p, N;
   gsl_matrix *ZT;  /* N x C: the logits Z^T + 1 b^T, then G^T = (1/N) dLoss/dZ^T */
   gsl_matrix *gW;  /* C x p: grad_W = G H^T + lambda_W W                          */
-  gsl_matrix *gH;  /* p x N: grad_H = W^T G + lambda_H H                          */
+  gsl_matrix *gH;  /* p x N: grad_H = W^T G + lambda_H H (the next H if h_next)  */
   gsl_vector *gb;  /* C:     grad_b = G 1 + lambda_b b (zero without bias)        */
   double *loss_i;  /* N per-sample losses                                         */
   double *margin;  /* N: z_{i,y_i} - max_{c != y_i} z_ic                          */
@@ -30,6 +30,17 @@ typedef struct {
   double *slots;
   size_t nslot, slot_len;
   int path; /* UFM_GRAD_AUTO (default), or one path forced (tests, benchmarks) */
+  /* The H step folded into the evaluation (gd and ngd; ufm_optim_prepare
+   * sets it): with fold_lr > 0 the three-product path writes
+   * H - lr grad_H, lr = fold_lr (or fold_lr / loss with fold_ngd), into gH
+   * in the pass that adds the decay, with the same arithmetic as the
+   * separate update, and sets h_next; ufm_optim_iterate then swaps H and gH
+   * instead of reading both again (two passes over p N doubles less).
+   * Until then H is the evaluated point: metrics, the divergence guard and
+   * a stop in between see it unchanged. */
+  double fold_lr;
+  int fold_ngd;
+  int h_next;
   /* reductions at the evaluated point */
   double loss;                   /* (1/N) sum_i loss_i                  */
   double normW2, normH2, normb2; /* squared norms of the state          */

@@ -92,13 +92,25 @@ static double momentum_block(double *x, double *v, const double *g, size_t n, do
   return vm;
 }
 
-void ufm_optim_iterate(ufm_optim *o, ufm_model *m, const ufm_grad_ws *ws)
+void ufm_optim_prepare(const ufm_optim *o, ufm_grad_ws *ws)
+{
+  ws->fold_lr = o->type->uses_velocity ? 0.0 : o->lr;
+  ws->fold_ngd = o->type == &ufm_optim_ngd;
+}
+
+void ufm_optim_iterate(ufm_optim *o, ufm_model *m, ufm_grad_ws *ws)
 {
   const size_t nW = m->C * m->p, nH = m->p * m->N, nb = m->C;
   if (!o->type->uses_velocity) {
     double lr = step_size(o, ws);
     gd_block(m->W->data, ws->gW->data, nW, lr);
-    gd_block(m->H->data, ws->gH->data, nH, lr);
+    if (ws->h_next) { /* the evaluation already wrote H - lr grad_H (grad.h) */
+      gsl_matrix *h = m->H;
+      m->H = ws->gH;
+      ws->gH = h;
+      ws->h_next = 0;
+    } else
+      gd_block(m->H->data, ws->gH->data, nH, lr);
     if (m->bias) gd_block(m->b->data, ws->gb->data, nb, lr);
     return;
   }

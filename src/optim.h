@@ -3,6 +3,8 @@
  * GSL's set / iterate split: the caller owns the loop. Each iteration is
  *   ufm_grad_eval(problem, model, ws)        (gradient at the current point)
  *   ufm_optim_iterate(opt, model, ws)        (one update from that gradient)
+ * (after ufm_optim_prepare(opt, ws), gd and ngd do H's update inside the
+ * evaluation and the iteration only swaps it in)
  * so metrics, logging and checkpoints happen between the two, outside.
  */
 #ifndef UFM_OPTIM_H
@@ -47,6 +49,13 @@ double ufm_optim_step_bound(const ufm_optim *o, const ufm_grad_ws *ws);
  *   momentum: v <- mu v + grad; theta <- theta - lr v   (PyTorch convention)
  *   ngd:      theta <- theta - (lr / loss) grad          (loss at the same point)
  * b is left untouched when the model has no bias. */
-void ufm_optim_iterate(ufm_optim *o, ufm_model *m, const ufm_grad_ws *ws);
+void ufm_optim_iterate(ufm_optim *o, ufm_model *m, ufm_grad_ws *ws);
+
+/* Let ufm_grad_eval take gd's and ngd's step of H in its own pass over H
+ * (grad.h, fold_lr): the same bits, two passes over p N doubles less. Call
+ * once, before the loop, when every evaluation is followed by
+ * ufm_optim_iterate or by the end of the run (never by a second evaluation
+ * that expects grad_H in ws). */
+void ufm_optim_prepare(const ufm_optim *o, ufm_grad_ws *ws);
 
 #endif

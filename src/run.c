@@ -398,6 +398,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
     goto done;
   }
+  ufm_optim_prepare(opt, ws); /* gd, ngd: H's update inside the evaluation */
   size_t nlog = ufm_log_schedule(cfg->iterations, cfg->log_points, &its), next = 0;
   double vals[UFM_NMETRICS];
   int have_vals = 0, interrupted = 0;
