@@ -131,6 +131,71 @@ static double maxabs(const double *x, size_t n)
  * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
  * lambda x) instead: the next state of a gradient step, the norms and
  * maxima still those of x and of the gradient. */
+/* One row of decay_pass; `mode` is a constant where it is inlined: 0 only
+ * the sums, 1 write the decayed gradient, 2 write the next state. Lane j
+ * takes the entries k = j mod 4, as ufm_sumsq does, whether the loop runs
+ * in a vector or not: the same bits either way (no contraction). */
+static inline __attribute__((always_inline)) void decay_row_body(size_t L, const double *xr, double *gr, double lambda, double lr,
+                                  int mode, double *st)
+{
+  double sx[4] = {0, 0, 0, 0}, sg[4] = {0, 0, 0, 0}, mx[4] = {0, 0, 0, 0}, mg[4] = {0, 0, 0, 0};
+  size_t k = 0;
+  for (; k + 4 <= L; k += 4) {
+#pragma omp simd
+    for (int j = 0; j < 4; j++) {
+      double xv = xr[k + j], gv = gr[k + j];
+      if (mode) gv = gv + lambda * xv;
+      if (mode == 2) gr[k + j] = xv - lr * gv; /* ufm_optim_iterate's arithmetic */
+      else if (mode == 1) gr[k + j] = gv;
+      sx[j] += xv * xv;
+      sg[j] += gv * gv;
+      double a = fabs(xv), b = fabs(gv);
+      mx[j] = a <= mx[j] ? mx[j] : a; /* a NaN is taken */
+      mg[j] = b <= mg[j] ? mg[j] : b;
+    }
+  }
+  for (; k < L; k++) {
+    double xv = xr[k], gv = gr[k];
+    if (mode) gv = gv + lambda * xv;
+    if (mode == 2) gr[k] = xv - lr * gv;
+    else if (mode == 1) gr[k] = gv;
+    sx[0] += xv * xv;
+    sg[0] += gv * gv;
+    double a = fabs(xv), b = fabs(gv);
+    mx[0] = a <= mx[0] ? mx[0] : a;
+    mg[0] = b <= mg[0] ? mg[0] : b;
+  }
+  st[0] = (sx[0] + sx[1]) + (sx[2] + sx[3]);
+  st[1] = (sg[0] + sg[1]) + (sg[2] + sg[3]);
+  int nan_seen = 0;
+  double a = 0.0, b = 0.0;
+  for (int j = 0; j < 4; j++) {
+    if (isnan(mx[j]) || isnan(mg[j])) nan_seen = 1;
+    if (mx[j] > a) a = mx[j];
+    if (mg[j] > b) b = mg[j];
+  }
+  st[2] = a;
+  st[3] = b;
+  st[4] = nan_seen;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void decay_row(size_t L, const double *xr, double *gr, double lambda, double lr, double *st)
+{
+  /* lambda = 0 adds nothing (and writes nothing) unless a step is taken */
+  if (lr > 0.0) decay_row_body(L, xr, gr, lambda, lr, 2, st);
+  else if (lambda != 0.0) decay_row_body(L, xr, gr, lambda, 0.0, 1, st);
+  else decay_row_body(L, xr, gr, 0.0, 0.0, 0, st);
+}
+
+/* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
+ * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
+ * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
+ * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
+ * lambda x) instead: the next state of a gradient step, the norms and
+ * maxima still those of x and of the gradient. */
 static void decay_pass(size_t R, size_t L, const double *x, double *g, double lambda, double *xs,
                        double *gs, double *xmax, double *gmax, double lr)
 {
@@ -139,40 +204,13 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
 #pragma omp parallel for schedule(static) reduction(max : xm, gm) reduction(| : nan_seen) \
     if (R * L >= UFM_PAR_MIN)
   for (size_t r = 0; r < R; r++) {
-    const double *xr = x + r * L;
-    double *gr = g + r * L;
-    double sx[4] = {0, 0, 0, 0}, sg[4] = {0, 0, 0, 0}, mx[4] = {0, 0, 0, 0}, mg[4] = {0, 0, 0, 0};
-    size_t k = 0;
-    for (; k + 4 <= L; k += 4)
-      for (int j = 0; j < 4; j++) {
-        double xv = xr[k + j], gv = gr[k + j];
-        if (lambda != 0.0) gv = gv + lambda * xv;
-        if (lr > 0.0) gr[k + j] = xv - lr * gv; /* ufm_optim_iterate's arithmetic */
-        else if (lambda != 0.0) gr[k + j] = gv;
-        sx[j] += xv * xv;
-        sg[j] += gv * gv;
-        double a = fabs(xv), b = fabs(gv);
-        if (!(a <= mx[j])) mx[j] = a; /* NaN sticks */
-        if (!(b <= mg[j])) mg[j] = b;
-      }
-    for (; k < L; k++) {
-      double xv = xr[k], gv = gr[k];
-      if (lambda != 0.0) gv = gv + lambda * xv;
-      if (lr > 0.0) gr[k] = xv - lr * gv;
-      else if (lambda != 0.0) gr[k] = gv;
-      sx[0] += xv * xv;
-      sg[0] += gv * gv;
-      double a = fabs(xv), b = fabs(gv);
-      if (!(a <= mx[0])) mx[0] = a;
-      if (!(b <= mg[0])) mg[0] = b;
-    }
-    xs[r] = (sx[0] + sx[1]) + (sx[2] + sx[3]);
-    gs[r] = (sg[0] + sg[1]) + (sg[2] + sg[3]);
-    for (int j = 0; j < 4; j++) {
-      if (isnan(mx[j]) || isnan(mg[j])) nan_seen = 1;
-      if (mx[j] > xm) xm = mx[j];
-      if (mg[j] > gm) gm = mg[j];
-    }
+    double st[5];
+    decay_row(L, x + r * L, g + r * L, lambda, lr, st);
+    xs[r] = st[0];
+    gs[r] = st[1];
+    if (st[2] > xm) xm = st[2];
+    if (st[3] > gm) gm = st[3];
+    if (st[4] != 0.0) nan_seen = 1;
   }
   *xmax = nan_seen ? NAN : xm;
   *gmax = nan_seen ? NAN : gm;
