@@ -307,9 +307,11 @@ static void fused_logits(size_t C, size_t p, const double *W, const double *hb, 
 
 /* grad_H of one block: out[k][l] = sum_c W[c][k] G[c][l] + lambda hb[k][l],
  * stored for l < len; per lane, the squared norms and largest entries of
- * hb and out accumulate in st[0..4 VL). */
+ * hb and of grad_H accumulate in st[0..4 VL). With lr > 0 out gets the next
+ * state hb - lr grad_H instead (grad.h, fold_lr; no contraction: the bits
+ * of ufm_optim_iterate's update). */
 static void fused_gradH(size_t C, size_t p, const double *W, const double *G, const double *hb,
-                        size_t ldh, double lambda, double *out, size_t ldo, size_t len,
+                        size_t ldh, double lambda, double lr, double *out, size_t ldo, size_t len,
                         double *st)
 {
   vd hs = ldv(st), gs = ldv(st + VL), hm = ldv(st + 2 * VL), gm = ldv(st + 3 * VL);
@@ -335,6 +337,7 @@ static void fused_gradH(size_t C, size_t p, const double *W, const double *G, co
     gs += qg;
     hm = maxv(hm, mx);
     gm = maxv(gm, mg);
+    if (lr > 0.0) FOR_NV a[j] = ldv(h + VL * j) - bcast(lr) * a[j];
     if (len == FB) FOR_NV stv(out + k * ldo + VL * j, a[j]);
     else {
       double tmp[FB];
@@ -386,7 +389,7 @@ UFM_SIMD_END
 
 /* One slot: blocks kb0 .. kb1-1 of the columns. */
 static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *slot,
-                       size_t kb0, size_t kb1)
+                       size_t kb0, size_t kb1, double lr)
 {
   const size_t C = m->C, p = m->p, N = m->N;
   const int lanes = C * p <= LANES_MAX;
@@ -418,7 +421,7 @@ static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
       for (size_t l = 0; l < len; l++) GT[l * C + c] = g[l];
       for (size_t l = len; l < FB; l++) g[l] = 0.0;
     }
-    fused_gradH(C, p, W, zb, hb, ldh, pb->lambda_H, ws->gH->data + i0, N, len, st);
+    fused_gradH(C, p, W, zb, hb, ldh, pb->lambda_H, lr, ws->gH->data + i0, N, len, st);
     fused_gradW(C, p, zb, hb, ldh, gW, gb, lanes);
   }
   if (lanes) fused_lanes_sum(gW, C * p);
@@ -431,9 +434,12 @@ static void fused_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
 {
   const size_t C = m->C, p = m->p, N = m->N;
   const size_t nblk = (N + FB - 1) / FB, ns = ws->nslot;
+  /* gd's step of H folded in (grad.h); ngd's lr / loss waits for the loss */
+  const double lr = ws->fold_ngd ? 0.0 : ws->fold_lr;
 #pragma omp parallel for schedule(dynamic, 1) if (C * p * N >= UFM_FUSED_PAR_MIN)
   for (size_t s = 0; s < ns; s++)
-    fused_slot(pb, m, ws, ws->slots + s * ws->slot_len, s * nblk / ns, (s + 1) * nblk / ns);
+    fused_slot(pb, m, ws, ws->slots + s * ws->slot_len, s * nblk / ns, (s + 1) * nblk / ns, lr);
+  ws->h_next = lr > 0.0;
   /* the slots in order */
   double *gW = ws->gW->data, *gb = ws->gb->data;
   memcpy(gW, ws->slots, C * p * sizeof(double));

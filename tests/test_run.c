@@ -234,44 +234,47 @@ static void test_log_schedule(void **s)
 
 /* gd and ngd with the step of H folded into the evaluation (ufm_optim_prepare)
  * give the same bits as the separate update, with and without decay, and the
- * fold does happen on the three-product path (C > UFM_GRAD_FUSED_CMAX). */
+ * fold does happen: on the three-product path (C = 40 > UFM_GRAD_FUSED_CMAX)
+ * for both, on the fused small-C path (C = 6, where the CPU has it) for gd. */
 static void test_folded_step_bits(void **s)
 {
   (void)s;
-  const size_t C = 40, p = 24, n = 3;
+  const size_t p = 24, n = 3;
   size_t counts[40];
-  for (size_t c = 0; c < C; c++) counts[c] = n + c % 2;
   const ufm_optim_type *types[] = {&ufm_optim_gd, &ufm_optim_ngd};
-  for (int ti = 0; ti < 2; ti++)
-    for (int dec = 0; dec < 2; dec++) {
-      ufm_problem pb = {&ufm_loss_ce, 5e-3, dec ? 7e-3 : 0.0, 1e-3};
-      ufm_model *a = ufm_model_alloc(C, p, counts, 1), *b = ufm_model_alloc(C, p, counts, 1);
-      ufm_model_init_random(a, 11, 1.0);
-      ufm_model_init_random(b, 11, 1.0);
-      ufm_grad_ws *wa = ufm_grad_ws_alloc(C, p, a->N), *wb = ufm_grad_ws_alloc(C, p, b->N);
-      ufm_optim *oa = ufm_optim_alloc(types[ti], C, p, a->N, 0.3, 0.0);
-      ufm_optim *ob = ufm_optim_alloc(types[ti], C, p, b->N, 0.3, 0.0);
-      ufm_optim_prepare(ob, wb);
-      for (int t = 0; t < 6; t++) {
-        assert_int_equal(ufm_grad_eval(&pb, a, wa), UFM_OK);
-        assert_int_equal(ufm_grad_eval(&pb, b, wb), UFM_OK);
-        assert_int_equal(wa->h_next, 0);
-        assert_int_equal(wb->h_next, 1);
-        assert_true(wa->gnorm2 == wb->gnorm2 && wa->gmax == wb->gmax && wa->loss == wb->loss);
-        ufm_optim_iterate(oa, a, wa);
-        ufm_optim_iterate(ob, b, wb);
-        assert_int_equal(wb->h_next, 0);
-        assert_memory_equal(a->H->data, b->H->data, p * a->N * sizeof(double));
-        assert_memory_equal(a->W->data, b->W->data, C * p * sizeof(double));
-        assert_memory_equal(a->b->data, b->b->data, C * sizeof(double));
-      }
-      ufm_optim_free(oa);
-      ufm_optim_free(ob);
-      ufm_grad_ws_free(wa);
-      ufm_grad_ws_free(wb);
-      ufm_model_free(a);
-      ufm_model_free(b);
+  const size_t Cs[] = {40, 6};
+  for (int k = 0; k < 8; k++) {
+    const size_t C = Cs[k / 4];
+    const int ti = k / 2 % 2, dec = k % 2;
+    for (size_t c = 0; c < C; c++) counts[c] = n + c % 2;
+    ufm_problem pb = {&ufm_loss_ce, 5e-3, dec ? 7e-3 : 0.0, 1e-3};
+    ufm_model *a = ufm_model_alloc(C, p, counts, 1), *b = ufm_model_alloc(C, p, counts, 1);
+    ufm_model_init_random(a, 11, 1.0);
+    ufm_model_init_random(b, 11, 1.0);
+    ufm_grad_ws *wa = ufm_grad_ws_alloc(C, p, a->N), *wb = ufm_grad_ws_alloc(C, p, b->N);
+    ufm_optim *oa = ufm_optim_alloc(types[ti], C, p, a->N, 0.3, 0.0);
+    ufm_optim *ob = ufm_optim_alloc(types[ti], C, p, b->N, 0.3, 0.0);
+    ufm_optim_prepare(ob, wb);
+    for (int t = 0; t < 6; t++) {
+      assert_int_equal(ufm_grad_eval(&pb, a, wa), UFM_OK);
+      assert_int_equal(ufm_grad_eval(&pb, b, wb), UFM_OK);
+      assert_int_equal(wa->h_next, 0);
+      assert_int_equal(wb->h_next, wb->slots == NULL || types[ti] == &ufm_optim_gd);
+      assert_true(wa->gnorm2 == wb->gnorm2 && wa->gmax == wb->gmax && wa->loss == wb->loss);
+      ufm_optim_iterate(oa, a, wa);
+      ufm_optim_iterate(ob, b, wb);
+      assert_int_equal(wb->h_next, 0);
+      assert_memory_equal(a->H->data, b->H->data, p * a->N * sizeof(double));
+      assert_memory_equal(a->W->data, b->W->data, C * p * sizeof(double));
+      assert_memory_equal(a->b->data, b->b->data, C * sizeof(double));
     }
+    ufm_optim_free(oa);
+    ufm_optim_free(ob);
+    ufm_grad_ws_free(wa);
+    ufm_grad_ws_free(wb);
+    ufm_model_free(a);
+    ufm_model_free(b);
+  }
 }
 
 int main(void)
