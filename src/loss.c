@@ -19,9 +19,10 @@
  * |r| <= ln2/2 by its Taylor polynomial to degree 12 (remainder < 2e-16
  * relative), times 2^k built in the exponent bits. Within 2 ulp of the true
  * value (tested against libm). Outside that range (2^k subnormal, or NaN) the
- * callers use libm. The sample-major rows (section 2) have it on vectors,
- * without fused multiply-adds (exp_neg in loss_rows.h); the class-major
- * blocks (section 6) one lane at a time with them: */
+ * callers use libm. The sample-major rows (section 2) evaluate the same
+ * polynomial by Estrin's scheme on vectors, without fused multiply-adds
+ * (exp_neg in loss_rows.h); the class-major blocks (section 6) by Horner,
+ * one lane at a time, with them: */
 
 UFM_SIMD_BEGIN
 
