@@ -1,7 +1,7 @@
 /* loss.c -- cross-entropy and squared loss on the logits, with their gradients.
  *
- * Contents: 1. the exponential  2. cross-entropy  3. squared loss
- *           4. table and batch pass  5. class-major blocks
+ * Contents: 1. the exponential  2. sample-major rows  3. cross-entropy
+ *           4. squared loss  5. table and batch pass  6. class-major blocks
  */
 #include "loss.h"
 #include "common.h"
@@ -19,40 +19,15 @@
  * |r| <= ln2/2 by its Taylor polynomial to degree 12 (remainder < 2e-16
  * relative), times 2^k built in the exponent bits. Within 2 ulp of the true
  * value (tested against libm). Outside that range (2^k subnormal, or NaN) the
- * callers use libm. */
-static inline double exp_neg(double x)
-{
-  const double inv_ln2 = 1.4426950408889634074, shifter = 0x1.8p52,
-               ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-  double t = x * inv_ln2 + shifter;
-  double kd = t - shifter;
-  double r = (x - kd * ln2_hi) - kd * ln2_lo;
-  double p = 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  uint64_t bits;
-  memcpy(&bits, &t, sizeof bits);
-  bits = (bits + 1023) << 52; /* k + 1023 into the exponent; the shifter's bits shift out */
-  double scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
+ * callers use libm. The sample-major rows (section 2) evaluate the same
+ * polynomial by Estrin's scheme on vectors, without fused multiply-adds
+ * (exp_neg in loss_rows.h); the class-major blocks (section 6) by Horner,
+ * one lane at a time, with them: */
 
 UFM_SIMD_BEGIN
 
-/* The same with fused multiply-adds, for the AVX2+FMA kernels only (on the
- * default target fma() would be a library call): shorter dependency chain,
- * within 2 ulp too. */
+/* For the AVX2+FMA kernels only (on the default target fma() would be a
+ * library call): a shorter dependency chain, within 2 ulp too */
 static inline double exp_neg_fma(double x)
 {
   const double inv_ln2 = 1.4426950408889634074, shifter = 0x1.8p52,
@@ -85,25 +60,99 @@ UFM_SIMD_END
 
 #define EXP_NEG_MIN (-708.39)
 
-/* z[c] <- exp(z[c] - m), c < n, every z[c] <= m. (An AVX2 clone, without
- * contraction: the same bits as the default one.) */
+/* ------------------------------------------------------ 2. sample-major rows */
+
+/* The passes over one sample's logits (a row of Z^T) of ufm_loss_batch and
+ * the per-sample functions: loss_rows.h, compiled for SSE2 (every x86-64),
+ * AVX2 and AVX-512F (GCC on x86-64; elsewhere the first alone), the widest
+ * this CPU runs chosen at run time. All give the same bits (see there;
+ * test_loss checks); a row is one thread's. */
+#define LW 8 /* lanes */
+
+/* What one pass over a row finds. */
+typedef struct {
+  size_t a;       /* the first index of the largest logit (0 when z_0 is NaN, or
+                     when every logit is -inf or NaN, as a running "z_c > z_a" scan) */
+  double m;       /* z_a */
+  double other;   /* max_{c != y} z_c (-inf for C = 1) */
+  double sq, sum; /* sum_c z_c^2, sum_c z_c (lane order) */
+  int fast;       /* every z_c - m >= EXP_NEG_MIN (none NaN or infinite): exp_neg will do */
+} row_scan;
+
+#define ROWS_W 2
+#define ROWS_NAME(f) f##_w2
+#define ROWS_TARGET
+#include "loss_rows.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target_clones("avx2", "default")))
+#define ROWS_MULTI 1
+#define ROWS_W 4
+#define ROWS_NAME(f) f##_w4
+#define ROWS_TARGET __attribute__((target("avx2")))
+#include "loss_rows.h"
+#define ROWS_W 8
+#define ROWS_NAME(f) f##_w8
+#define ROWS_TARGET __attribute__((target("avx512f")))
+#include "loss_rows.h"
 #endif
-static void exp_shifted(size_t n, double *z, double m)
+
+typedef struct {
+  void (*scan)(size_t C, double *z, const double *b, int32_t y, row_scan *r);
+  double (*ce)(size_t C, double *z, int32_t y, double scale, double m, int fast,
+               const double *next);
+  double (*mse)(size_t C, double *z, int32_t y, double scale, const double *next);
+} row_passes;
+
+static const row_passes rows_w2 = {scan_row_w2, ce_row_w2, mse_row_w2};
+#ifdef ROWS_MULTI
+static const row_passes rows_w4 = {scan_row_w4, ce_row_w4, mse_row_w4};
+static const row_passes rows_w8 = {scan_row_w8, ce_row_w8, mse_row_w8};
+#endif
+static const row_passes *rows_forced; /* ufm_loss_rows_width */
+
+/* The widest this CPU runs. */
+static const row_passes *rows_widest(int *w)
 {
-  int bad = 0;
-#pragma omp simd reduction(| : bad)
-  for (size_t c = 0; c < n; c++) bad |= !(z[c] - m >= EXP_NEG_MIN);
-  if (bad) {
-    for (size_t c = 0; c < n; c++) z[c] = exp(z[c] - m);
-    return;
+#ifdef ROWS_MULTI
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) {
+    *w = 8;
+    return &rows_w8;
   }
-#pragma omp simd
-  for (size_t c = 0; c < n; c++) z[c] = exp_neg(z[c] - m);
+  if (__builtin_cpu_supports("avx2")) {
+    *w = 4;
+    return &rows_w4;
+  }
+#endif
+  *w = 2;
+  return &rows_w2;
 }
 
-/* ------------------------------------------------------------ 2. cross-entropy */
+static const row_passes *row_passes_here(void)
+{
+  int w;
+  return rows_forced ? rows_forced : rows_widest(&w);
+}
+
+int ufm_loss_rows_width(int w)
+{
+  int widest;
+  rows_widest(&widest);
+  const row_passes *p = w == 2 ? &rows_w2 : NULL;
+#ifdef ROWS_MULTI
+  if (w == 4) p = &rows_w4;
+  if (w == 8) p = &rows_w8;
+#endif
+  if (w == 0) {
+    rows_forced = NULL;
+    return widest;
+  }
+  if (!p || w > widest) return 0;
+  rows_forced = p;
+  return w;
+}
+
+/* ------------------------------------------------------------ 3. cross-entropy */
 
 /* loss = log sum_c exp(z_c) - z_y, evaluated with the max m subtracted so no
  * exponential overflows. With S_o = sum_{c != y} exp(z_c - m):
@@ -112,24 +161,16 @@ static void exp_shifted(size_t n, double *z, double m)
  *   otherwise:   loss = log(S_o + e^{z_y-m}) + m - z_y.
  * Gradient: softmax(z) - e_y, with the true-class entry written as
  * -S_o / S instead of softmax_y - 1, which would cancel to 0 long before the
- * loss does (max-margin runs live there). */
+ * loss does (max-margin runs live there). The exponentials are exp_neg's,
+ * or libm's for the whole row when some z_c - m is below EXP_NEG_MIN (2^k
+ * subnormal) or not a number. The pass is ce_row of loss_rows.h, after
+ * scan_row has found m. */
 static double ce_sample(size_t C, double *z, int32_t y, double scale)
 {
-  double m = z[0];
-  for (size_t c = 1; c < C; c++)
-    if (z[c] > m) m = z[c];
-  double zy = z[y];
-  exp_shifted(C, z, m);
-  double so = 0.0; /* in class order, skipping y */
-  for (size_t c = 0; c < (size_t)y; c++) so += z[c];
-  for (size_t c = (size_t)y + 1; c < C; c++) so += z[c];
-  double ey = z[y];
-  double s = so + ey;
-  double loss = (zy == m) ? log1p(so) : log(s) + (m - zy);
-  double f = scale / s;
-  for (size_t c = 0; c < C; c++) z[c] *= f;
-  z[y] = -so * f;
-  return loss;
+  const row_passes *rp = row_passes_here();
+  row_scan r;
+  rp->scan(C, z, NULL, y, &r);
+  return rp->ce(C, z, y, scale, r.m, r.fast, NULL);
 }
 
 UFM_SIMD_BEGIN
@@ -183,18 +224,12 @@ static void ce_block(size_t C, size_t B, size_t ld, double *z, const int32_t *y,
 
 UFM_SIMD_END
 
-/* -------------------------------------------------------------- 3. squared loss */
+/* -------------------------------------------------------------- 4. squared loss */
 
-/* loss = 1/2 ||z - e_y||^2, gradient z - e_y. */
+/* loss = 1/2 ||z - e_y||^2, gradient z - e_y (the squares summed in lanes). */
 static double mse_sample(size_t C, double *z, int32_t y, double scale)
 {
-  double loss = 0.0;
-  for (size_t c = 0; c < C; c++) {
-    double d = z[c] - ((int32_t)c == y ? 1.0 : 0.0);
-    loss += d * d;
-    z[c] = scale * d;
-  }
-  return 0.5 * loss;
+  return row_passes_here()->mse(C, z, y, scale, NULL);
 }
 
 UFM_SIMD_BEGIN
@@ -218,7 +253,7 @@ static void mse_block(size_t C, size_t B, size_t ld, double *z, const int32_t *y
 
 UFM_SIMD_END
 
-/* ------------------------------------------------------- 4. table and batch pass */
+/* ------------------------------------------------------- 5. table and batch pass */
 
 const ufm_loss_type ufm_loss_ce = {"ce", "log sum_c exp(z_c) - z_y", ce_sample, ce_block};
 const ufm_loss_type ufm_loss_mse = {"mse", "1/2 ||z - e_y||^2", mse_sample, mse_block};
@@ -240,37 +275,33 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
                       double *zstat)
 {
   const double scale = 1.0 / (double)N;
+  /* the two built-in losses get the max from the scan and prefetch the next
+   * row (with schedule(static) a thread's next one) while they compute */
+  const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
+  const row_passes *rp = row_passes_here();
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN)
   for (size_t i = 0; i < N; i++) {
     double *z = ZT + i * C;
     int32_t y = labels[i];
-    if (b)
-      for (size_t c = 0; c < C; c++) z[c] += b[c];
-    size_t a = 0;
-    double other = -INFINITY;
-    for (size_t c = 0; c < C; c++) {
-      if (z[c] > z[a]) a = c;
-      if ((int32_t)c != y && z[c] > other) other = z[c];
-    }
-    pred[i] = (int32_t)a;
-    margin[i] = z[y] - other;
+    row_scan r;
+    rp->scan(C, z, b, y, &r); /* adds the bias */
+    pred[i] = (int32_t)r.a;
+    margin[i] = z[y] - r.other;
     if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
-      double sq = 0.0, sum = 0.0;
-      for (size_t c = 0; c < C; c++) {
-        sq += z[c] * z[c];
-        sum += z[c];
-      }
-      zstat[2 * i] = sq;
-      zstat[2 * i + 1] = z[y] - sum / (double)C;
+      zstat[2 * i] = r.sq;
+      zstat[2 * i + 1] = z[y] - r.sum / (double)C;
     }
-    loss_i[i] = L->sample(C, z, y, scale);
+    const double *next = i + 1 < N ? z + C : NULL;
+    loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
+                : mse ? rp->mse(C, z, y, scale, next)
+                      : L->sample(C, z, y, scale);
   }
   double sum = 0.0;
   for (size_t i = 0; i < N; i++) sum += loss_i[i];
   return sum / (double)N;
 }
 
-/* ------------------------------------------------------- 5. class-major blocks */
+/* ------------------------------------------------------- 6. class-major blocks */
 
 UFM_SIMD_BEGIN
 

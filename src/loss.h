@@ -43,6 +43,13 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat);
 
+/* The vector width, in doubles, of the sample-major passes (ufm_loss_batch
+ * and the per-sample functions): 0 picks the widest this CPU runs (2, 4 or
+ * 8: SSE2, AVX2, AVX-512F; the default), 2, 4 or 8 forces one. All give the
+ * same bits; for the tests. Returns the width in use, 0 if w is not
+ * available here (nothing changes then). Not thread-safe. */
+int ufm_loss_rows_width(int w);
+
 /* The per-sample records of ufm_loss_batch for a class-major block of
  * logits (layout of ufm_loss_block_fn, bias already added): pred[l],
  * margin[l] and, if zstat is not NULL, zstat[2l], zstat[2l+1]. */

@@ -175,6 +175,213 @@ static void test_ce_extremes(void **s)
   assert_close(z3[1], 1.0, 1e-15, 0);
 }
 
+/* ufm_loss_batch against a straightforward long-double evaluation, row by
+ * row: loss = log1p(sum_{c != y} e^{z_c - z_y}), gradient e^{z_c - z_y} /
+ * (1 + that sum) and -sum / (1 + sum) at y (cross-entropy), or z - e_y and
+ * 1/2 ||z - e_y||^2 (squared loss); pred the first index of the largest
+ * logit, margin z_y - max_{c != y} z_c, zstat. Random rows and special ones:
+ * ties in the max (with y first, y not first, y not in them, across and
+ * within lanes and in the last partial block), a loss near 1e-304 (y far
+ * ahead: the true-class entry -S_o/S must keep its value), huge spreads
+ * (z_c - max < -708.39: the libm exponential, subnormal entries). The bias
+ * is a multiple of 1/64 and the logits multiples of 2^-20 (1/64 in the
+ * special rows), so the ties hold after the bias is added and the exponents
+ * z_c - z_a are exact: what is left is the pass's own rounding, not exp's
+ * condition number |z_c - z_a|. Every entry within 2e-15 of the reference,
+ * relative (plus 1e-320 for subnormal entries). Each vector width this CPU
+ * runs gives the bits of the SSE2 one. */
+#define LB_ROWS 24
+static void batch_reference(const ufm_loss_type *L, size_t C, const double *z, int32_t y,
+                            double scale, double *g, double *loss, int32_t *pred, double *margin,
+                            double *zs)
+{
+  size_t a = 0;
+  for (size_t c = 1; c < C; c++)
+    if (z[c] > z[a]) a = c;
+  *pred = (int32_t)a;
+  double other = -INFINITY;
+  long double sq = 0, sum = 0;
+  for (size_t c = 0; c < C; c++) {
+    if ((int32_t)c != y && z[c] > other) other = z[c];
+    sq += (long double)z[c] * z[c];
+    sum += z[c];
+  }
+  *margin = (double)((long double)z[y] - other);
+  zs[0] = (double)sq;
+  zs[1] = (double)((long double)z[y] - sum / (long double)C);
+  if (L == &ufm_loss_ce) {
+    long double so = 0;
+    for (size_t c = 0; c < C; c++)
+      if ((int32_t)c != y) so += expl((long double)z[c] - z[y]);
+    *loss = (double)log1pl(so);
+    for (size_t c = 0; c < C; c++)
+      g[c] = (double)(scale * expl((long double)z[c] - z[y]) / (1 + so));
+    g[y] = (double)(-scale * so / (1 + so));
+  } else {
+    long double l2 = 0;
+    for (size_t c = 0; c < C; c++) {
+      long double d = (long double)z[c] - ((int32_t)c == y ? 1 : 0);
+      l2 += d * d;
+      g[c] = (double)(scale * d);
+    }
+    *loss = (double)(l2 / 2);
+  }
+}
+
+#define assert_rel(x, ref, tol, what, i, c)                                                  \
+  do {                                                                                        \
+    double x_ = (x), r_ = (ref);                                                              \
+    if (!(fabs(x_ - r_) <= (tol) * fabs(r_) + 1e-320)) {                                      \
+      print_error("%s C=%zu row %zu entry %zu: %.17g, reference %.17g\n", what, C, (size_t)(i), \
+                  (size_t)(c), x_, r_);                                                       \
+      fail();                                                                                 \
+    }                                                                                         \
+  } while (0)
+
+static void test_batch_reference(void **s)
+{
+  (void)s;
+  const size_t Cs[3] = {3, 100, 1000};
+  const double tol = 2e-15;
+  const unsigned long seed = 8128;
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, seed);
+  double err_max = 0.0;
+  for (size_t q = 0; q < 3; q++) {
+    const size_t C = Cs[q], N = LB_ROWS;
+    double *Z0 = malloc(N * C * sizeof(double)), *ZT = malloc(N * C * sizeof(double));
+    double *zb = malloc(N * C * sizeof(double)), *g = malloc(C * sizeof(double));
+    double *b = malloc(C * sizeof(double));
+    int32_t *lab = malloc(N * sizeof(int32_t));
+    for (size_t c = 0; c < C; c++) b[c] = (double)((long)gsl_rng_uniform_int(r, 129) - 64) / 64.0;
+    for (size_t i = 0; i < N; i++) {
+      double *z = zb + i * C; /* the logits with the bias */
+      int32_t y = (int32_t)gsl_rng_uniform_int(r, C);
+      for (size_t c = 0; c < C; c++) /* multiples of 2^-20: z_c - z_y is exact */
+        z[c] = ldexp(round(ldexp(gsl_ran_gaussian(r, i % 3 ? 3.0 : 0.4), 20)), -20);
+      size_t t0 = C > 12 ? 3 + 8 * (size_t)gsl_rng_uniform_int(r, C / 8 - 1) : 0, t1 = C - 1;
+      switch (i) {
+      case 0: /* ties: y is the first of them */
+      case 1: /* ties: y is the second */
+      case 2: /* ties without y, one in the last block */
+        for (size_t c = 0; c < C; c++) z[c] = (double)((long)gsl_rng_uniform_int(r, 512) - 256) / 64.0;
+        if (C > 12) {
+          z[t0] = z[t0 + 8] = z[t0 + 9] = z[t1] = 6.5;
+          y = (int32_t)(i == 0 ? t0 : i == 1 ? t0 + 9 : (t0 + 20) % C);
+          if (i == 2 && (y == (int32_t)t1 || y == (int32_t)t0 + 8)) y = (int32_t)t0 + 1;
+        } else {
+          z[0] = z[2] = 6.5;
+          y = i == 0 ? 0 : i == 1 ? 2 : 1;
+        }
+        break;
+      case 3: /* y far ahead: loss near 1e-304 */
+        for (size_t c = 0; c < C; c++) z[c] = -(double)gsl_rng_uniform_int(r, 64) / 8.0;
+        z[y] = 700.0;
+        break;
+      case 4: /* y far ahead, the others below e^-708: subnormal loss, libm */
+        for (size_t c = 0; c < C; c++) z[c] = -(double)gsl_rng_uniform_int(r, 64) / 8.0;
+        z[y] = 710.0;
+        break;
+      case 5: /* huge spread, y not ahead: libm, subnormal entries */
+        for (size_t c = 0; c < C; c++) z[c] = (double)((long)gsl_rng_uniform_int(r, 2048) - 1024) / 2.0;
+        y = (int32_t)((size_t)(y + 1) % C);
+        z[(size_t)y] = 0.0;
+        break;
+      case 6: /* every logit equal */
+        for (size_t c = 0; c < C; c++) z[c] = 1.25;
+        break;
+      default:
+        break;
+      }
+      lab[i] = y;
+      for (size_t c = 0; c < C; c++) {
+        Z0[i * C + c] = z[c] - b[c];
+        z[c] = Z0[i * C + c] + b[c]; /* what the batch pass will see */
+      }
+    }
+    for (int li = 0; li < 2; li++) {
+      const ufm_loss_type *L = li ? &ufm_loss_mse : &ufm_loss_ce;
+      double loss_i[LB_ROWS], margin[LB_ROWS], zstat[2 * LB_ROWS];
+      int32_t pred[LB_ROWS];
+      /* every vector width this CPU runs: the same bits as the SSE2 one */
+      double *G2 = malloc(N * C * sizeof(double)), l2[LB_ROWS], m2[LB_ROWS], s2[2 * LB_ROWS];
+      int32_t p2[LB_ROWS];
+      for (int w = 2; w <= 8; w *= 2) {
+        if (!ufm_loss_rows_width(w)) continue;
+        memcpy(ZT, Z0, N * C * sizeof(double));
+        ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat);
+        if (w == 2) {
+          memcpy(G2, ZT, N * C * sizeof(double));
+          memcpy(l2, loss_i, sizeof l2);
+          memcpy(m2, margin, sizeof m2);
+          memcpy(s2, zstat, sizeof s2);
+          memcpy(p2, pred, sizeof p2);
+        } else {
+          printf("# %s C=%zu: width %d and 2 give the same bits\n", L->name, C, w);
+          assert_memory_equal(ZT, G2, N * C * sizeof(double));
+          assert_memory_equal(loss_i, l2, sizeof l2);
+          assert_memory_equal(margin, m2, sizeof m2);
+          assert_memory_equal(zstat, s2, sizeof s2);
+          assert_memory_equal(pred, p2, sizeof p2);
+        }
+      }
+      free(G2);
+      ufm_loss_rows_width(0);
+      memcpy(ZT, Z0, N * C * sizeof(double));
+      double mean = ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat);
+      long double lsum = 0;
+      for (size_t i = 0; i < N; i++) {
+        const double *z = zb + i * C;
+        double rl, rm, rz[2];
+        int32_t rp;
+        batch_reference(L, C, z, lab[i], 1.0 / (double)N, g, &rl, &rp, &rm, rz);
+        lsum += rl;
+        if (pred[i] != rp) {
+          print_error("%s C=%zu row %zu: pred %d, first largest %d\n", L->name, C, i, pred[i], rp);
+          fail();
+        }
+        assert_rel(margin[i], rm, tol, "margin", i, 0);
+        assert_rel(loss_i[i], rl, tol, "loss", i, 0);
+        assert_rel(zstat[2 * i], rz[0], tol, "||z||^2", i, 0);
+        double zscale = fabs(z[lab[i]]);
+        for (size_t c = 0; c < C; c++) zscale += fabs(z[c]) / (double)C;
+        if (!(fabs(zstat[2 * i + 1] - rz[1]) <= tol * zscale)) {
+          print_error("C=%zu row %zu: z_y - mean z = %.17g, reference %.17g\n", C, i,
+                      zstat[2 * i + 1], rz[1]);
+          fail();
+        }
+        for (size_t c = 0; c < C; c++) {
+          assert_rel(ZT[i * C + c], g[c], tol, L->name, i, c);
+          if (fabs(g[c]) > 1e-300)
+            err_max = fmax(err_max, fabs(ZT[i * C + c] - g[c]) / fabs(g[c]));
+        }
+        if (li == 0 && i == 3) assert_true(loss_i[i] > 0 && loss_i[i] < 1e-300 && ZT[i * C + lab[i]] < 0);
+      }
+      assert_rel(mean, (double)(lsum / (long double)N), tol, "mean loss", 0, 0);
+    }
+    free(Z0);
+    free(ZT);
+    free(zb);
+    free(g);
+    free(b);
+    free(lab);
+  }
+  printf("# batch pass against long double, seed %lu: largest relative error %.2e\n", seed, err_max);
+  gsl_rng_free(r);
+
+  /* a NaN logit: the loss and the gradient are NaN (libm's exp takes the row) */
+  for (int li = 0; li < 2; li++) {
+    const ufm_loss_type *L = li ? &ufm_loss_mse : &ufm_loss_ce;
+    double z[100], l, mg, zs[2];
+    int32_t y = 7, pr;
+    for (size_t c = 0; c < 100; c++) z[c] = 0.01 * (double)c;
+    z[42] = NAN;
+    ufm_loss_batch(L, 1, 100, z, NULL, &y, &l, &pr, &mg, zs);
+    assert_true(isnan(l) && isnan(z[42]) && isnan(zs[0]));
+    if (li == 0) assert_true(isnan(z[0]) && isnan(z[y]));
+  }
+}
+
 static double rel_diff(const double *x, const double *ref, size_t n)
 {
   double d = 0.0, r = 0.0;
@@ -304,6 +511,7 @@ int main(void)
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
       cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
+      cmocka_unit_test(test_batch_reference),
   };
   return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
 }
