@@ -1,7 +1,8 @@
 /* metrics.c -- NC1-NC4 and friends from W, H, b through class means, C x C Grams and M's thin SVD.
  *
  * Contents: 1. workspace  2. class means and within-class scatter
- *           3. Gram matrices in tiles  4. thin SVD of M (LAPACK or GSL)
+ *           3. Gram matrices in tiles  4. thin SVD of M (LAPACK or GSL), or
+ *              the LQ factor of M when its rank is certified
  *           5. the nearest-class-centre rule and NC1, in blocks and tiles
  *           6. Gram-matrix metrics (norms, angles, ETF, NC3)
  *           7. imbalance: minority cosines and distances to SELI  8. driver
@@ -12,25 +13,29 @@
  * mu_{y_i}] (p x N) the deviations, never stored.
  *
  * The work, for p <= N (the usual case):
- *   A. the SVD of M on one thread while the other threads (then it too)
+ *   A. a factor B (p x r) with B B^T = (M M^T)^+ on one thread: from an
+ *      LQ factorisation of M (4 p C^2, BLAS-3) when M's numerical rank is
+ *      certified to be C - 1 (the generic case, section 4), else B =
+ *      U_r S_r^-1 from the SVD; meanwhile the other threads (then it too)
  *      score every sample against every class centre, M^T H in column
  *      blocks (C p N), for the nearest-class-centre rule (NC4);
  *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
- *      which give NC1 = Tr(S_r^-2 U_r^T D D^T U_r)/N and, with the class
- *      means, seli_H as a sum of squares (section 7).
+ *      which give NC1 = Tr(B^T D D^T B)/N and, with the class means,
+ *      seli_H as a sum of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
- * Memory (besides W, H and the gradient's workspace): M (p x C), one C x C
- * buffer `sq` used in turn (M^T M, the SVD's square factor, W W^T), the
- * blocks of A (C + 2 doubles per column and thread), and one scratch region
- * holding the class means, then the SVD's input and workspace, then the
- * tiles or blocks of B. No p x p, N x N, r x N or N x C matrix is formed.
+ * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
+ * (C x C), one C x C buffer `sq` used in turn (the SVD's or the LQ path's
+ * square factor, W W^T), the blocks of A (C + 2 doubles per column and
+ * thread), and one scratch region holding the class means, then the
+ * factorisation's input and workspace, then the tiles or blocks of B. No
+ * p x p, N x N, r x N or N x C matrix is formed.
  *
  * Thread counts never change a bit: every parallel loop writes its own
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
- * tile), the slots are added in order, and the SVD runs on one thread (the
- * BLAS is single-threaded).
+ * tile), the slots are added in order, and the SVD or the LQ path runs on
+ * one thread (the BLAS is single-threaded).
  */
 #include "ufmconf.h" /* HAVE_LAPACK_DGESDD */
 #include "metrics.h"
@@ -42,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <gsl/gsl_blas.h>
+#include <gsl/gsl_cblas.h>
 #include <gsl/gsl_linalg.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -70,6 +76,14 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
 extern void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
                     double *s, double *u, const int *ldu, double *vt, const int *ldvt,
                     double *work, const int *lwork, int *iwork, int *info, size_t jobz_len);
+/* The LQ factorisation, its orthogonal factor and Cholesky's, from the same
+ * LAPACK (any LAPACK with dgesdd has them). */
+extern void dgelqf_(const int *m, const int *n, double *a, const int *lda, double *tau,
+                    double *work, const int *lwork, int *info);
+extern void dorglq_(const int *m, const int *n, const int *k, double *a, const int *lda,
+                    const double *tau, double *work, const int *lwork, int *info);
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info,
+                    size_t uplo_len);
 #endif
 
 /* ----------------------------------------------------------------- 1. workspace */
@@ -78,14 +92,19 @@ struct ufm_metrics_ws {
   size_t C, p, N, k;  /* k = min(p, C)                                          */
   int nthr;           /* threads the per-thread buffers were sized for          */
   int lapack;         /* 1: dgesdd, 0: GSL's SVD                                 */
+  int qr;             /* 1: try the LQ basis first (section 4), LAPACK only      */
+  int basis_qr;       /* the last evaluation's basis came from the LQ path       */
   int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T    */
   gsl_matrix *M;      /* p x C  centred means                                    */
-  gsl_matrix *sq;     /* C x C  M^T M, then the SVD's square factor, then W W^T  */
+  gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's, W W^T  */
+  gsl_matrix *G;      /* C x C  M^T M, for the whole evaluation                  */
   gsl_vector *muG;    /* p      global mean                                      */
   gsl_vector *S;      /* k      singular values of M, descending                 */
   gsl_vector *svwork; /* k      GSL's SVD work                                   */
   size_t r;           /* numerical rank                                          */
-  double *U;          /* after the SVD: U_M (p x k, row stride k)                */
+  double *U;          /* after the SVD: U_M (p x k, row stride ldu = k); after
+                       * the LQ path: B (p x r, row stride ldu = r)              */
+  size_t ldu;
   double *V;          /* and V_M: V_M^T (k x C) or, v_rows, V_M (C x k)          */
   int v_rows;
   double *alpha;      /* C      ||M_c||^2 + 2 M_c.mu_G: the NCC score offsets    */
@@ -102,6 +121,7 @@ struct ufm_metrics_ws {
   double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
   double *mg;         /* C      M_c.mu_G                                         */
   int lwork;          /* doubles of dgesdd's workspace                           */
+  int lqwork;         /* doubles of dgelqf's and dorglq's workspace (C-1 rows)   */
   int *iwork;         /* 8k                                                      */
   double *scratch;    /* class means / SVD input and workspace / B's buffers     */
   size_t bstride;     /* doubles of B's buffers per thread                       */
@@ -144,6 +164,28 @@ static int svd_lwork(size_t p, size_t C)
 #endif
 }
 
+/* dgelqf's and dorglq's optimal workspace for the (C-1) x p factor of the
+ * LQ path, the larger of the two; -1 when not available. */
+static int lq_lwork(size_t p, size_t C)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  if (C < 2 || p + 1 < C) return -1;
+  int m = (int)C - 1, n = (int)p, lw = -1, info = 0, a, b;
+  double x = 0, t = 0, w = 0;
+  dgelqf_(&m, &n, &x, &m, &t, &w, &lw, &info);
+  if (info != 0) return -1;
+  a = (int)w;
+  dorglq_(&m, &n, &m, &x, &m, &t, &w, &lw, &info);
+  if (info != 0) return -1;
+  b = (int)w;
+  return (a > b ? a : b) + 1;
+#else
+  (void)p;
+  (void)C;
+  return -1;
+#endif
+}
+
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 {
   ufm_metrics_ws *mw = ufm_calloc(1, sizeof *mw);
@@ -160,16 +202,19 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->tiles_dd = p <= N;
   mw->M = gsl_matrix_alloc(p, C);
   mw->sq = gsl_matrix_alloc(C, C);
+  mw->G = gsl_matrix_alloc(C, C);
   mw->muG = gsl_vector_alloc(p);
   mw->S = gsl_vector_alloc(k);
   mw->svwork = gsl_vector_alloc(k);
-  if (!mw->M || !mw->sq || !mw->muG || !mw->S || !mw->svwork) {
+  if (!mw->M || !mw->sq || !mw->G || !mw->muG || !mw->S || !mw->svwork) {
     ufm_metrics_ws_free(mw);
     return NULL;
   }
 #ifdef HAVE_LAPACK_DGESDD
   mw->lwork = svd_lwork(p, C);
   mw->lapack = mw->lwork > 0;
+  mw->lqwork = p <= N ? lq_lwork(p, C) : -1;
+  mw->qr = mw->lqwork > 0;
 #endif
   const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
   mw->nblk = (N + nb - 1) / nb;
@@ -189,6 +234,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
    * also T and T^T T of seli_H), the SVD's workspace, B's buffers */
   size_t rest = p * C + C * C;
   if (mw->lapack && (size_t)mw->lwork > rest) rest = (size_t)mw->lwork;
+  if (mw->lqwork > 0 && C + (size_t)mw->lqwork > rest) rest = C + (size_t)mw->lqwork;
   if (T * mw->bstride > rest) rest = T * mw->bstride;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   size_t na = T * (C + 2) * nb; /* p > N: B = U_r^T mu (k x C) there afterwards */
@@ -212,7 +258,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->M, mw->sq, mw->seliW, mw->seliK};
+  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->seliW, mw->seliK};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
@@ -247,6 +293,14 @@ int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on)
 #endif
   return mw->lapack;
 }
+
+int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on)
+{
+  mw->qr = on && mw->lqwork > 0;
+  return mw->qr;
+}
+
+int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 
 /* ------------------------------------- 2. class means and within-class scatter */
 
@@ -412,6 +466,7 @@ static int thin_svd(ufm_metrics_ws *mw)
     mw->U = p > C ? A : mw->sq->data;
     mw->V = p > C ? mw->sq->data : A;
     mw->v_rows = 0;
+    mw->ldu = k;
   } else if (p >= C) { /* GSL wants a tall matrix: M */
     gsl_matrix_view Av = gsl_matrix_view_array(A, p, C);
     gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, C, C);
@@ -420,6 +475,7 @@ static int thin_svd(ufm_metrics_ws *mw)
     mw->U = A;
     mw->V = mw->sq->data;
     mw->v_rows = 1;
+    mw->ldu = k;
   } else { /* M^T (C x p) = V_M S U_M^T */
     gsl_matrix_view Av = gsl_matrix_view_array(A, C, p);
     gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, p, p);
@@ -428,6 +484,7 @@ static int thin_svd(ufm_metrics_ws *mw)
     mw->U = mw->sq->data;
     mw->V = A;
     mw->v_rows = 1;
+    mw->ldu = k;
   }
   double smax = k > 0 ? S[0] : 0.0;
   double tol = (double)(p > C ? p : C) * DBL_EPSILON * smax;
@@ -435,6 +492,105 @@ static int thin_svd(ufm_metrics_ws *mw)
   while (r < k && S[r] > tol) r++;
   mw->r = r;
   return 0;
+}
+
+/* The LQ path (p <= N, C - 1 <= p, LAPACK): NC1 needs no singular vectors,
+ * only a factor B (p x r) with B B^T = (M M^T)^+ on the numerical rank r,
+ * NC1 = Tr(B^T D D^T B)/N (the SVD's is B = U_r S_r^-1). M n = 0 for the
+ * counts n (M is centred with the sample weights), so with the Householder
+ * reflection P taking n/||n|| to -e_C, M P = [M', m] with m = -M n/||n||
+ * round-off only. When
+ *  (i)  ||m|| < tol/8, tol = max(p,C) eps s_max the rank tolerance of the
+ *       SVD (s_max >= ||M||_F / sqrt(min(p,C)) stands in for s_max), and
+ *  (ii) Cholesky succeeds on P G P - tau I restricted to the first C-1
+ *       rows and columns (= M'^T M' up to round-off), tau = 8 (p+C) eps
+ *       ||M||_F^2, at least twice the round-off of G (p eps ||M||_F^2), of
+ *       P G P and of the factorisation (C eps ||M||_F^2), so that
+ *       s_min(M')^2 >= tau/2 and s_min(M') >> tol,
+ * the numerical rank is r = C - 1 whatever SVD is run: s_C(M) <= ||m|| <
+ * tol and, M' being M P without a column, s_{C-1}(M) >= s_min(M') > tol.
+ * (M M^T)^+ on that rank is then (M' M'^T)^+ up to a relative ||m||^2 /
+ * s_min(M')^2, below round-off. M'^T = L Q (dgelqf: Householder, backward
+ * stable as the SVD is, so NC1 is as accurate; Q (C-1) x p with
+ * orthonormal rows as dorglq forms it) and B^T = L^-T Q (dtrsm), so that
+ * B B^T = Q^T (L^T L)^-1 Q = (M' M'^T)^+. About 4 p C^2
+ * multiply-adds of BLAS-3 on one thread, a third of dgesdd's time at
+ * C = 1000 (whose bidiagonalisation alone is half matrix-vector work).
+ * Returns 0 with mw->U = B (row stride r = C - 1); 1 if (i) or (ii) fails,
+ * and the caller runs the SVD; -1 if LAPACK reports an error. */
+static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  const size_t p = mw->p, C = mw->C, c1 = C - 1;
+  const double *M = mw->M->data, *G = mw->G->data;
+  double *A = mw->scratch, *tau = A + p * C, *work = tau + C, *R = mw->sq->data;
+  double *vv = ufm_malloc(2 * C * sizeof(double)), *Gv = vv + C;
+  /* v = n/||n|| + e_C, beta = 2/||v||^2: P = I - beta v v^T, P n/||n|| = -e_C */
+  double nn = 0.0, trG = 0.0;
+  for (size_t c = 0; c < C; c++) nn += (double)counts[c] * (double)counts[c];
+  nn = sqrt(nn);
+  for (size_t c = 0; c < C; c++) vv[c] = (double)counts[c] / nn;
+  vv[c1] += 1.0;
+  double vtv = 0.0;
+  for (size_t c = 0; c < C; c++) vtv += vv[c] * vv[c];
+  const double beta = 2.0 / vtv;
+  for (size_t c = 0; c < C; c++) trG += G[c * C + c];
+  /* M' = (M - beta (M v) v^T) without its last column, row stride C-1;
+   * m its last column */
+  double m2 = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *Mk = M + k * C;
+    double mv = 0.0;
+    for (size_t c = 0; c < C; c++) mv += Mk[c] * vv[c];
+    mv *= beta;
+    double *Ak = A + k * c1;
+    for (size_t c = 0; c < c1; c++) Ak[c] = Mk[c] - mv * vv[c];
+    double last = Mk[c1] - mv * vv[c1];
+    m2 += last * last;
+  }
+  const double eps = DBL_EPSILON, kmin = (double)(p < C ? p : C), kmax = (double)(p > C ? p : C);
+  const double tol = kmax * eps * sqrt(trG / kmin);
+  if (!(sqrt(m2) < tol / 8.0)) {
+    free(vv);
+    return 1;
+  }
+  /* P G P - tau I, first C-1 rows and columns, into R (column-major, ld C-1):
+   * G - beta v (Gv)^T - beta (Gv) v^T + beta^2 (v^T G v) v v^T */
+  double vGv = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    double s = 0.0;
+    for (size_t d = 0; d < C; d++) s += G[c * C + d] * vv[d];
+    Gv[c] = s;
+    vGv += vv[c] * s;
+  }
+  const double tauc = 8.0 * (double)(p + C) * eps * trG;
+  for (size_t j = 0; j < c1; j++)
+    for (size_t i = 0; i <= j; i++)
+      R[i + j * c1] = G[i * C + j] - beta * (vv[i] * Gv[j] + Gv[i] * vv[j]) +
+                      beta * beta * vGv * vv[i] * vv[j] - (i == j ? tauc : 0.0);
+  free(vv);
+  int n1 = (int)c1, nn1 = (int)p, info = 0, lw = mw->lqwork;
+  dpotrf_("U", &n1, R, &n1, &info, 1);
+  if (info > 0) return 1;
+  if (info < 0) return -1;
+  /* M'^T = L Q: A is M'^T column-major ((C-1) x p, ld C-1) */
+  dgelqf_(&n1, &nn1, A, &n1, tau, work, &lw, &info);
+  if (info != 0) return -1;
+  for (size_t j = 0; j < c1; j++)
+    for (size_t i = j; i < c1; i++) R[i + j * c1] = A[i + j * c1];
+  dorglq_(&n1, &nn1, &n1, A, &n1, tau, work, &lw, &info);
+  if (info != 0) return -1;
+  cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n1, nn1, 1.0, R, n1,
+              A, n1);
+  mw->U = A;
+  mw->ldu = c1;
+  mw->r = c1;
+  return 0;
+#else
+  (void)mw;
+  (void)counts;
+  return 1;
+#endif
 }
 
 /* ------------------- 5. the nearest-class-centre rule and NC1, in blocks and tiles */
@@ -508,7 +664,7 @@ static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, s
  *   into tilecross (section 7, seli_H). */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nt = ntiles(p);
+  const size_t C = m->C, p = m->p, N = m->N, ldu = mw->ldu, r = mw->r, nt = ntiles(p);
   const size_t npairs = nt * (nt + 1) / 2, ch = N < CHUNK ? N : CHUNK;
   const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
@@ -544,13 +700,13 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
     const double wt = a == b ? 1.0 : 2.0;
     double nc1 = 0.0, fro = 0.0, cross = 0.0;
     if (r > 0) {
-      gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * k, nb, r, k);
+      gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * ldu, nb, r, ldu);
       gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
       gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
       for (size_t j = 0; j < r; j++) {
         double s = 0.0;
-        for (size_t i = 0; i < na; i++) s += mw->U[(a + i) * k + j] * Y[i * r + j];
-        nc1 += s / (S[j] * S[j]);
+        for (size_t i = 0; i < na; i++) s += mw->U[(a + i) * ldu + j] * Y[i * r + j];
+        nc1 += mw->basis_qr ? s : s / (S[j] * S[j]);
       }
     }
     for (size_t i = 0; i < na; i++) fro += ufm_sumsq(X + i * nb, nb);
@@ -691,7 +847,7 @@ static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
 static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
 {
   double trM = 0.0;
-  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->sq, c, c);
+  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->G, c, c);
   double normM = sqrt(trM), s = 0.0;
   for (size_t k = 0; k < m->p; k++)
     for (size_t c = 0; c < m->C; c++) {
@@ -963,17 +1119,17 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   double *mu = mw->scratch;
   class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2);
   double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
-  gram(CblasTrans, mw->M, mw->sq);
-  out[UFM_M_CDNV] = cdnv(mw, mw->sq);
-  gram_metrics(mw->sq, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
+  gram(CblasTrans, mw->M, mw->G);
+  out[UFM_M_CDNV] = cdnv(mw, mw->G);
+  gram_metrics(mw->G, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
                &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
   out[UFM_M_NC3] = nc3(m, mw, normW);
-  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->sq);
+  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
   for (size_t c = 0; c < C; c++) {
     double s = 0.0;
     for (size_t k = 0; k < p; k++) s += mw->M->data[k * C + c] * mw->muG->data[k];
     mw->mg[c] = s;
-    mw->alpha[c] = gsl_matrix_get(mw->sq, c, c) + 2.0 * s;
+    mw->alpha[c] = gsl_matrix_get(mw->G, c, c) + 2.0 * s;
   }
 
   /* A: the SVD on one thread while the others (then it too) take the
@@ -983,7 +1139,12 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
 #pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
   {
 #pragma omp single nowait
-    svd_st = thin_svd(mw);
+    {
+      int st = 1;
+      if (mw->qr && mw->lapack && mw->tiles_dd) st = thin_lq(mw, m->counts);
+      mw->basis_qr = st == 0;
+      svd_st = st != 0 ? thin_svd(mw) : 0;
+    }
     ncc_blocks(m, ws, mw);
     if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
   }
@@ -1007,8 +1168,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       cross += mw->tilecross[q];
     }
     nc1 /= (double)N;
-    gram(CblasTrans, mw->M, mw->sq); /* M^T M again: the SVD used sq */
-    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->sq, dd2, cross);
+    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->G, dd2, cross);
   } else {
     double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
     for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
