@@ -638,17 +638,22 @@ static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws
 }
 
 /* Rows a..a+na of D restricted to columns j0..j0+w: h_ki - mu_{k,y_i},
- * mu = M + mu_G 1^T. */
+ * mu = M + mu_G 1^T; class by class (the columns are), one mean per run. */
 static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
                        size_t j0, size_t w, double *out)
 {
-  const size_t C = m->C, N = m->N;
-  const int32_t *y = m->labels + j0;
+  const size_t C = m->C, N = m->N, c0 = (size_t)m->labels[j0];
   for (size_t i = 0; i < na; i++) {
-    const double *h = m->H->data + (a + i) * N + j0, *Mk = mw->M->data + (a + i) * C;
+    const double *h = m->H->data + (a + i) * N, *Mk = mw->M->data + (a + i) * C;
     const double g = mw->muG->data[a + i];
     double *o = out + i * w;
-    for (size_t j = 0; j < w; j++) o[j] = h[j] - (Mk[y[j]] + g);
+    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+      const double mu = Mk[c] + g;
+#pragma omp simd
+      for (size_t j = lo; j < hi; j++) o[j - j0] = h[j] - mu;
+      lo = hi;
+    }
   }
 }
 
