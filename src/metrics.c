@@ -18,7 +18,10 @@
  *      certified to be C - 1 (the generic case, section 4), else B =
  *      U_r S_r^-1 from the SVD; meanwhile the other threads (then it too)
  *      score every sample against every class centre, M^T H in column
- *      blocks (C p N), for the nearest-class-centre rule (NC4);
+ *      blocks (C p N), for the nearest-class-centre rule (NC4): in single
+ *      precision with a proven error bound, the samples it leaves
+ *      undecided (near ties) again in double, so the answer is that of
+ *      double precision (section 5);
  *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
  *      which give NC1 = Tr(B^T D D^T B)/N and, with the class means,
  *      seli_H as a sum of squares (section 7).
@@ -27,8 +30,10 @@
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
  * (C x C), one C x C buffer `sq` used in turn (the SVD's or the LQ path's
- * square factor, W W^T), the blocks of A (C + 2 doubles per column and
- * thread), and one scratch region holding the class means, then the
+ * square factor, W W^T), M in single precision (p x C floats), the blocks
+ * of A (C + p floats and a few doubles per column, NBLOCK columns, and a
+ * batch of NAMB columns to rescore, per thread), and one scratch region
+ * holding the class means, then the
  * factorisation's input and workspace, then the tiles or blocks of B. No
  * p x p, N x N, r x N or N x C matrix is formed.
  *
@@ -69,6 +74,10 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
 #define BLOCK 256
 #define TILE 256
 #define CHUNK 1024
+/* Columns per block of the nearest-class-centre rule, and per batch of its
+ * exact rescoring (section 5). */
+#define NBLOCK 512
+#define NAMB 64
 
 #ifdef HAVE_LAPACK_DGESDD
 /* LAPACK's divide-and-conquer SVD (OpenBLAS ships it); the trailing length
@@ -107,14 +116,20 @@ struct ufm_metrics_ws {
   size_t ldu;
   double *V;          /* and V_M: V_M^T (k x C) or, v_rows, V_M (C x k)          */
   int v_rows;
-  double *alpha;      /* C      ||M_c||^2 + 2 M_c.mu_G: the NCC score offsets    */
+  double *ug;         /* C      U_r^T mu_G (p > N)                               */
   double *s2;         /* C      s_c^2 = mean_{i in c} ||h_i - mu_c||^2           */
   double *wnorm;      /* C      ||w_c||                                          */
   double *mnorm;      /* C      ||mu_c - mu_G||                                  */
-  size_t nblk;        /* column blocks                                           */
+  size_t nblk;        /* column blocks of NC1 (p > N)                            */
   double *blkres;     /* nblk   per-block NC1 sums (p > N)                       */
-  size_t *blkmis;     /* nblk   per-block NCC / classifier disagreements         */
-  double *ablk;       /* nthr x (C + 2) BLOCK: the blocks of A                   */
+  size_t nnb, nnblk;  /* columns per block of A (NBLOCK or N), blocks            */
+  size_t *blkmis;     /* nnblk  per-block NCC / classifier disagreements         */
+  size_t astride;     /* doubles of A's buffers per thread                       */
+  double *ablk;       /* nthr x astride: the blocks of A                         */
+  float *Mf;          /* p x C  M s in single precision (section 5)              */
+  double *hmax;       /* p      max_i |h_ki|                                     */
+  double scale;       /* s, a power of two                                       */
+  int f32;            /* the single-precision filter is safe at this state       */
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
@@ -218,6 +233,8 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 #endif
   const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
   mw->nblk = (N + nb - 1) / nb;
+  mw->nnb = N < NBLOCK ? N : NBLOCK;
+  mw->nnblk = (N + mw->nnb - 1) / mw->nnb;
   mw->ntile = ntiles(p < N ? p : N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
@@ -237,16 +254,23 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   if (mw->lqwork > 0 && C + (size_t)mw->lqwork > rest) rest = C + (size_t)mw->lqwork;
   if (T * mw->bstride > rest) rest = T * mw->bstride;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
-  size_t na = T * (C + 2) * nb; /* p > N: B = U_r^T mu (k x C) there afterwards */
+  /* A's buffers per thread: the block's scores E (C x w floats) and
+   * features (p x w floats), five per-column arrays, a batch of columns to
+   * rescore (p x NAMB) and their scores (C x NAMB) */
+  const size_t w = mw->nnb;
+  mw->astride = (C * w + 1) / 2 + (p * w + 1) / 2 + 5 * w + (p + C) * NAMB;
+  size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
+  mw->Mf = ufm_malloc((p * C > 0 ? p * C : 1) * sizeof(float));
+  mw->hmax = ufm_malloc((p ? p : 1) * sizeof(double));
   mw->iwork = ufm_malloc((8 * k + 1) * sizeof(int));
-  mw->alpha = ufm_malloc(C * sizeof(double));
+  mw->ug = ufm_malloc(C * sizeof(double));
   mw->s2 = ufm_malloc(C * sizeof(double));
   mw->wnorm = ufm_malloc(C * sizeof(double));
   mw->mnorm = ufm_malloc(C * sizeof(double));
   mw->blkres = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(double));
-  mw->blkmis = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(size_t));
+  mw->blkmis = ufm_malloc((mw->nnblk ? mw->nnblk : 1) * sizeof(size_t));
   mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
@@ -266,8 +290,10 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   if (mw->svwork) gsl_vector_free(mw->svwork);
   free(mw->scratch);
   free(mw->ablk);
+  free(mw->Mf);
+  free(mw->hmax);
   free(mw->iwork);
-  free(mw->alpha);
+  free(mw->ug);
   free(mw->s2);
   free(mw->wnorm);
   free(mw->mnorm);
@@ -305,27 +331,33 @@ int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 /* ------------------------------------- 2. class means and within-class scatter */
 
 /* One pass per row of H (rows in parallel, each row's sums in column order):
- * mu (p x C, row-major), muG, M = mu - muG and part[k][c] = sum_{i in c}
- * (H_ki - mu_kc)^2, the row read twice while it is in cache; then
+ * mu (p x C, row-major), muG, M = mu - muG, hmax[k] = max_i |H_ki| and
+ * part[k][c] = sum_{i in c} (H_ki - mu_kc)^2, the row read twice while it
+ * is in cache; then
  * s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The scatter is summed
  * from deviations, not as E h^2 - mu^2, which would cancel to noise exactly
  * when features collapse. */
 static void class_means(const ufm_model *m, double *mu, double *muG, double *M, double *part,
-                        double *s2)
+                        double *s2, double *hmax)
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
   for (size_t k = 0; k < p; k++) {
     const double *h = m->H->data + k * N;
-    double *mk = mu + k * C, tot = 0.0;
+    double *mk = mu + k * C, tot = 0.0, mx = 0.0;
     for (size_t c = 0; c < C; c++) {
       double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) s += h[i];
+      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
+        const double a = fabs(h[i]);
+        s += h[i];
+        mx = a > mx ? a : mx;
+      }
       tot += s;
       mk[c] = s / (double)m->counts[c];
     }
     double g = tot / (double)N;
     muG[k] = g;
+    hmax[k] = mx;
     for (size_t c = 0; c < C; c++) {
       M[k * C + c] = mk[c] - g;
       if (!part) continue;
@@ -595,42 +627,156 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
 
 /* ------------------- 5. the nearest-class-centre rule and NC1, in blocks and tiles */
 
-/* The nearest class centre of h_i is argmin_c ||h_i - mu_c||^2 =
- * argmin_c (alpha_c - 2 M_c.h_i), alpha_c = ||M_c||^2 + 2 M_c.mu_G (the
- * first such c). Block blk of BLOCK columns: E = M^T H_b (one dgemm), then
- * the classes in order; the count of samples whose nearest centre is not
- * the classifier's prediction goes to the block's slot. An orphaned
- * worksharing loop (section 3). */
+/* The nearest class centre of h_i is the first c minimising
+ *   ||h_i - mu_c||^2 - ||x_i||^2 = G_cc - 2 M_c.x_i,   x_i = h_i - mu_G,
+ * G = M^T M. Scoring every sample against every class is M^T X (C p N),
+ * the largest product of the metrics; it runs in single precision, SGEMM
+ * at twice DGEMM's rate, as a filter with a proven error bound, and only
+ * the samples it cannot settle are scored again in double:
+ *   with s = 2^-e >= 1/max_k(max_i |h_ki| + |mu_G,k|) (so that s|M_kc| and
+ *   s|x_ki| are at most 1: no overflow), Mf = fl(s M), Xf = fl(s X) and
+ *   Ef = SGEMM(Mf^T, Xf), any summation order gives (u = 2^-24)
+ *     |Ef_ci / s^2 - M_c.x_i| <= (p + 2) u ||M_c|| ||x_i|| + eta,
+ *   eta = (p + 2) 2^-126 / s^2 covering underflow (gradual or not). With
+ *   d_ci = 2.02 (p + 4) u ||M_c|| ||x_i|| + 2 eta (the 1% also covers the
+ *   double round-off of the scores themselves, some 2^-29 of it) and
+ *   f_ci = G_cc - 2 Ef_ci / s^2, the double-precision score lies in
+ *   [f_ci - d_ci, f_ci + d_ci]. So with U_i = min_c (f_ci + d_ci), the
+ *   classes with f_ci - d_ci <= U_i include every class that can be the
+ *   first minimiser in double; when only one is left (the one attaining
+ *   U_i), it is the answer. The others ("ambiguous": a near tie, typically
+ *   1% of the samples near initialisation, none once the classes
+ *   separate) are scored in double, G_cc - 2 M^T x_i by DGEMM in batches
+ *   of NAMB, first minimiser over all classes. So NC4 is that of the
+ *   double-precision scores, exactly, whatever the filter decided; when
+ *   the data are not finite or too large or small for the scaling, every
+ *   sample goes the double way.
+ * Block blk of mw->nnb columns per slot; the count of samples whose
+ * nearest centre is not the classifier's prediction goes to the block's
+ * slot. An orphaned worksharing loop (section 3). */
+
+/* The filter's set-up: the scale s (the same bound covers |M_kc|, as
+ * means of the h_ki) and Mf; or mw->f32 = 0. */
+static void ncc_prepare(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p;
+  double b = 0.0;
+  int finite = 1;
+  for (size_t k = 0; k < p; k++) {
+    const double v = mw->hmax[k] + fabs(mw->muG->data[k]);
+    finite &= isfinite(v);
+    b = v > b ? v : b;
+  }
+  for (size_t c = 0; c < C; c++) finite &= isfinite(gsl_matrix_get(mw->G, c, c));
+  int e = 0;
+  mw->f32 = finite && b > 0x1p-400 && b < 0x1p400 && (double)(p + 4) * 0x1p-24 < 0.25;
+  if (!mw->f32) return;
+  frexp(b, &e); /* b < 2^e */
+  const double sc = ldexp(1.0, -e);
+  mw->scale = sc;
+  const double *M = mw->M->data;
+  float *Mf = mw->Mf;
+#pragma omp parallel for schedule(static) if (p * C >= 4 * UFM_PAR_MIN)
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++) Mf[k * C + c] = (float)(M[k * C + c] * sc);
+}
+
+/* Columns amb[0..na) of block i0 (w columns) rescored in double:
+ * Xa = the centred columns (p x na), Ea = M^T Xa, first minimiser of
+ * G_cc - 2 Ea_cj into arg. */
+static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, const int32_t *amb,
+                      size_t na, double *Xa, double *Ea, int32_t *arg)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  const double *g = mw->muG->data, *G = mw->G->data;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = m->H->data + k * N + i0;
+    for (size_t j = 0; j < na; j++) Xa[k * na + j] = h[amb[j]] - g[k];
+  }
+  gsl_matrix_view Xv = gsl_matrix_view_array(Xa, p, na), Ev = gsl_matrix_view_array(Ea, C, na);
+  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, &Xv.matrix, 0.0, &Ev.matrix);
+  for (size_t j = 0; j < na; j++) {
+    double best = G[0] - 2.0 * Ea[j];
+    int32_t a = 0;
+    for (size_t c = 1; c < C; c++) {
+      const double v = G[c * C + c] - 2.0 * Ea[c * na + j];
+      if (v < best) {
+        best = v;
+        a = (int32_t)c;
+      }
+    }
+    arg[amb[j]] = a;
+  }
+}
+
 static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, nb = N < BLOCK ? N : BLOCK;
+  const size_t C = m->C, p = m->p, N = m->N, nb = mw->nnb;
+  const double *g = mw->muG->data, *G = mw->G->data;
+  const double sc = mw->scale, inv2 = mw->f32 ? 2.0 / (sc * sc) : 0.0;
+  const double beta = 2.02 * (double)(p + 4) * 0x1p-24;
+  const double eta2 = mw->f32 ? 2.0 * (double)(p + 2) * 0x1p-126 / (sc * sc) : 0.0;
 #pragma omp for schedule(dynamic, 1) nowait
-  for (size_t blk = 0; blk < mw->nblk; blk++) {
+  for (size_t blk = 0; blk < mw->nnblk; blk++) {
 #ifdef _OPENMP
     const size_t t = (size_t)omp_get_thread_num();
 #else
     const size_t t = 0;
 #endif
     const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
-    double *E = mw->ablk + t * (C + 2) * nb, *best = E + C * w;
-    int32_t *arg = (int32_t *)(best + w);
-    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, w);
-    gsl_matrix_view Ev = gsl_matrix_view_array(E, C, w);
-    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, &Hb.matrix, 0.0, &Ev.matrix);
-    for (size_t i = 0; i < w; i++) {
-      best[i] = mw->alpha[0] - 2.0 * E[i];
-      arg[i] = 0;
-    }
-    for (size_t c = 1; c < C; c++) {
-      const double *e = E + c * w;
-      for (size_t i = 0; i < w; i++) {
-        double v = mw->alpha[c] - 2.0 * e[i];
-        if (v < best[i]) {
-          best[i] = v;
-          arg[i] = (int32_t)c;
+    double *buf = mw->ablk + t * mw->astride;
+    float *Ef = (float *)buf, *Xf = (float *)(buf + (C * nb + 1) / 2);
+    double *xn = buf + (C * nb + 1) / 2 + (p * nb + 1) / 2, *U = xn + nb;
+    int32_t *arg = (int32_t *)(U + nb), *cnt = arg + nb, *amb = cnt + nb;
+    double *Xa = U + 3 * nb, *Ea = Xa + p * NAMB;
+    size_t na = 0;
+    if (mw->f32) {
+      /* Xf = fl(s (H_b - mu_G 1^T)), ||x_i|| in double */
+      for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+      for (size_t k = 0; k < p; k++) {
+        const double *h = m->H->data + k * N + i0, gk = g[k];
+        float *xf = Xf + k * w;
+#pragma omp simd
+        for (size_t j = 0; j < w; j++) {
+          const double x = h[j] - gk;
+          xn[j] += x * x;
+          xf[j] = (float)(x * sc);
         }
       }
+      for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)w, (int)p, 1.0f, mw->Mf,
+                  (int)C, Xf, (int)w, 0.0f, Ef, (int)w);
+      /* U_i and the class attaining it, then the classes that may be below */
+      for (size_t j = 0; j < w; j++) {
+        U[j] = INFINITY;
+        arg[j] = 0;
+        cnt[j] = 0;
+      }
+      for (size_t c = 0; c < C; c++) {
+        const float *e = Ef + c * w;
+        const double gc = G[c * C + c], dc = beta * mw->mnorm[c];
+        for (size_t j = 0; j < w; j++) {
+          const double hi = gc - inv2 * (double)e[j] + (dc * xn[j] + eta2);
+          if (hi < U[j]) {
+            U[j] = hi;
+            arg[j] = (int32_t)c;
+          }
+        }
+      }
+      for (size_t c = 0; c < C; c++) {
+        const float *e = Ef + c * w;
+        const double gc = G[c * C + c], dc = beta * mw->mnorm[c];
+#pragma omp simd
+        for (size_t j = 0; j < w; j++)
+          cnt[j] += gc - inv2 * (double)e[j] - (dc * xn[j] + eta2) <= U[j];
+      }
+      for (size_t j = 0; j < w; j++)
+        if (cnt[j] != 1) amb[na++] = (int32_t)j; /* 0: NaN somewhere, rescore */
+    } else {
+      for (size_t j = 0; j < w; j++) amb[na++] = (int32_t)j;
     }
+    for (size_t j0 = 0; j0 < na; j0 += NAMB)
+      ncc_exact(m, mw, i0, amb + j0, na - j0 < NAMB ? na - j0 : NAMB, Xa, Ea, arg);
     size_t mis = 0;
     for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != arg[i];
     mw->blkmis[blk] = mis;
@@ -738,7 +884,7 @@ static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
   const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nb = N < BLOCK ? N : BLOCK;
   const double *S = mw->S->data;
   /* B in the blocks of A, done with (sized for it) */
-  double *B = mw->ablk, *ug = mw->alpha; /* alpha is done with too */
+  double *B = mw->ablk, *ug = mw->ug;
   for (size_t j = 0; j < r; j++) {
     double s = 0.0;
     for (size_t kk = 0; kk < p; kk++) s += mw->U[kk * k + j] * mw->muG->data[kk];
@@ -1122,7 +1268,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   /* class means (in the scratch region until the SVD), the scatter, the
    * Gram of M and what follows from them */
   double *mu = mw->scratch;
-  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2);
+  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2, mw->hmax);
   double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->G);
   out[UFM_M_CDNV] = cdnv(mw, mw->G);
@@ -1130,16 +1276,17 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
                &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
   out[UFM_M_NC3] = nc3(m, mw, normW);
   out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
-  for (size_t c = 0; c < C; c++) {
-    double s = 0.0;
-    for (size_t k = 0; k < p; k++) s += mw->M->data[k * C + c] * mw->muG->data[k];
-    mw->mg[c] = s;
-    mw->alpha[c] = gsl_matrix_get(mw->G, c, c) + 2.0 * s;
+  /* M_c.mu_G, each a sum over k in order, M read row by row */
+  for (size_t c = 0; c < C; c++) mw->mg[c] = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *Mk = mw->M->data + k * C, g = mw->muG->data[k];
+    for (size_t c = 0; c < C; c++) mw->mg[c] += Mk[c] * g;
   }
+  ncc_prepare(m, mw);
 
-  /* A: the SVD on one thread while the others (then it too) take the
-   * blocks of the nearest-class-centre rule (and for p > N the tiles of
-   * H^T H); none needs anything from another */
+  /* A: NC1's factor (LQ or SVD) on one thread while the others (then it
+   * too) take the blocks of the nearest-class-centre rule (and for p > N
+   * the tiles of H^T H); none needs anything from another */
   int svd_st = 0;
 #pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
   {
@@ -1155,7 +1302,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;
-  for (size_t blk = 0; blk < mw->nblk; blk++) mismatch += mw->blkmis[blk];
+  for (size_t blk = 0; blk < mw->nnblk; blk++) mismatch += mw->blkmis[blk];
   if (mw->r == 0) { /* all class means coincide: the nearest centre is class 0 */
     mismatch = 0;
     for (size_t i = 0; i < N; i++) mismatch += ws->pred[i] != 0;

@@ -23,7 +23,8 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw);
 /* All metrics at the model's current state into out[UFM_NMETRICS]. ws must
  * hold ufm_grad_eval at that same state (loss, predictions, margins and
  * gradient norm are taken from it). Cost, for p <= N: M^T H in column
- * blocks (C p N) for the nearest class centres, the tiles of D D^T (the
+ * blocks (C p N, in single precision, near ties again in double) for the
+ * nearest class centres, the tiles of D D^T (the
  * within-class deviations, p^2 N / 2) for NC1 and ||H H^T||_F, an LQ
  * factorisation of M (4 p C^2; the thin SVD of M when its rank is not
  * certified C - 1) overlapped with the first; for p > N, U_r^T H (r p N) and the

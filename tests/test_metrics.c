@@ -550,6 +550,7 @@ static void test_lq_path(void **s)
   reference(m, &r);
   printf("# LQ path, rank C-2: nc1 %.15g, reference %.15g\n", a[UFM_M_NC1], r.nc1);
   assert_close(a[UFM_M_NC1], r.nc1, 1e-9, 0);
+  assert_close(a[UFM_M_NC4], r.nc4, 0, 0); /* exact ties: the first class */
   ufm_model_free(m);
 
   /* a common offset 1e9 times the spread of the class means */
@@ -559,6 +560,35 @@ static void test_lq_path(void **s)
   eval_qr(m, 1, 1, a, &used);
   assert_int_equal(used, 0);
   eval_qr(m, 1, 0, b, NULL);
+  assert_memory_equal(a, b, sizeof a);
+  ufm_model_free(m);
+}
+
+/* The nearest-class-centre rule's single-precision filter cannot separate
+ * classes whose means differ by 1e-6 of the spread (its error bound is
+ * some p 2^-24 of it): nearly every sample goes to the double rescoring,
+ * which must give the brute-force answer; on 1 and 2 threads alike. */
+static void test_ncc_near_ties(void **s)
+{
+  (void)s;
+  size_t cc[12];
+  for (size_t c = 0; c < 12; c++) cc[c] = 40;
+  ufm_model *m = random_state(12, 30, cc, 61);
+  /* class 2j+1 = class 2j moved by 1e-6 */
+  for (size_t j = 0; j < 6; j++)
+    for (size_t i = 0; i < 40; i++)
+      for (size_t k = 0; k < m->p; k++)
+        gsl_matrix_set(m->H, k, m->offset[2 * j + 1] + i,
+                       gsl_matrix_get(m->H, k, m->offset[2 * j] + i) + 1e-6 * sin((double)(k + 3 * i + j)));
+  ref_metrics r;
+  reference(m, &r);
+  double a[UFM_NMETRICS], b[UFM_NMETRICS];
+  ufm_set_threads(1);
+  eval_qr(m, 1, 1, a, NULL);
+  ufm_set_threads(2);
+  eval_qr(m, 1, 1, b, NULL);
+  printf("# near ties: nc4 %.6g (reference %.6g)\n", a[UFM_M_NC4], r.nc4);
+  assert_close(a[UFM_M_NC4], r.nc4, 0, 0);
   assert_memory_equal(a, b, sizeof a);
   ufm_model_free(m);
 }
@@ -573,6 +603,7 @@ int main(void)
       cmocka_unit_test(test_svd_paths),
       cmocka_unit_test(test_thread_bits),
       cmocka_unit_test(test_lq_path),
+      cmocka_unit_test(test_ncc_near_ties),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
