@@ -60,6 +60,15 @@
 
 #include "geometry.h"
 
+/* An AVX2 clone of a loop-heavy function besides the default one: GCC
+ * contracts nothing in ISO C mode, so both give the same bits (as in
+ * loss.c). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define UFM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define UFM_CLONES
+#endif
+
 const char *const ufm_metric_names[UFM_NMETRICS] = {
     "loss",        "objective",   "acc",        "nc1",        "cdnv",      "equinorm_M",
     "equinorm_W",  "equiangle_M", "equiangle_W", "maxangle_M", "maxangle_W", "etf_M",
@@ -255,10 +264,10 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   if (T * mw->bstride > rest) rest = T * mw->bstride;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   /* A's buffers per thread: the block's scores E (C x w floats) and
-   * features (p x w floats), five per-column arrays, a batch of columns to
+   * features (p x w floats), six per-column arrays, a batch of columns to
    * rescore (p x NAMB) and their scores (C x NAMB) */
   const size_t w = mw->nnb;
-  mw->astride = (C * w + 1) / 2 + (p * w + 1) / 2 + 5 * w + (p + C) * NAMB;
+  mw->astride = (C * w + 1) / 2 + (p * w + 1) / 2 + 6 * w + (p + C) * NAMB;
   size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
@@ -709,10 +718,61 @@ static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, c
   }
 }
 
+/* Xf = fl(s (H_b - mu_G 1^T)) (p x w) and xn = the columns' norms. */
+UFM_CLONES static void ncc_convert(const double *H, size_t N, const double *g, size_t p, size_t w,
+                                   double sc, float *restrict Xf, double *restrict xn)
+{
+  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = H + k * N, gk = g[k];
+    float *xf = Xf + k * w;
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const double x = h[j] - gk;
+      xn[j] += x * x;
+      xf[j] = (float)(x * sc);
+    }
+  }
+  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+}
+
+/* From the filter's scores Ef (C x w): U_j = min_c (f_cj + d_cj), then
+ * cnt_j = #{c : f_cj - d_cj <= U_j} and cand_j the last such c (the only
+ * one when cnt_j = 1), both as doubles for the vector units. */
+UFM_CLONES static void ncc_scan(const float *Ef, size_t C, size_t w, const double *Gdiag, size_t ldg,
+                                const double *mnorm, const double *xn, double inv2, double beta,
+                                double eta2, double *restrict U, double *restrict cnt,
+                                double *restrict cand)
+{
+  for (size_t j = 0; j < w; j++) {
+    U[j] = INFINITY;
+    cnt[j] = 0.0;
+    cand[j] = -1.0;
+  }
+  for (size_t c = 0; c < C; c++) {
+    const float *e = Ef + c * w;
+    const double gc = Gdiag[c * ldg], dc = beta * mnorm[c];
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const double hi = gc - inv2 * (double)e[j] + (dc * xn[j] + eta2);
+      U[j] = hi < U[j] ? hi : U[j];
+    }
+  }
+  for (size_t c = 0; c < C; c++) {
+    const float *e = Ef + c * w;
+    const double gc = Gdiag[c * ldg], dc = beta * mnorm[c], cd = (double)c;
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const int in = gc - inv2 * (double)e[j] - (dc * xn[j] + eta2) <= U[j];
+      cnt[j] += in ? 1.0 : 0.0;
+      cand[j] = in ? cd : cand[j];
+    }
+  }
+}
+
 static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
 {
   const size_t C = m->C, p = m->p, N = m->N, nb = mw->nnb;
-  const double *g = mw->muG->data, *G = mw->G->data;
   const double sc = mw->scale, inv2 = mw->f32 ? 2.0 / (sc * sc) : 0.0;
   const double beta = 2.02 * (double)(p + 4) * 0x1p-24;
   const double eta2 = mw->f32 ? 2.0 * (double)(p + 2) * 0x1p-126 / (sc * sc) : 0.0;
@@ -726,52 +786,20 @@ static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws
     const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
     double *buf = mw->ablk + t * mw->astride;
     float *Ef = (float *)buf, *Xf = (float *)(buf + (C * nb + 1) / 2);
-    double *xn = buf + (C * nb + 1) / 2 + (p * nb + 1) / 2, *U = xn + nb;
-    int32_t *arg = (int32_t *)(U + nb), *cnt = arg + nb, *amb = cnt + nb;
-    double *Xa = U + 3 * nb, *Ea = Xa + p * NAMB;
+    double *xn = buf + (C * nb + 1) / 2 + (p * nb + 1) / 2, *U = xn + nb, *cnt = U + nb,
+           *cand = cnt + nb;
+    int32_t *arg = (int32_t *)(cand + nb), *amb = arg + nb;
+    double *Xa = cand + 2 * nb, *Ea = Xa + p * NAMB;
     size_t na = 0;
     if (mw->f32) {
-      /* Xf = fl(s (H_b - mu_G 1^T)), ||x_i|| in double */
-      for (size_t j = 0; j < w; j++) xn[j] = 0.0;
-      for (size_t k = 0; k < p; k++) {
-        const double *h = m->H->data + k * N + i0, gk = g[k];
-        float *xf = Xf + k * w;
-#pragma omp simd
-        for (size_t j = 0; j < w; j++) {
-          const double x = h[j] - gk;
-          xn[j] += x * x;
-          xf[j] = (float)(x * sc);
-        }
-      }
-      for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+      ncc_convert(m->H->data + i0, N, mw->muG->data, p, w, sc, Xf, xn);
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)w, (int)p, 1.0f, mw->Mf,
                   (int)C, Xf, (int)w, 0.0f, Ef, (int)w);
-      /* U_i and the class attaining it, then the classes that may be below */
+      ncc_scan(Ef, C, w, mw->G->data, C + 1, mw->mnorm, xn, inv2, beta, eta2, U, cnt, cand);
       for (size_t j = 0; j < w; j++) {
-        U[j] = INFINITY;
-        arg[j] = 0;
-        cnt[j] = 0;
+        arg[j] = (int32_t)cand[j];
+        if (cnt[j] != 1.0) amb[na++] = (int32_t)j; /* 0: NaN somewhere, rescore */
       }
-      for (size_t c = 0; c < C; c++) {
-        const float *e = Ef + c * w;
-        const double gc = G[c * C + c], dc = beta * mw->mnorm[c];
-        for (size_t j = 0; j < w; j++) {
-          const double hi = gc - inv2 * (double)e[j] + (dc * xn[j] + eta2);
-          if (hi < U[j]) {
-            U[j] = hi;
-            arg[j] = (int32_t)c;
-          }
-        }
-      }
-      for (size_t c = 0; c < C; c++) {
-        const float *e = Ef + c * w;
-        const double gc = G[c * C + c], dc = beta * mw->mnorm[c];
-#pragma omp simd
-        for (size_t j = 0; j < w; j++)
-          cnt[j] += gc - inv2 * (double)e[j] - (dc * xn[j] + eta2) <= U[j];
-      }
-      for (size_t j = 0; j < w; j++)
-        if (cnt[j] != 1) amb[na++] = (int32_t)j; /* 0: NaN somewhere, rescore */
     } else {
       for (size_t j = 0; j < w; j++) amb[na++] = (int32_t)j;
     }
@@ -785,7 +813,7 @@ static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws
 
 /* Rows a..a+na of D restricted to columns j0..j0+w: h_ki - mu_{k,y_i},
  * mu = M + mu_G 1^T; class by class (the columns are), one mean per run. */
-static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
                        size_t j0, size_t w, double *out)
 {
   const size_t C = m->C, N = m->N, c0 = (size_t)m->labels[j0];
