@@ -29,8 +29,8 @@
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
- * (C x C), one C x C buffer `sq` used in turn (the SVD's or the LQ path's
- * square factor, W W^T), M in single precision (p x C floats), the blocks
+ * and W W^T (C x C), one C x C buffer `sq` for the SVD's or the LQ path's
+ * square factor, M in single precision (p x C floats), the blocks
  * of A (C + p floats and a few doubles per column, NBLOCK columns, and a
  * batch of NAMB columns to rescore, per thread), and one scratch region
  * holding the class means, then the
@@ -114,8 +114,9 @@ struct ufm_metrics_ws {
   int basis_qr;       /* the last evaluation's basis came from the LQ path       */
   int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T    */
   gsl_matrix *M;      /* p x C  centred means                                    */
-  gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's, W W^T  */
+  gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's         */
   gsl_matrix *G;      /* C x C  M^T M, for the whole evaluation                  */
+  gsl_matrix *WW;     /* C x C  W W^T                                            */
   gsl_vector *muG;    /* p      global mean                                      */
   gsl_vector *S;      /* k      singular values of M, descending                 */
   gsl_vector *svwork; /* k      GSL's SVD work                                   */
@@ -227,10 +228,11 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->M = gsl_matrix_alloc(p, C);
   mw->sq = gsl_matrix_alloc(C, C);
   mw->G = gsl_matrix_alloc(C, C);
+  mw->WW = gsl_matrix_alloc(C, C);
   mw->muG = gsl_vector_alloc(p);
   mw->S = gsl_vector_alloc(k);
   mw->svwork = gsl_vector_alloc(k);
-  if (!mw->M || !mw->sq || !mw->G || !mw->muG || !mw->S || !mw->svwork) {
+  if (!mw->M || !mw->sq || !mw->G || !mw->WW || !mw->muG || !mw->S || !mw->svwork) {
     ufm_metrics_ws_free(mw);
     return NULL;
   }
@@ -291,7 +293,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->seliW, mw->seliK};
+  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->WW, mw->seliW, mw->seliK};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
@@ -428,21 +430,40 @@ static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, si
   else gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Aa.matrix, &Ab.matrix, 0.0, &o.matrix);
 }
 
-/* G = A A^T or A^T A (n x n) through its upper tiles in parallel, then
+/* Tile q of G = A A^T or A^T A (n x n) in the upper triangle, and its
+ * mirror image below. */
+static void gram_pair(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, size_t q)
+{
+  const size_t n = G->size1, ld = G->tda;
+  size_t a, b;
+  tile_of(q, n, &a, &b);
+  size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
+  double *g = G->data;
+  gram_tile(trans, A, a, b, na, nb, g + a * ld + b, ld);
+  if (a == b) {
+    for (size_t i = 0; i < na; i++)
+      for (size_t j = 0; j < i; j++) g[(a + i) * ld + a + j] = g[(a + j) * ld + a + i];
+  } else {
+    for (size_t j = 0; j < nb; j++)
+      for (size_t i = 0; i < na; i++) g[(b + j) * ld + a + i] = g[(a + i) * ld + b + j];
+  }
+}
+
+/* G = A A^T or A^T A (n x n) through its upper tiles in parallel, each
  * mirrored: half the work of a dgemm, each entry from one BLAS call. */
 static void gram(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
 {
   const size_t n = G->size1, nt = ntiles(n), npairs = nt * (nt + 1) / 2;
   const size_t L = trans == CblasNoTrans ? A->size2 : A->size1;
 #pragma omp parallel for schedule(dynamic, 1) if (npairs > 1 && n * n * L >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs; q++) {
-    size_t a, b;
-    tile_of(q, n, &a, &b);
-    size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
-    gram_tile(trans, A, a, b, na, nb, G->data + a * G->tda + b, G->tda);
-  }
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < i; j++) G->data[i * G->tda + j] = G->data[j * G->tda + i];
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
+}
+
+/* The same on the calling thread alone. */
+static void gram_serial(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
+{
+  const size_t nt = ntiles(G->size1), npairs = nt * (nt + 1) / 2;
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
 }
 
 /* Squared Frobenius norms of the tiles of the Gram of H's shorter side
@@ -965,74 +986,109 @@ static void mean_std(const double *x, size_t n, double *mean, double *std)
   *std = sqrt(v / (double)n);
 }
 
-/* From a C x C Gram matrix G of vectors v_c: ||v_c|| into nrm; Std/Avg of
- * ||v_c||; Std over c != c' of the cosines; Avg of |cos + 1/(C-1)|; and
- * || G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored:
- * their mean, then their spread about it, in two passes. */
-static void gram_metrics(const gsl_matrix *G, double *nrm, double *equinorm, double *equiangle,
-                         double *maxangle, double *etf)
+/* From a C x C Gram matrix G of vectors v_c (exactly symmetric, as gram()
+ * leaves it): ||v_c|| into nrm (or already there, fill = 0); Std/Avg of ||v_c||; Std over c != c' of
+ * the cosines; Avg of |cos + 1/(C-1)|; and || G/||G||_F - (I -
+ * 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored: their mean, then
+ * their spread about it, in two passes over the upper triangle (each
+ * pair counted twice). */
+static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equinorm,
+                         double *equiangle, double *maxangle, double *etf)
 {
-  const size_t C = G->size1;
-  for (size_t c = 0; c < C; c++) nrm[c] = sqrt(fmax(gsl_matrix_get(G, c, c), 0.0));
+  const size_t C = G->size1, ld = G->tda;
+  const double *g = G->data;
+  if (fill)
+    for (size_t c = 0; c < C; c++) nrm[c] = sqrt(fmax(g[c * ld + c], 0.0));
   double a, s;
   mean_std(nrm, C, &a, &s);
   *equinorm = s / a;
 
-  const double n = (double)C * (double)(C - 1);
-  double dev = 0.0, fro2 = 0.0, csum = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      double g = gsl_matrix_get(G, c, d);
-      fro2 += g * g;
-      if (c == d) continue;
-      double cs = g / (nrm[c] * nrm[d]);
-      csum += cs;
-      dev += fabs(cs + 1.0 / (double)(C - 1));
+  const double n = (double)C * (double)(C - 1), k1 = 1.0 / (double)(C - 1);
+  double dev = 0.0, fdiag = 0.0, foff = 0.0, csum = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, nc = nrm[c];
+    double rs = 0.0, rd = 0.0, rf = 0.0;
+    fdiag += gc[c] * gc[c];
+    for (size_t d = c + 1; d < C; d++) {
+      const double x = gc[d], cs = x / (nc * nrm[d]);
+      rf += x * x;
+      rs += cs;
+      rd += fabs(cs + k1);
     }
-  double cmean = csum / n, v = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      if (c == d) continue;
-      double cs = gsl_matrix_get(G, c, d) / (nrm[c] * nrm[d]) - cmean;
-      v += cs * cs;
+    foff += rf;
+    csum += rs;
+    dev += rd;
+  }
+  const double cmean = 2.0 * csum / n;
+  double v = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, nc = nrm[c];
+    double rv = 0.0;
+    for (size_t d = c + 1; d < C; d++) {
+      const double cs = gc[d] / (nc * nrm[d]) - cmean;
+      rv += cs * cs;
     }
-  *equiangle = sqrt(v / n);
-  *maxangle = dev / n;
+    v += rv;
+  }
+  *equiangle = sqrt(2.0 * v / n);
+  *maxangle = 2.0 * dev / n;
 
-  double fro = sqrt(fro2), inv = 1.0 / sqrt((double)(C - 1)), e2 = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      double ref = ((c == d ? 1.0 : 0.0) - 1.0 / (double)C) * inv;
-      double diff = gsl_matrix_get(G, c, d) / fro - ref;
-      e2 += diff * diff;
+  const double fro = sqrt(fdiag + 2.0 * foff), inv = 1.0 / sqrt((double)(C - 1));
+  const double rdiag = (1.0 - 1.0 / (double)C) * inv, roff = -1.0 / (double)C * inv;
+  double ed = 0.0, eo = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld;
+    double x = gc[c] / fro - rdiag, ro = 0.0;
+    ed += x * x;
+    for (size_t d = c + 1; d < C; d++) {
+      const double y = gc[d] / fro - roff;
+      ro += y * y;
     }
-  *etf = sqrt(e2);
+    eo += ro;
+  }
+  *etf = sqrt(ed + 2.0 * eo);
 }
 
 /* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2), from G = M^T M. */
 static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
-  const size_t C = mw->C;
+  const size_t C = mw->C, ld = G->tda;
+  const double *g = G->data;
   double s = 0.0;
-  for (size_t c = 0; c < C; c++)
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, gcc = gc[c], s2c = mw->s2[c];
+    double r = 0.0;
     for (size_t d = c + 1; d < C; d++) {
-      double dist2 = gsl_matrix_get(G, c, c) + gsl_matrix_get(G, d, d) - 2.0 * gsl_matrix_get(G, c, d);
-      s += (mw->s2[c] + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
+      const double dist2 = gcc + g[d * ld + d] - 2.0 * gc[d];
+      r += (s2c + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
     }
+    s += r;
+  }
   return s / (0.5 * (double)C * (double)(C - 1));
 }
 
-/* || W^T/||W||_F - M/||M||_F ||_F^2 */
+/* || W^T/||W||_F - M/||M||_F ||_F^2, in blocks of 32 of M's rows (W's
+ * columns) so that both are read from cache. */
 static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
 {
+  const size_t C = m->C, p = m->p;
   double trM = 0.0;
-  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->G, c, c);
-  double normM = sqrt(trM), s = 0.0;
-  for (size_t k = 0; k < m->p; k++)
-    for (size_t c = 0; c < m->C; c++) {
-      double d = gsl_matrix_get(m->W, c, k) / normW - gsl_matrix_get(mw->M, k, c) / normM;
-      s += d * d;
+  for (size_t c = 0; c < C; c++) trM += gsl_matrix_get(mw->G, c, c);
+  const double normM = sqrt(trM), *W = m->W->data, *M = mw->M->data;
+  const size_t ldw = m->W->tda;
+  double s = 0.0;
+  for (size_t k0 = 0; k0 < p; k0 += 32) {
+    const size_t k1 = p - k0 < 32 ? p : k0 + 32;
+    for (size_t c = 0; c < C; c++) {
+      const double *wc = W + c * ldw;
+      double r = 0.0;
+      for (size_t k = k0; k < k1; k++) {
+        const double d = wc[k] / normW - M[k * C + c] / normM;
+        r += d * d;
+      }
+      s += r;
     }
+  }
   return s;
 }
 
@@ -1186,22 +1242,32 @@ static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_
 {
   const size_t C = m->C, p = m->p;
   const double N = (double)m->N, Cd = (double)C;
+  const double *mg = mw->mg, *K = mw->balanced ? NULL : mw->seliK->data;
+  const size_t ld = G->tda;
   double gg = 0.0, mm2 = 0.0, x2 = 0.0;
   for (size_t k = 0; k < p; k++) gg += mw->muG->data[k] * mw->muG->data[k];
-  for (size_t c = 0; c < C; c++)
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
+    double r = 0.0;
     for (size_t d = 0; d < C; d++) {
-      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
-      mm2 += (double)m->counts[c] * (double)m->counts[d] * v * v;
+      const double v = gc[d] + mc + mg[d];
+      r += (double)m->counts[d] * v * v;
     }
+    mm2 += nc * r;
+  }
   double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
-  double l = sqrt((double)m->counts[0]);
-  for (size_t c = 0; c < C; c++)
+  const double l = sqrt((double)m->counts[0]), koff = -1.0 / Cd / l, kdia = (1.0 - 1.0 / Cd) / l;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
+    double r = 0.0;
     for (size_t d = 0; d < C; d++) {
-      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
-      double K = mw->balanced ? ((c == d ? 1.0 : 0.0) - 1.0 / Cd) / l : gsl_matrix_get(mw->seliK, c, d);
-      double x = v / a - K / b;
-      x2 += (double)m->counts[c] * (double)m->counts[d] * x * x;
+      const double v = gc[d] + mc + mg[d];
+      const double k = K ? K[c * C + d] : (c == d ? kdia : koff);
+      const double x = v / a - k / b;
+      r += (double)m->counts[d] * x * x;
     }
+    x2 += nc * r;
+  }
   return sqrt((dd2 + 2.0 * cross) / a2 + x2);
 }
 
@@ -1299,11 +1365,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2, mw->hmax);
   double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->G);
-  out[UFM_M_CDNV] = cdnv(mw, mw->G);
-  gram_metrics(mw->G, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
-               &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
-  out[UFM_M_NC3] = nc3(m, mw, normW);
-  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
+  for (size_t c = 0; c < C; c++) mw->mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->G, c, c), 0.0));
   /* M_c.mu_G, each a sum over k in order, M read row by row */
   for (size_t c = 0; c < C; c++) mw->mg[c] = 0.0;
   for (size_t k = 0; k < p; k++) {
@@ -1312,9 +1374,11 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   }
   ncc_prepare(m, mw);
 
-  /* A: NC1's factor (LQ or SVD) on one thread while the others (then it
-   * too) take the blocks of the nearest-class-centre rule (and for p > N
-   * the tiles of H^T H); none needs anything from another */
+  /* A: NC1's factor (LQ or SVD) on one thread, the metrics of the Grams
+   * of M and W on another (on the same one if it is alone), while the
+   * others (then these too) take the blocks of the nearest-class-centre
+   * rule (and for p > N the tiles of H^T H); none needs anything from
+   * another */
   int svd_st = 0;
 #pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
   {
@@ -1324,6 +1388,20 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       if (mw->qr && mw->lapack && mw->tiles_dd) st = thin_lq(mw, m->counts);
       mw->basis_qr = st == 0;
       svd_st = st != 0 ? thin_svd(mw) : 0;
+    }
+#pragma omp single nowait
+    {
+      out[UFM_M_CDNV] = cdnv(mw, mw->G);
+      gram_metrics(mw->G, mw->mnorm, 0, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
+                   &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
+      out[UFM_M_NC3] = nc3(m, mw, normW);
+      out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
+      gram_serial(CblasNoTrans, m->W, mw->WW);
+      gram_metrics(mw->WW, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
+                   &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
+      out[UFM_M_MC_COS_W] = minority_cos(mw, mw->WW);
+      out[UFM_M_SELI_W] = seli_W(mw, mw->WW);
+      out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->WW);
     }
     ncc_blocks(m, ws, mw);
     if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
@@ -1356,14 +1434,6 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
   }
   out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;
-
-  /* sq is free again: W W^T */
-  gram(CblasNoTrans, m->W, mw->sq);
-  gram_metrics(mw->sq, mw->wnorm, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
-               &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
-  out[UFM_M_MC_COS_W] = minority_cos(mw, mw->sq);
-  out[UFM_M_SELI_W] = seli_W(mw, mw->sq);
-  out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->sq);
 
   size_t correct = 0;
   double margin = INFINITY;
