@@ -341,10 +341,73 @@ int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 
 /* ------------------------------------- 2. class means and within-class scatter */
 
-/* One pass per row of H (rows in parallel, each row's sums in column order):
- * mu (p x C, row-major), muG, M = mu - muG, hmax[k] = max_i |H_ki| and
- * part[k][c] = sum_{i in c} (H_ki - mu_kc)^2, the row read twice while it
- * is in cache; then
+/* sum_i x_i (and max_i |x_i| into *mx), i < n, in four interleaved
+ * partial sums added as (s0 + s1) + (s2 + s3): the same bits whatever the
+ * vector width. */
+static inline double sum_max4(const double *x, size_t n, double *mx)
+{
+  double s[4] = {0.0, 0.0, 0.0, 0.0}, a[4] = {*mx, *mx, *mx, *mx};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) {
+      const double v = fabs(x[i + l]);
+      s[l] += x[i + l];
+      a[l] = v > a[l] ? v : a[l];
+    }
+  for (size_t l = 0; i < n; i++, l++) {
+    const double v = fabs(x[i]);
+    s[l] += x[i];
+    a[l] = v > a[l] ? v : a[l];
+  }
+  a[0] = a[1] > a[0] ? a[1] : a[0];
+  a[2] = a[3] > a[2] ? a[3] : a[2];
+  *mx = a[2] > a[0] ? a[2] : a[0];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum_i (x_i - c)^2, i < n, likewise. */
+static inline double sumsq_dev4(const double *x, size_t n, double c)
+{
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) {
+      const double d = x[i + l] - c;
+      s[l] += d * d;
+    }
+  for (size_t l = 0; i < n; i++, l++) {
+    const double d = x[i] - c;
+    s[l] += d * d;
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Row k of H: its class means into mk, its global mean (returned), max_i
+ * |h_i| into *mx, M's row into Mk and the scatter's part into pk (if not
+ * NULL), the row read twice while it is in cache. */
+UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *mk, double *Mk,
+                                   double *pk, double *mx)
+{
+  const size_t C = m->C;
+  double tot = 0.0;
+  *mx = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const size_t lo = m->offset[c], n = m->offset[c + 1] - lo;
+    const double s = sum_max4(h + lo, n, mx);
+    tot += s;
+    mk[c] = s / (double)m->counts[c];
+  }
+  const double g = tot / (double)m->N;
+  for (size_t c = 0; c < C; c++) {
+    Mk[c] = mk[c] - g;
+    if (pk) pk[c] = sumsq_dev4(h + m->offset[c], m->offset[c + 1] - m->offset[c], mk[c]);
+  }
+  return g;
+}
+
+/* One pass per row of H (rows in parallel, each row's sums in a fixed
+ * order): mu (p x C, row-major), muG, M = mu - muG, hmax[k] = max_i |H_ki|
+ * and part[k][c] = sum_{i in c} (H_ki - mu_kc)^2; then
  * s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The scatter is summed
  * from deviations, not as E h^2 - mu^2, which would cancel to noise exactly
  * when features collapse. */
@@ -353,33 +416,9 @@ static void class_means(const ufm_model *m, double *mu, double *muG, double *M, 
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
-  for (size_t k = 0; k < p; k++) {
-    const double *h = m->H->data + k * N;
-    double *mk = mu + k * C, tot = 0.0, mx = 0.0;
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        const double a = fabs(h[i]);
-        s += h[i];
-        mx = a > mx ? a : mx;
-      }
-      tot += s;
-      mk[c] = s / (double)m->counts[c];
-    }
-    double g = tot / (double)N;
-    muG[k] = g;
-    hmax[k] = mx;
-    for (size_t c = 0; c < C; c++) {
-      M[k * C + c] = mk[c] - g;
-      if (!part) continue;
-      double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        double d = h[i] - mk[c];
-        s += d * d;
-      }
-      part[k * C + c] = s;
-    }
-  }
+  for (size_t k = 0; k < p; k++)
+    muG[k] = means_row(m, m->H->data + k * N, mu + k * C, M + k * C, part ? part + k * C : NULL,
+                       hmax + k);
   if (!part) return;
   for (size_t c = 0; c < C; c++) s2[c] = 0.0;
   for (size_t k = 0; k < p; k++)
