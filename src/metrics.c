@@ -77,12 +77,16 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
     "seli_H",      "seli_Z",      "mc_dist_W"};
 
 /* Sizes fixed by the shapes alone (never by the thread count, so that every
- * partial sum is the same): columns per block of A and of B (p > N), the
- * side of a Gram tile, and the columns of the deviations formed at once in
- * a tile of D D^T. */
+ * partial sum is the same): columns per block of B (p > N), the side of a
+ * Gram tile, that of a tile of D D^T (larger for large p: DGEMM runs some
+ * 10% faster on 512 than on 256, and each row of deviations is formed
+ * half as often; p >= 1024 still gives three tiles, two threads' worth of
+ * equal work), and the deviations formed at once in a tile of D D^T
+ * (DCHUNK doubles per row block: 1024 columns of 256 rows). */
 #define BLOCK 256
 #define TILE 256
-#define CHUNK 1024
+#define DTILE(p) ((p) >= 1024 ? 512 : TILE)
+#define DCHUNK ((size_t)1 << 18)
 /* Columns per block of the nearest-class-centre rule, and per batch of its
  * exact rescoring (section 5). */
 #define NBLOCK 512
@@ -141,6 +145,8 @@ struct ufm_metrics_ws {
   double scale;       /* s, a power of two                                       */
   int f32;            /* the single-precision filter is safe at this state       */
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
+  size_t dtile;       /* the side of a tile of D D^T                             */
+  size_t dchunk;      /* columns of deviations formed at once                    */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
   double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
@@ -159,7 +165,8 @@ struct ufm_metrics_ws {
   size_t nminority;
 };
 
-static size_t ntiles(size_t n) { return (n + TILE - 1) / TILE; }
+static size_t ntiles_of(size_t n, size_t ts) { return (n + ts - 1) / ts; }
+static size_t ntiles(size_t n) { return ntiles_of(n, TILE); }
 
 /* Threads for a parallel region: the current setting, at most as many as
  * the per-thread buffers were sized for. */
@@ -246,14 +253,16 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->nblk = (N + nb - 1) / nb;
   mw->nnb = N < NBLOCK ? N : NBLOCK;
   mw->nnblk = (N + mw->nnb - 1) / mw->nnb;
-  mw->ntile = ntiles(p < N ? p : N);
+  mw->dtile = DTILE(p);
+  mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
    * tile times U_r or times Mu_b, the tile's rows of Mu; or (p > N) a block
    * of U_r^T H */
   if (mw->tiles_dd) {
-    size_t ch = N < CHUNK ? N : CHUNK;
-    mw->bstride = TILE * TILE + 2 * TILE * ch + 2 * TILE * C;
+    mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
+    const size_t ch = mw->dchunk;
+    mw->bstride = mw->dtile * mw->dtile + 2 * mw->dtile * ch + 2 * mw->dtile * C;
   } else {
     mw->bstride = k * nb;
   }
@@ -432,11 +441,11 @@ static void class_means(const ufm_model *m, double *mu, double *muG, double *M, 
  * tiles (a < b) row by row, then the diagonal ones, which cost half as
  * much, so that threads taking tiles in turn finish together. Its first
  * row and column. */
-static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
+static void tile_of_ts(size_t q, size_t n, size_t ts, size_t *ra, size_t *rb)
 {
-  const size_t nt = ntiles(n), noff = nt * (nt - 1) / 2;
+  const size_t nt = ntiles_of(n, ts), noff = nt * (nt - 1) / 2;
   if (q >= noff) {
-    *ra = *rb = (q - noff) * TILE;
+    *ra = *rb = (q - noff) * ts;
     return;
   }
   size_t ia = 0, rem = q;
@@ -444,9 +453,10 @@ static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
     rem -= nt - 1 - ia;
     ia++;
   }
-  *ra = ia * TILE;
-  *rb = (ia + 1 + rem) * TILE;
+  *ra = ia * ts;
+  *rb = (ia + 1 + rem) * ts;
 }
+static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb) { tile_of_ts(q, n, TILE, ra, rb); }
 
 /* Tile (a, b) of G = A A^T (rows of A, trans = CblasNoTrans) or A^T A
  * (columns, CblasTrans) into out (na x nb, row stride ldo): dsyrk (upper
@@ -892,7 +902,7 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
 }
 
 /* Tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread with
- * its own buffers: X = D_a D_b^T summed over chunks of CHUNK columns in
+ * its own buffers: X = D_a D_b^T summed over chunks of dchunk columns in
  * order (dsyrk on the diagonal, mirrored). Each tile adds, twice off the
  * diagonal:
  * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r)
@@ -903,8 +913,9 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
  *   into tilecross (section 7, seli_H). */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, ldu = mw->ldu, r = mw->r, nt = ntiles(p);
-  const size_t npairs = nt * (nt + 1) / 2, ch = N < CHUNK ? N : CHUNK;
+  const size_t C = m->C, p = m->p, N = m->N, ldu = mw->ldu, r = mw->r, ts = mw->dtile;
+  const size_t nt = ntiles_of(p, ts);
+  const size_t npairs = nt * (nt + 1) / 2, ch = mw->dchunk;
   const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
     if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
@@ -914,11 +925,11 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #else
     const size_t t = 0;
 #endif
-    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + TILE * TILE, *Db = Da + TILE * ch,
-           *Y = Db + TILE * ch, *Mu = Y + TILE * C;
+    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
+           *Y = Db + ts * ch, *Mu = Y + ts * C;
     size_t a, b;
-    tile_of(q, p, &a, &b);
-    const size_t na = p - a < TILE ? p - a : TILE, nb = p - b < TILE ? p - b : TILE;
+    tile_of_ts(q, p, ts, &a, &b);
+    const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
     gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
     for (size_t j0 = 0; j0 < N; j0 += ch) {
       const size_t w = N - j0 < ch ? N - j0 : ch;

@@ -593,6 +593,83 @@ static void test_ncc_near_ties(void **s)
   ufm_model_free(m);
 }
 
+/* p >= 1024 (tiles of D D^T of side 512, the last partial), p <= N: NC1
+ * and seli_H against direct formulas with the p x p matrix D D^T, the SVD
+ * of M and the N x N matrix H^T H (BLAS at these sizes); the same bits on
+ * 1 and 2 threads. */
+static void test_large_tiles(void **s)
+{
+  (void)s;
+  const size_t C = 8, p = 1030, n = 140;
+  size_t cc[8];
+  for (size_t c = 0; c < C; c++) cc[c] = n;
+  ufm_model *m = random_state(C, p, cc, 71);
+  const size_t N = m->N;
+  double a[UFM_NMETRICS], b[UFM_NMETRICS];
+  ufm_set_threads(1);
+  eval_qr(m, 1, 1, a, NULL);
+  ufm_set_threads(2);
+  eval_qr(m, 1, 1, b, NULL);
+  assert_memory_equal(a, b, sizeof a);
+
+  /* class means, M, D; X = D D^T */
+  gsl_matrix *mu = gsl_matrix_calloc(p, C), *M = gsl_matrix_alloc(p, C), *D = gsl_matrix_alloc(p, N);
+  gsl_matrix *X = gsl_matrix_alloc(p, p), *V = gsl_matrix_alloc(C, C), *A = gsl_matrix_alloc(N, N);
+  gsl_vector *S = gsl_vector_alloc(C), *w = gsl_vector_alloc(C);
+  for (size_t k = 0; k < p; k++) {
+    double g = 0.0;
+    for (size_t i = 0; i < N; i++) {
+      *gsl_matrix_ptr(mu, k, (size_t)m->labels[i]) += gsl_matrix_get(m->H, k, i) / (double)n;
+      g += gsl_matrix_get(m->H, k, i) / (double)N;
+    }
+    for (size_t c = 0; c < C; c++) gsl_matrix_set(M, k, c, gsl_matrix_get(mu, k, c) - g);
+    for (size_t i = 0; i < N; i++)
+      gsl_matrix_set(D, k, i, gsl_matrix_get(m->H, k, i) - gsl_matrix_get(mu, k, (size_t)m->labels[i]));
+  }
+  gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, D, 0.0, X);
+  for (size_t k = 0; k < p; k++)
+    for (size_t l = 0; l < k; l++) gsl_matrix_set(X, k, l, gsl_matrix_get(X, l, k));
+  gsl_linalg_SV_decomp(M, V, S, w); /* M becomes U */
+  double nc1 = 0.0, tol = (double)p * DBL_EPSILON * gsl_vector_get(S, 0);
+  for (size_t j = 0; j < C && gsl_vector_get(S, j) > tol; j++) {
+    gsl_vector_const_view u = gsl_matrix_const_column(M, j);
+    gsl_vector *Xu = gsl_vector_alloc(p);
+    double uxu = 0.0;
+    gsl_blas_dsymv(CblasUpper, 1.0, X, &u.vector, 0.0, Xu);
+    gsl_blas_ddot(&u.vector, Xu, &uxu);
+    nc1 += uxu / (gsl_vector_get(S, j) * gsl_vector_get(S, j));
+    gsl_vector_free(Xu);
+  }
+  nc1 /= (double)N;
+  /* seli_H with H^T H and V L V^T = Y^T K Y */
+  gsl_matrix *K = gsl_matrix_alloc(C, C);
+  ufm_seli(C, cc, NULL, NULL, K, NULL);
+  gsl_blas_dsyrk(CblasUpper, CblasTrans, 1.0, m->H, 0.0, A);
+  double fa = 0.0, fb = 0.0, d2 = 0.0;
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = 0; j < N; j++) {
+      double x = gsl_matrix_get(A, i <= j ? i : j, i <= j ? j : i);
+      double y = gsl_matrix_get(K, (size_t)m->labels[i], (size_t)m->labels[j]);
+      fa += x * x;
+      fb += y * y;
+    }
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = 0; j < N; j++) {
+      double x = gsl_matrix_get(A, i <= j ? i : j, i <= j ? j : i) / sqrt(fa) -
+                 gsl_matrix_get(K, (size_t)m->labels[i], (size_t)m->labels[j]) / sqrt(fb);
+      d2 += x * x;
+    }
+  printf("# large tiles p=%zu N=%zu: nc1 %.15g (direct %.15g), seli_H %.15g (direct %.15g)\n", p, N,
+         a[UFM_M_NC1], nc1, a[UFM_M_SELI_H], sqrt(d2));
+  assert_close(a[UFM_M_NC1], nc1, 1e-9, 0);
+  assert_close(a[UFM_M_SELI_H], sqrt(d2), 1e-9, 1e-12);
+  gsl_matrix *mats[] = {mu, M, D, X, V, A, K};
+  for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) gsl_matrix_free(mats[j]);
+  gsl_vector_free(S);
+  gsl_vector_free(w);
+  ufm_model_free(m);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -604,6 +681,7 @@ int main(void)
       cmocka_unit_test(test_thread_bits),
       cmocka_unit_test(test_lq_path),
       cmocka_unit_test(test_ncc_near_ties),
+      cmocka_unit_test(test_large_tiles),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
