@@ -85,7 +85,7 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * (DCHUNK doubles per row block: 1024 columns of 256 rows). */
 #define BLOCK 256
 #define TILE 256
-#define DTILE(p) ((p) >= 1024 ? 512 : TILE)
+#define DTILE(p) ((p) <= 512 ? (p) : (p) < 1024 ? TILE : 512)
 #define DCHUNK ((size_t)1 << 18)
 /* Columns per block of the nearest-class-centre rule, and per batch of its
  * exact rescoring (section 5). */
@@ -147,6 +147,7 @@ struct ufm_metrics_ws {
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
   size_t dtile;       /* the side of a tile of D D^T                             */
   size_t dchunk;      /* columns of deviations formed at once                    */
+  size_t nslab;       /* column slabs of a single tile of D D^T                  */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
   double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
@@ -272,7 +273,11 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   size_t rest = p * C + C * C;
   if (mw->lapack && (size_t)mw->lwork > rest) rest = (size_t)mw->lwork;
   if (mw->lqwork > 0 && C + (size_t)mw->lqwork > rest) rest = C + (size_t)mw->lqwork;
-  if (T * mw->bstride > rest) rest = T * mw->bstride;
+  /* a single tile of D D^T (p <= 512) in two column slabs, when N is
+   * long enough: their partial sums after B's buffers */
+  mw->nslab = mw->tiles_dd && mw->ntile == 1 && N >= 4 * mw->dchunk ? 2 : 1;
+  const size_t nsl = mw->nslab > 1 ? mw->nslab * p * p : 0;
+  if (T * mw->bstride + nsl > rest) rest = T * mw->bstride + nsl;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   /* A's buffers per thread: the block's scores E (C x w floats) and
    * features (p x w floats), six per-column arrays, a batch of columns to
@@ -901,25 +906,90 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
   }
 }
 
-/* Tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread with
- * its own buffers: X = D_a D_b^T summed over chunks of dchunk columns in
- * order (dsyrk on the diagonal, mirrored). Each tile adds, twice off the
- * diagonal:
- * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r)
- *   (Sigma_W = D D^T/N, Sigma_B^+ = C U_r S_r^-2 U_r^T):
- *   sum_{i,j} (U_a)_ij (X U_b)_ij / s_j^2, into tilenc1;
- * - to ||D D^T||_F^2: ||X||_F^2, into tilefro;
- * - to sum_c n_c mu_c^T D D^T mu_c: sum_{i,c} n_c mu_{a+i,c} (X Mu_b)_ic,
- *   into tilecross (section 7, seli_H). */
+/* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
+ * dchunk columns in order (dsyrk on the diagonal: X's upper triangle). */
+static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+                          size_t b, size_t nb, size_t j_lo, size_t j_hi, double *X, double *Da,
+                          double *Db)
+{
+  const size_t ch = mw->dchunk;
+  gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
+  for (size_t j0 = j_lo; j0 < j_hi; j0 += ch) {
+    const size_t w = j_hi - j0 < ch ? j_hi - j0 : ch;
+    const double beta = j0 == j_lo ? 0.0 : 1.0;
+    gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
+    deviations(m, mw, a, na, j0, w, Da);
+    if (a == b) {
+      gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
+    } else {
+      gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
+      deviations(m, mw, b, nb, j0, w, Db);
+      gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Dav.matrix, &Dbv.matrix, beta, &Xv.matrix);
+    }
+  }
+}
+
+/* Tile (a, b) of D D^T in X (na x nb; on the diagonal the upper triangle,
+ * mirrored here), weight wt (2 off the diagonal, for (b, a)), with buffers
+ * Y (na x max(r, C)) and Mu (nb x C), adds
+ * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(B^T D D^T B)
+ *   (Sigma_W = D D^T/N, Sigma_B^+ = C B B^T; B = U_r S_r^-1 for the SVD):
+ *   sum_{i,j} (B_a)_ij (X B_b)_ij, each column j summed over i in order;
+ * - to ||D D^T||_F^2: ||X||_F^2;
+ * - to sum_c n_c mu_c^T D D^T mu_c: sum_c n_c sum_i mu_{a+i,c} (X Mu_b)_ic
+ *   (section 7, seli_H). */
+static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na, size_t b,
+                      size_t nb, double wt, double *X, double *Y, double *Mu, double *nc1,
+                      double *fro, double *cross)
+{
+  const size_t C = m->C, ldu = mw->ldu, r = mw->r;
+  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
+  if (a == b)
+    for (size_t i = 0; i < na; i++)
+      for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
+  gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
+  double s1 = 0.0, s2 = 0.0, s3 = 0.0, *acc = Mu; /* Mu is filled afterwards */
+  if (r > 0) {
+    gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * ldu, nb, r, ldu);
+    gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
+    for (size_t j = 0; j < r; j++) acc[j] = 0.0;
+    for (size_t i = 0; i < na; i++) {
+      const double *u = mw->U + (a + i) * ldu, *y = Y + i * r;
+      for (size_t j = 0; j < r; j++) acc[j] += u[j] * y[j];
+    }
+    for (size_t j = 0; j < r; j++) s1 += mw->basis_qr ? acc[j] : acc[j] / (S[j] * S[j]);
+  }
+  for (size_t i = 0; i < na; i++) s2 += ufm_sumsq(X + i * nb, nb);
+  /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
+  for (size_t j = 0; j < nb; j++)
+    for (size_t c = 0; c < C; c++) Mu[j * C + c] = M[(b + j) * C + c] + g[b + j];
+  gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, C), Yv = gsl_matrix_view_array(Y, na, C);
+  gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
+  acc = Mu; /* done with */
+  for (size_t c = 0; c < C; c++) acc[c] = 0.0;
+  for (size_t i = 0; i < na; i++) {
+    const double *Mi = M + (a + i) * C, gi = g[a + i], *y = Y + i * C;
+    for (size_t c = 0; c < C; c++) acc[c] += (Mi[c] + gi) * y[c];
+  }
+  for (size_t c = 0; c < C; c++) s3 += (double)m->counts[c] * acc[c];
+  *nc1 = wt * s1;
+  *fro = wt * s2;
+  *cross = wt * s3;
+}
+
+/* The tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread
+ * with its own buffers, into tilenc1, tilefro and tilecross (dd_finish).
+ * A single tile (p <= 512) is summed in nslab column slabs in parallel
+ * instead, then added in order and finished on this thread. */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, ldu = mw->ldu, r = mw->r, ts = mw->dtile;
-  const size_t nt = ntiles_of(p, ts);
-  const size_t npairs = nt * (nt + 1) / 2, ch = mw->dchunk;
-  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
+  const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile, ch = mw->dchunk;
+  const size_t nt = ntiles_of(p, ts), npairs = nt * (nt + 1) / 2, ns = mw->nslab;
+  double *slabs = mw->scratch + p * C + (size_t)mw->nthr * mw->bstride;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
-    if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs; q++) {
+    if (npairs * ns > 1 && p * p * N >= 64 * UFM_PAR_MIN)
+  for (size_t q = 0; q < npairs * ns; q++) {
 #ifdef _OPENMP
     const size_t t = (size_t)omp_get_thread_num();
 #else
@@ -927,50 +997,24 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #endif
     double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
            *Y = Db + ts * ch, *Mu = Y + ts * C;
+    if (ns > 1) { /* slab q of the single tile */
+      dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, slabs + q * p * p, Da, Db);
+      continue;
+    }
     size_t a, b;
     tile_of_ts(q, p, ts, &a, &b);
     const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
-    gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
-    for (size_t j0 = 0; j0 < N; j0 += ch) {
-      const size_t w = N - j0 < ch ? N - j0 : ch;
-      const double beta = j0 == 0 ? 0.0 : 1.0;
-      gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
-      deviations(m, mw, a, na, j0, w, Da);
-      if (a == b) {
-        gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
-      } else {
-        gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
-        deviations(m, mw, b, nb, j0, w, Db);
-        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Dav.matrix, &Dbv.matrix, beta, &Xv.matrix);
-      }
-    }
-    if (a == b)
-      for (size_t i = 0; i < na; i++)
-        for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
-    const double wt = a == b ? 1.0 : 2.0;
-    double nc1 = 0.0, fro = 0.0, cross = 0.0;
-    if (r > 0) {
-      gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * ldu, nb, r, ldu);
-      gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
-      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
-      for (size_t j = 0; j < r; j++) {
-        double s = 0.0;
-        for (size_t i = 0; i < na; i++) s += mw->U[(a + i) * ldu + j] * Y[i * r + j];
-        nc1 += mw->basis_qr ? s : s / (S[j] * S[j]);
-      }
-    }
-    for (size_t i = 0; i < na; i++) fro += ufm_sumsq(X + i * nb, nb);
-    /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
-    for (size_t j = 0; j < nb; j++)
-      for (size_t c = 0; c < C; c++) Mu[j * C + c] = M[(b + j) * C + c] + g[b + j];
-    gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, C), Yv = gsl_matrix_view_array(Y, na, C);
-    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
-    for (size_t i = 0; i < na; i++)
-      for (size_t c = 0; c < C; c++)
-        cross += (double)m->counts[c] * (M[(a + i) * C + c] + g[a + i]) * Y[i * C + c];
-    mw->tilenc1[q] = wt * nc1;
-    mw->tilefro[q] = wt * fro;
-    mw->tilecross[q] = wt * cross;
+    dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db);
+    dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, &mw->tilenc1[q], &mw->tilefro[q],
+              &mw->tilecross[q]);
+  }
+  if (ns > 1) {
+    for (size_t s = 1; s < ns; s++)
+      for (size_t i = 0; i < p; i++)
+        for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
+    double *Y = mw->scratch + p * C + 2 * ts * ch + ts * ts, *Mu = Y + ts * C;
+    dd_finish(m, mw, 0, p, 0, p, 1.0, slabs, Y, Mu, &mw->tilenc1[0], &mw->tilefro[0],
+              &mw->tilecross[0]);
   }
 }
 

@@ -366,6 +366,10 @@ static void test_against_reference(void **s)
   size_t c12[12];
   for (size_t c = 0; c < 12; c++) c12[c] = c < 4 ? 176 : 174;
   random_case(12, 260, c12, 1, 18);
+  /* p <= 512, N >= 2^20/p: the single tile of D D^T in two column slabs */
+  size_t c5s[5];
+  for (size_t c = 0; c < 5; c++) c5s[c] = 3300 + c;
+  random_case(5, 64, c5s, 1, 20);
   /* p > N: two column blocks of U_r^T H, three tiles of H^T H */
   const size_t c5b[5] = {60, 60, 50, 50, 50};
   random_case(5, 300, c5b, 0, 19);
