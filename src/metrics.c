@@ -21,10 +21,12 @@
  *      blocks (C p N), for the nearest-class-centre rule (NC4): in single
  *      precision with a proven error bound, the samples it leaves
  *      undecided (near ties) again in double, so the answer is that of
- *      double precision (section 5);
- *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
- *      which give NC1 = Tr(B^T D D^T B)/N and, with the class means,
- *      seli_H as a sum of squares (section 7).
+ *      double precision (section 5); a second thread takes the metrics of
+ *      M^T M and W W^T (section 6) before joining them;
+ *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk;
+ *      tiles of side 256 or 512, or for p <= 512 one tile summed in two
+ *      column slabs), which give NC1 = Tr(B^T D D^T B)/N and, with the
+ *      class means, seli_H as a sum of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
@@ -33,14 +35,16 @@
  * square factor, M in single precision (p x C floats), the blocks
  * of A (C + p floats and a few doubles per column, NBLOCK columns, and a
  * batch of NAMB columns to rescore, per thread), and one scratch region
- * holding the class means, then the
- * factorisation's input and workspace, then the tiles or blocks of B. No
- * p x p, N x N, r x N or N x C matrix is formed.
+ * holding the class means, then the factorisation's input and workspace,
+ * then the tiles or blocks of B. No p x p, N x N, r x N or N x C matrix is
+ * formed: a tile of D D^T has at most 512 rows and columns, so it is the
+ * whole of D D^T only when p <= 512 (two such partial sums then).
  *
  * Thread counts never change a bit: every parallel loop writes its own
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
- * tile), the slots are added in order, and the SVD or the LQ path runs on
- * one thread (the BLAS is single-threaded).
+ * tile, a slab), the slots are added in order, and the SVD or the LQ path
+ * and the Gram metrics each run on one thread (the BLAS is
+ * single-threaded).
  */
 #include "ufmconf.h" /* HAVE_LAPACK_DGESDD */
 #include "metrics.h"
