@@ -31,14 +31,15 @@
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
- * and W W^T (C x C), one C x C buffer `sq` for the SVD's or the LQ path's
- * square factor, M in single precision (p x C floats), the blocks
- * of A (C + p floats and a few doubles per column, NBLOCK columns, and a
- * batch of NAMB columns to rescore, per thread), and one scratch region
- * holding the class means, then the factorisation's input and workspace,
- * then the tiles or blocks of B. No p x p, N x N, r x N or N x C matrix is
- * formed: a tile of D D^T has at most 512 rows and columns, so it is the
- * whole of D D^T only when p <= 512 (two such partial sums then).
+ * (C x C), the blocks of A (C + p floats and a few doubles per column,
+ * NBLOCK columns, and a batch of NAMB columns to rescore, per thread), and
+ * one scratch region holding the class means, then the factorisation's
+ * input (later B) and, during A, the LQ path's workspace and square
+ * factor, W W^T and M in single precision; then the tiles or blocks of B.
+ * The SVD's square factor (C x C) and dgesdd's workspace are touched only
+ * when the SVD runs. No p x p, N x N, r x N or N x C matrix is formed: a
+ * tile of D D^T has at most 512 rows and columns, so it is the whole of
+ * D D^T only when p <= 512 (two such partial sums then).
  *
  * Thread counts never change a bit: every parallel loop writes its own
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
@@ -95,6 +96,8 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * exact rescoring (section 5). */
 #define NBLOCK 512
 #define NAMB 64
+/* Columns of B or classes per product with a tile of D D^T (section 5). */
+#define CBLK 256
 
 #ifdef HAVE_LAPACK_DGESDD
 /* LAPACK's divide-and-conquer SVD (OpenBLAS ships it); the trailing length
@@ -124,7 +127,7 @@ struct ufm_metrics_ws {
   gsl_matrix *M;      /* p x C  centred means                                    */
   gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's         */
   gsl_matrix *G;      /* C x C  M^T M, for the whole evaluation                  */
-  gsl_matrix *WW;     /* C x C  W W^T                                            */
+  gsl_matrix_view WW; /* C x C  W W^T, in the scratch region during A            */
   gsl_vector *muG;    /* p      global mean                                      */
   gsl_vector *S;      /* k      singular values of M, descending                 */
   gsl_vector *svwork; /* k      GSL's SVD work                                   */
@@ -144,7 +147,7 @@ struct ufm_metrics_ws {
   size_t *blkmis;     /* nnblk  per-block NCC / classifier disagreements         */
   size_t astride;     /* doubles of A's buffers per thread                       */
   double *ablk;       /* nthr x astride: the blocks of A                         */
-  float *Mf;          /* p x C  M s in single precision (section 5)              */
+  float *Mf;          /* p x C  M s in single precision (section 5), in scratch  */
   double *hmax;       /* p      max_i |h_ki|                                     */
   double scale;       /* s, a power of two                                       */
   int f32;            /* the single-precision filter is safe at this state       */
@@ -159,7 +162,11 @@ struct ufm_metrics_ws {
   int lwork;          /* doubles of dgesdd's workspace                           */
   int lqwork;         /* doubles of dgelqf's and dorglq's workspace (C-1 rows)   */
   int *iwork;         /* 8k                                                      */
-  double *scratch;    /* class means / SVD input and workspace / B's buffers     */
+  double *scratch;    /* class means / the factorisation's input, then B (p x r)
+                       * and during A the LQ path's workspace and R, W W^T and
+                       * Mf; then B's buffers                                    */
+  size_t off_R;       /* where the LQ path's R starts in scratch (doubles)       */
+  double *svd_work;   /* dgesdd's workspace, allocated at its first use          */
   size_t bstride;     /* doubles of B's buffers per thread                       */
   /* imbalance: minority classes and, for unequal counts, the SELI reference */
   int seli_ready;
@@ -240,11 +247,10 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->M = gsl_matrix_alloc(p, C);
   mw->sq = gsl_matrix_alloc(C, C);
   mw->G = gsl_matrix_alloc(C, C);
-  mw->WW = gsl_matrix_alloc(C, C);
   mw->muG = gsl_vector_alloc(p);
   mw->S = gsl_vector_alloc(k);
   mw->svwork = gsl_vector_alloc(k);
-  if (!mw->M || !mw->sq || !mw->G || !mw->WW || !mw->muG || !mw->S || !mw->svwork) {
+  if (!mw->M || !mw->sq || !mw->G || !mw->muG || !mw->S || !mw->svwork) {
     ufm_metrics_ws_free(mw);
     return NULL;
   }
@@ -262,27 +268,33 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
-   * tile times U_r or times Mu_b, the tile's rows of Mu; or (p > N) a block
-   * of U_r^T H */
+   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums; or
+   * (p > N) a block of U_r^T H */
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
-    const size_t ch = mw->dchunk;
-    mw->bstride = mw->dtile * mw->dtile + 2 * mw->dtile * ch + 2 * mw->dtile * C;
+    const size_t ch = mw->dchunk, ts = mw->dtile;
+    mw->bstride = ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
   } else {
     mw->bstride = k * nb;
   }
-  /* scratch: the SVD's input (p x C) first, then the largest of: the class
-   * means' second half (the means themselves start at 0; unequal counts:
-   * also T and T^T T of seli_H), the SVD's workspace, B's buffers */
+  /* scratch: the factorisation's input (p x C) first, then the largest of:
+   * the class means' second half (the means themselves start at 0; unequal
+   * counts: also T and T^T T of seli_H); during A the LQ path's tau and
+   * workspace, its R, W W^T and Mf; B's buffers. dgesdd's workspace is
+   * apart, allocated if the SVD runs: none of it is touched otherwise. */
   size_t rest = p * C + C * C;
-  if (mw->lapack && (size_t)mw->lwork > rest) rest = (size_t)mw->lwork;
-  if (mw->lqwork > 0 && C + (size_t)mw->lqwork > rest) rest = C + (size_t)mw->lqwork;
+  const size_t lqw = mw->lqwork > 0 ? C + (size_t)mw->lqwork : 0;
+  mw->off_R = p * C + lqw;
+  const size_t off_WW = mw->off_R + C * C, off_Mf = off_WW + C * C;
+  if (off_Mf + (p * C + 1) / 2 - p * C > rest) rest = off_Mf + (p * C + 1) / 2 - p * C;
   /* a single tile of D D^T (p <= 512) in two column slabs, when N is
    * long enough: their partial sums after B's buffers */
   mw->nslab = mw->tiles_dd && mw->ntile == 1 && N >= 4 * mw->dchunk ? 2 : 1;
   const size_t nsl = mw->nslab > 1 ? mw->nslab * p * p : 0;
   if (T * mw->bstride + nsl > rest) rest = T * mw->bstride + nsl;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
+  mw->WW = gsl_matrix_view_array(mw->scratch + off_WW, C, C);
+  mw->Mf = (float *)(mw->scratch + off_Mf);
   /* A's buffers per thread: the block's scores E (C x w floats) and
    * features (p x w floats), six per-column arrays, a batch of columns to
    * rescore (p x NAMB) and their scores (C x NAMB) */
@@ -291,7 +303,6 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
-  mw->Mf = ufm_malloc((p * C > 0 ? p * C : 1) * sizeof(float));
   mw->hmax = ufm_malloc((p ? p : 1) * sizeof(double));
   mw->iwork = ufm_malloc((8 * k + 1) * sizeof(int));
   mw->ug = ufm_malloc(C * sizeof(double));
@@ -311,7 +322,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->WW, mw->seliW, mw->seliK};
+  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->seliW, mw->seliK};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
@@ -319,7 +330,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   if (mw->svwork) gsl_vector_free(mw->svwork);
   free(mw->scratch);
   free(mw->ablk);
-  free(mw->Mf);
+  free(mw->svd_work);
   free(mw->hmax);
   free(mw->iwork);
   free(mw->ug);
@@ -578,8 +589,9 @@ static int thin_svd(ufm_metrics_ws *mw)
   if (mw->lapack) {
 #ifdef HAVE_LAPACK_DGESDD
     int mm = (int)C, nn = (int)p, lda = (int)C, kk = (int)k, info = 0;
+    if (!mw->svd_work) mw->svd_work = ufm_malloc((size_t)mw->lwork * sizeof(double));
     memcpy(A, mw->M->data, p * C * sizeof(double));
-    dgesdd_("O", &mm, &nn, A, &lda, S, mw->sq->data, &kk, mw->sq->data, &kk, A + p * C,
+    dgesdd_("O", &mm, &nn, A, &lda, S, mw->sq->data, &kk, mw->sq->data, &kk, mw->svd_work,
             &mw->lwork, mw->iwork, &info, 1);
     if (info != 0) return -1;
 #endif
@@ -643,7 +655,7 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
 #ifdef HAVE_LAPACK_DGESDD
   const size_t p = mw->p, C = mw->C, c1 = C - 1;
   const double *M = mw->M->data, *G = mw->G->data;
-  double *A = mw->scratch, *tau = A + p * C, *work = tau + C, *R = mw->sq->data;
+  double *A = mw->scratch, *tau = A + p * C, *work = tau + C, *R = mw->scratch + mw->off_R;
   double *vv = ufm_malloc(2 * C * sizeof(double)), *Gv = vv + C;
   /* v = n/||n|| + e_C, beta = 2/||v||^2: P = I - beta v v^T, P n/||n|| = -e_C */
   double nn = 0.0, trG = 0.0;
@@ -935,16 +947,17 @@ static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a
 
 /* Tile (a, b) of D D^T in X (na x nb; on the diagonal the upper triangle,
  * mirrored here), weight wt (2 off the diagonal, for (b, a)), with buffers
- * Y (na x max(r, C)) and Mu (nb x C), adds
+ * Y and Mu (CBLK columns of na and nb rows) and acc (C), adds
  * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(B^T D D^T B)
  *   (Sigma_W = D D^T/N, Sigma_B^+ = C B B^T; B = U_r S_r^-1 for the SVD):
  *   sum_{i,j} (B_a)_ij (X B_b)_ij, each column j summed over i in order;
  * - to ||D D^T||_F^2: ||X||_F^2;
  * - to sum_c n_c mu_c^T D D^T mu_c: sum_c n_c sum_i mu_{a+i,c} (X Mu_b)_ic
- *   (section 7, seli_H). */
+ *   (section 7, seli_H);
+ * the products with X CBLK columns at a time. */
 static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na, size_t b,
-                      size_t nb, double wt, double *X, double *Y, double *Mu, double *nc1,
-                      double *fro, double *cross)
+                      size_t nb, double wt, double *X, double *Y, double *Mu, double *acc,
+                      double *nc1, double *fro, double *cross)
 {
   const size_t C = m->C, ldu = mw->ldu, r = mw->r;
   const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
@@ -952,29 +965,37 @@ static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, si
     for (size_t i = 0; i < na; i++)
       for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
   gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
-  double s1 = 0.0, s2 = 0.0, s3 = 0.0, *acc = Mu; /* Mu is filled afterwards */
-  if (r > 0) {
-    gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * ldu, nb, r, ldu);
-    gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
+  double s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  for (size_t j = 0; j < r; j++) acc[j] = 0.0;
+  for (size_t j0 = 0; j0 < r; j0 += CBLK) {
+    const size_t cb = r - j0 < CBLK ? r - j0 : CBLK;
+    gsl_matrix_const_view Ub =
+        gsl_matrix_const_view_array_with_tda(mw->U + b * ldu + j0, nb, cb, ldu);
+    gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, cb);
     gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
-    for (size_t j = 0; j < r; j++) acc[j] = 0.0;
     for (size_t i = 0; i < na; i++) {
-      const double *u = mw->U + (a + i) * ldu, *y = Y + i * r;
-      for (size_t j = 0; j < r; j++) acc[j] += u[j] * y[j];
+      const double *u = mw->U + (a + i) * ldu + j0, *y = Y + i * cb;
+      double *ac = acc + j0;
+      for (size_t j = 0; j < cb; j++) ac[j] += u[j] * y[j];
     }
-    for (size_t j = 0; j < r; j++) s1 += mw->basis_qr ? acc[j] : acc[j] / (S[j] * S[j]);
   }
+  for (size_t j = 0; j < r; j++) s1 += mw->basis_qr ? acc[j] : acc[j] / (S[j] * S[j]);
   for (size_t i = 0; i < na; i++) s2 += ufm_sumsq(X + i * nb, nb);
   /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
-  for (size_t j = 0; j < nb; j++)
-    for (size_t c = 0; c < C; c++) Mu[j * C + c] = M[(b + j) * C + c] + g[b + j];
-  gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, C), Yv = gsl_matrix_view_array(Y, na, C);
-  gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
-  acc = Mu; /* done with */
   for (size_t c = 0; c < C; c++) acc[c] = 0.0;
-  for (size_t i = 0; i < na; i++) {
-    const double *Mi = M + (a + i) * C, gi = g[a + i], *y = Y + i * C;
-    for (size_t c = 0; c < C; c++) acc[c] += (Mi[c] + gi) * y[c];
+  for (size_t c0 = 0; c0 < C; c0 += CBLK) {
+    const size_t cb = C - c0 < CBLK ? C - c0 : CBLK;
+    for (size_t j = 0; j < nb; j++) {
+      const double *Mj = M + (b + j) * C + c0, gj = g[b + j];
+      for (size_t c = 0; c < cb; c++) Mu[j * cb + c] = Mj[c] + gj;
+    }
+    gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, cb), Yv = gsl_matrix_view_array(Y, na, cb);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
+    for (size_t i = 0; i < na; i++) {
+      const double *Mi = M + (a + i) * C + c0, gi = g[a + i], *y = Y + i * cb;
+      double *ac = acc + c0;
+      for (size_t c = 0; c < cb; c++) ac[c] += (Mi[c] + gi) * y[c];
+    }
   }
   for (size_t c = 0; c < C; c++) s3 += (double)m->counts[c] * acc[c];
   *nc1 = wt * s1;
@@ -1000,7 +1021,7 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
     const size_t t = 0;
 #endif
     double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
-           *Y = Db + ts * ch, *Mu = Y + ts * C;
+           *Y = Db + ts * ch, *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
     if (ns > 1) { /* slab q of the single tile */
       dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, slabs + q * p * p, Da, Db);
       continue;
@@ -1009,15 +1030,16 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
     tile_of_ts(q, p, ts, &a, &b);
     const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
     dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db);
-    dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, &mw->tilenc1[q], &mw->tilefro[q],
-              &mw->tilecross[q]);
+    dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, acc, &mw->tilenc1[q],
+              &mw->tilefro[q], &mw->tilecross[q]);
   }
   if (ns > 1) {
     for (size_t s = 1; s < ns; s++)
       for (size_t i = 0; i < p; i++)
         for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
-    double *Y = mw->scratch + p * C + 2 * ts * ch + ts * ts, *Mu = Y + ts * C;
-    dd_finish(m, mw, 0, p, 0, p, 1.0, slabs, Y, Mu, &mw->tilenc1[0], &mw->tilefro[0],
+    double *Y = mw->scratch + p * C + 2 * ts * ch + ts * ts, *Mu = Y + ts * CBLK,
+           *acc = Mu + ts * CBLK;
+    dd_finish(m, mw, 0, p, 0, p, 1.0, slabs, Y, Mu, acc, &mw->tilenc1[0], &mw->tilefro[0],
               &mw->tilecross[0]);
   }
 }
@@ -1494,12 +1516,12 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
                    &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
-      gram_serial(CblasNoTrans, m->W, mw->WW);
-      gram_metrics(mw->WW, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
+      gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
+      gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
                    &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
-      out[UFM_M_MC_COS_W] = minority_cos(mw, mw->WW);
-      out[UFM_M_SELI_W] = seli_W(mw, mw->WW);
-      out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->WW);
+      out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
+      out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
+      out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
     }
     ncc_blocks(m, ws, mw);
     if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
