@@ -370,32 +370,40 @@ int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 
 /* ------------------------------------- 2. class means and within-class scatter */
 
-/* sum_i x_i (and max_i |x_i| into *mx), i < n, in four interleaved
- * partial sums added as (s0 + s1) + (s2 + s3): the same bits whatever the
- * vector width. */
-static inline double sum_max4(const double *x, size_t n, double *mx)
+/* sum_i x_i, i < n, in four interleaved partial sums added as (s0 + s1) +
+ * (s2 + s3): the same bits whatever the vector width. */
+static inline __attribute__((always_inline)) double sum4(const double *x, size_t n)
 {
-  double s[4] = {0.0, 0.0, 0.0, 0.0}, a[4] = {*mx, *mx, *mx, *mx};
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) s[l] += x[i + l];
+  for (size_t l = 0; i < n; i++, l++) s[l] += x[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* max_i |x_i|, i < n (0 if n = 0), in four lanes (a maximum is exact in
+ * any order). */
+static inline __attribute__((always_inline)) double maxabs4(const double *x, size_t n)
+{
+  double a[4] = {0.0, 0.0, 0.0, 0.0};
   size_t i = 0;
   for (; i + 4 <= n; i += 4)
     for (size_t l = 0; l < 4; l++) {
       const double v = fabs(x[i + l]);
-      s[l] += x[i + l];
       a[l] = v > a[l] ? v : a[l];
     }
   for (size_t l = 0; i < n; i++, l++) {
     const double v = fabs(x[i]);
-    s[l] += x[i];
     a[l] = v > a[l] ? v : a[l];
   }
   a[0] = a[1] > a[0] ? a[1] : a[0];
   a[2] = a[3] > a[2] ? a[3] : a[2];
-  *mx = a[2] > a[0] ? a[2] : a[0];
-  return (s[0] + s[1]) + (s[2] + s[3]);
+  return a[2] > a[0] ? a[2] : a[0];
 }
 
 /* sum_i (x_i - c)^2, i < n, likewise. */
-static inline double sumsq_dev4(const double *x, size_t n, double c)
+static inline __attribute__((always_inline)) double sumsq_dev4(const double *x, size_t n, double c)
 {
   double s[4] = {0.0, 0.0, 0.0, 0.0};
   size_t i = 0;
@@ -419,13 +427,13 @@ UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *
 {
   const size_t C = m->C;
   double tot = 0.0;
-  *mx = 0.0;
   for (size_t c = 0; c < C; c++) {
     const size_t lo = m->offset[c], n = m->offset[c + 1] - lo;
-    const double s = sum_max4(h + lo, n, mx);
+    const double s = sum4(h + lo, n);
     tot += s;
     mk[c] = s / (double)m->counts[c];
   }
+  *mx = maxabs4(h, m->N);
   const double g = tot / (double)m->N;
   for (size_t c = 0; c < C; c++) {
     Mk[c] = mk[c] - g;
