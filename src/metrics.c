@@ -1365,15 +1365,20 @@ static double seli_H_inner(const ufm_model *m, const ufm_metrics_ws *mw, const d
  *         + sum_{c,d} n_c n_d (mu_c.mu_d)^2,
  * sums of squares throughout (the first two from the tiles of D D^T). G is
  * M^T M; mu_c.mu_d = G_cd + M_c.mu_G + M_d.mu_G + ||mu_G||^2. */
-static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G,
-                        double dd2, double cross)
+static double mug_norm2(const ufm_metrics_ws *mw, size_t p) /* ||mu_G||^2 */
 {
-  const size_t C = m->C, p = m->p;
-  const double N = (double)m->N, Cd = (double)C;
-  const double *mg = mw->mg, *K = mw->balanced ? NULL : mw->seliK->data;
-  const size_t ld = G->tda;
-  double gg = 0.0, mm2 = 0.0, x2 = 0.0;
+  double gg = 0.0;
   for (size_t k = 0; k < p; k++) gg += mw->muG->data[k] * mw->muG->data[k];
+  return gg;
+}
+
+/* sum_{c,d} n_c n_d (mu_c.mu_d)^2 for seli_H_dd, which needs nothing of B:
+ * taken during A. */
+static double seli_mm2(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G)
+{
+  const size_t C = m->C, ld = G->tda;
+  const double *mg = mw->mg, gg = mug_norm2(mw, m->p);
+  double mm2 = 0.0;
   for (size_t c = 0; c < C; c++) {
     const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
     double r = 0.0;
@@ -1383,8 +1388,21 @@ static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_
     }
     mm2 += nc * r;
   }
-  double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
+  return mm2;
+}
+
+/* The rest, after B: the rows c of the second sum in parallel (a slot
+ * each, in mw->ug), added in order. */
+static double seli_H_dd(const ufm_model *m, ufm_metrics_ws *mw, const gsl_matrix *G, double dd2,
+                        double cross, double mm2)
+{
+  const size_t C = m->C, ld = G->tda;
+  const double N = (double)m->N, Cd = (double)C;
+  const double *mg = mw->mg, *K = mw->balanced ? NULL : mw->seliK->data, gg = mug_norm2(mw, m->p);
+  double *row = mw->ug, x2 = 0.0;
+  const double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
   const double l = sqrt((double)m->counts[0]), koff = -1.0 / Cd / l, kdia = (1.0 - 1.0 / Cd) / l;
+#pragma omp parallel for schedule(static) num_threads(team(mw)) if (C * C >= UFM_PAR_MIN)
   for (size_t c = 0; c < C; c++) {
     const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
     double r = 0.0;
@@ -1394,8 +1412,9 @@ static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_
       const double x = v / a - k / b;
       r += (double)m->counts[d] * x * x;
     }
-    x2 += nc * r;
+    row[c] = nc * r;
   }
+  for (size_t c = 0; c < C; c++) x2 += row[c];
   return sqrt((dd2 + 2.0 * cross) / a2 + x2);
 }
 
@@ -1508,6 +1527,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
    * rule (and for p > N the tiles of H^T H); none needs anything from
    * another */
   int svd_st = 0;
+  double mm2 = 0.0;
 #pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
   {
 #pragma omp single nowait
@@ -1524,6 +1544,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
                    &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
+      if (mw->tiles_dd) mm2 = seli_mm2(m, mw, mw->G);
       gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
       gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
                    &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
@@ -1554,7 +1575,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       cross += mw->tilecross[q];
     }
     nc1 /= (double)N;
-    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->G, dd2, cross);
+    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->G, dd2, cross, mm2);
   } else {
     double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
     for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
