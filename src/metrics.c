@@ -1,7 +1,8 @@
 /* metrics.c -- NC1-NC4 and friends from W, H, b through class means, C x C Grams and M's thin SVD.
  *
  * Contents: 1. workspace  2. class means and within-class scatter
- *           3. Gram matrices in tiles  4. thin SVD of M (LAPACK or GSL)
+ *           3. Gram matrices in tiles  4. thin SVD of M (LAPACK or GSL), or
+ *              the LQ factor of M when its rank is certified
  *           5. the nearest-class-centre rule and NC1, in blocks and tiles
  *           6. Gram-matrix metrics (norms, angles, ETF, NC3)
  *           7. imbalance: minority cosines and distances to SELI  8. driver
@@ -12,25 +13,39 @@
  * mu_{y_i}] (p x N) the deviations, never stored.
  *
  * The work, for p <= N (the usual case):
- *   A. the SVD of M on one thread while the other threads (then it too)
+ *   A. a factor B (p x r) with B B^T = (M M^T)^+ on one thread: from an
+ *      LQ factorisation of M (4 p C^2, BLAS-3) when M's numerical rank is
+ *      certified to be C - 1 (the generic case, section 4), else B =
+ *      U_r S_r^-1 from the SVD; meanwhile the other threads (then it too)
  *      score every sample against every class centre, M^T H in column
- *      blocks (C p N), for the nearest-class-centre rule (NC4);
- *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk),
- *      which give NC1 = Tr(S_r^-2 U_r^T D D^T U_r)/N and, with the class
- *      means, seli_H as a sum of squares (section 7).
+ *      blocks (C p N), for the nearest-class-centre rule (NC4): in single
+ *      precision with a proven error bound, the samples it leaves
+ *      undecided (near ties) again in double, so the answer is that of
+ *      double precision (section 5); a second thread takes the metrics of
+ *      M^T M and W W^T (section 6) before joining them;
+ *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk;
+ *      tiles of side 256 or 512, or for p <= 512 one tile summed in two
+ *      column slabs), which give NC1 = Tr(B^T D D^T B)/N and, with the
+ *      class means, seli_H as a sum of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the columns of H on U_r in blocks (r p N) for NC1.
  *
- * Memory (besides W, H and the gradient's workspace): M (p x C), one C x C
- * buffer `sq` used in turn (M^T M, the SVD's square factor, W W^T), the
- * blocks of A (C + 2 doubles per column and thread), and one scratch region
- * holding the class means, then the SVD's input and workspace, then the
- * tiles or blocks of B. No p x p, N x N, r x N or N x C matrix is formed.
+ * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
+ * (C x C), the blocks of A (C + p floats and a few doubles per column,
+ * NBLOCK columns, and a batch of NAMB columns to rescore, per thread), and
+ * one scratch region holding the class means, then the factorisation's
+ * input (later B) and, during A, the LQ path's workspace and square
+ * factor, W W^T and M in single precision; then the tiles or blocks of B.
+ * The SVD's square factor (C x C) and dgesdd's workspace are touched only
+ * when the SVD runs. No p x p, N x N, r x N or N x C matrix is formed: a
+ * tile of D D^T has at most 512 rows and columns, so it is the whole of
+ * D D^T only when p <= 512 (two such partial sums then).
  *
  * Thread counts never change a bit: every parallel loop writes its own
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
- * tile), the slots are added in order, and the SVD runs on one thread (the
- * BLAS is single-threaded).
+ * tile, a slab), the slots are added in order, and the SVD or the LQ path
+ * and the Gram metrics each run on one thread (the BLAS is
+ * single-threaded).
  */
 #include "ufmconf.h" /* HAVE_LAPACK_DGESDD */
 #include "metrics.h"
@@ -42,12 +57,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <gsl/gsl_blas.h>
+#include <gsl/gsl_cblas.h>
 #include <gsl/gsl_linalg.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "geometry.h"
+
+/* An AVX2 clone of a loop-heavy function besides the default one: GCC
+ * contracts nothing in ISO C mode, so both give the same bits (as in
+ * loss.c). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define UFM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define UFM_CLONES
+#endif
 
 const char *const ufm_metric_names[UFM_NMETRICS] = {
     "loss",        "objective",   "acc",        "nc1",        "cdnv",      "equinorm_M",
@@ -57,12 +82,22 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
     "seli_H",      "seli_Z",      "mc_dist_W"};
 
 /* Sizes fixed by the shapes alone (never by the thread count, so that every
- * partial sum is the same): columns per block of A and of B (p > N), the
- * side of a Gram tile, and the columns of the deviations formed at once in
- * a tile of D D^T. */
+ * partial sum is the same): columns per block of B (p > N), the side of a
+ * Gram tile, that of a tile of D D^T (larger for large p: DGEMM runs some
+ * 10% faster on 512 than on 256, and each row of deviations is formed
+ * half as often; p >= 1024 still gives three tiles, two threads' worth of
+ * equal work), and the deviations formed at once in a tile of D D^T
+ * (DCHUNK doubles per row block: 1024 columns of 256 rows). */
 #define BLOCK 256
 #define TILE 256
-#define CHUNK 1024
+#define DTILE(p) ((p) <= 512 ? (p) : (p) < 1024 ? TILE : 512)
+#define DCHUNK ((size_t)1 << 18)
+/* Columns per block of the nearest-class-centre rule, and per batch of its
+ * exact rescoring (section 5). */
+#define NBLOCK 512
+#define NAMB 64
+/* Columns of B or classes per product with a tile of D D^T (section 5). */
+#define CBLK 256
 
 #ifdef HAVE_LAPACK_DGESDD
 /* LAPACK's divide-and-conquer SVD (OpenBLAS ships it); the trailing length
@@ -70,6 +105,14 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
 extern void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda,
                     double *s, double *u, const int *ldu, double *vt, const int *ldvt,
                     double *work, const int *lwork, int *iwork, int *info, size_t jobz_len);
+/* The LQ factorisation, its orthogonal factor and Cholesky's, from the same
+ * LAPACK (any LAPACK with dgesdd has them). */
+extern void dgelqf_(const int *m, const int *n, double *a, const int *lda, double *tau,
+                    double *work, const int *lwork, int *info);
+extern void dorglq_(const int *m, const int *n, const int *k, double *a, const int *lda,
+                    const double *tau, double *work, const int *lwork, int *info);
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info,
+                    size_t uplo_len);
 #endif
 
 /* ----------------------------------------------------------------- 1. workspace */
@@ -78,32 +121,52 @@ struct ufm_metrics_ws {
   size_t C, p, N, k;  /* k = min(p, C)                                          */
   int nthr;           /* threads the per-thread buffers were sized for          */
   int lapack;         /* 1: dgesdd, 0: GSL's SVD                                 */
+  int qr;             /* 1: try the LQ basis first (section 4), LAPACK only      */
+  int basis_qr;       /* the last evaluation's basis came from the LQ path       */
   int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T    */
   gsl_matrix *M;      /* p x C  centred means                                    */
-  gsl_matrix *sq;     /* C x C  M^T M, then the SVD's square factor, then W W^T  */
+  gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's         */
+  gsl_matrix *G;      /* C x C  M^T M, for the whole evaluation                  */
+  gsl_matrix_view WW; /* C x C  W W^T, in the scratch region during A            */
   gsl_vector *muG;    /* p      global mean                                      */
   gsl_vector *S;      /* k      singular values of M, descending                 */
   gsl_vector *svwork; /* k      GSL's SVD work                                   */
   size_t r;           /* numerical rank                                          */
-  double *U;          /* after the SVD: U_M (p x k, row stride k)                */
+  double *U;          /* after the SVD: U_M (p x k, row stride ldu = k); after
+                       * the LQ path: B (p x r, row stride ldu = r)              */
+  size_t ldu;
   double *V;          /* and V_M: V_M^T (k x C) or, v_rows, V_M (C x k)          */
   int v_rows;
-  double *alpha;      /* C      ||M_c||^2 + 2 M_c.mu_G: the NCC score offsets    */
+  double *ug;         /* C      U_r^T mu_G (p > N)                               */
   double *s2;         /* C      s_c^2 = mean_{i in c} ||h_i - mu_c||^2           */
   double *wnorm;      /* C      ||w_c||                                          */
   double *mnorm;      /* C      ||mu_c - mu_G||                                  */
-  size_t nblk;        /* column blocks                                           */
+  size_t nblk;        /* column blocks of NC1 (p > N)                            */
   double *blkres;     /* nblk   per-block NC1 sums (p > N)                       */
-  size_t *blkmis;     /* nblk   per-block NCC / classifier disagreements         */
-  double *ablk;       /* nthr x (C + 2) BLOCK: the blocks of A                   */
+  size_t nnb, nnblk;  /* columns per block of A (NBLOCK or N), blocks            */
+  size_t *blkmis;     /* nnblk  per-block NCC / classifier disagreements         */
+  size_t astride;     /* doubles of A's buffers per thread                       */
+  double *ablk;       /* nthr x astride: the blocks of A                         */
+  float *Mf;          /* p x C  M s in single precision (section 5), in scratch  */
+  double *hmax;       /* p      max_i |h_ki|                                     */
+  double scale;       /* s, a power of two                                       */
+  int f32;            /* the single-precision filter is safe at this state       */
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
+  size_t dtile;       /* the side of a tile of D D^T                             */
+  size_t dchunk;      /* columns of deviations formed at once                    */
+  size_t nslab;       /* column slabs of a single tile of D D^T                  */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
   double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
   double *mg;         /* C      M_c.mu_G                                         */
   int lwork;          /* doubles of dgesdd's workspace                           */
+  int lqwork;         /* doubles of dgelqf's and dorglq's workspace (C-1 rows)   */
   int *iwork;         /* 8k                                                      */
-  double *scratch;    /* class means / SVD input and workspace / B's buffers     */
+  double *scratch;    /* class means / the factorisation's input, then B (p x r)
+                       * and during A the LQ path's workspace and R, W W^T and
+                       * Mf; then B's buffers                                    */
+  size_t off_R;       /* where the LQ path's R starts in scratch (doubles)       */
+  double *svd_work;   /* dgesdd's workspace, allocated at its first use          */
   size_t bstride;     /* doubles of B's buffers per thread                       */
   /* imbalance: minority classes and, for unequal counts, the SELI reference */
   int seli_ready;
@@ -114,7 +177,8 @@ struct ufm_metrics_ws {
   size_t nminority;
 };
 
-static size_t ntiles(size_t n) { return (n + TILE - 1) / TILE; }
+static size_t ntiles_of(size_t n, size_t ts) { return (n + ts - 1) / ts; }
+static size_t ntiles(size_t n) { return ntiles_of(n, TILE); }
 
 /* Threads for a parallel region: the current setting, at most as many as
  * the per-thread buffers were sized for. */
@@ -144,6 +208,28 @@ static int svd_lwork(size_t p, size_t C)
 #endif
 }
 
+/* dgelqf's and dorglq's optimal workspace for the (C-1) x p factor of the
+ * LQ path, the larger of the two; -1 when not available. */
+static int lq_lwork(size_t p, size_t C)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  if (C < 2 || p + 1 < C) return -1;
+  int m = (int)C - 1, n = (int)p, lw = -1, info = 0, a, b;
+  double x = 0, t = 0, w = 0;
+  dgelqf_(&m, &n, &x, &m, &t, &w, &lw, &info);
+  if (info != 0) return -1;
+  a = (int)w;
+  dorglq_(&m, &n, &m, &x, &m, &t, &w, &lw, &info);
+  if (info != 0) return -1;
+  b = (int)w;
+  return (a > b ? a : b) + 1;
+#else
+  (void)p;
+  (void)C;
+  return -1;
+#endif
+}
+
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 {
   ufm_metrics_ws *mw = ufm_calloc(1, sizeof *mw);
@@ -160,47 +246,71 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->tiles_dd = p <= N;
   mw->M = gsl_matrix_alloc(p, C);
   mw->sq = gsl_matrix_alloc(C, C);
+  mw->G = gsl_matrix_alloc(C, C);
   mw->muG = gsl_vector_alloc(p);
   mw->S = gsl_vector_alloc(k);
   mw->svwork = gsl_vector_alloc(k);
-  if (!mw->M || !mw->sq || !mw->muG || !mw->S || !mw->svwork) {
+  if (!mw->M || !mw->sq || !mw->G || !mw->muG || !mw->S || !mw->svwork) {
     ufm_metrics_ws_free(mw);
     return NULL;
   }
 #ifdef HAVE_LAPACK_DGESDD
   mw->lwork = svd_lwork(p, C);
   mw->lapack = mw->lwork > 0;
+  mw->lqwork = p <= N ? lq_lwork(p, C) : -1;
+  mw->qr = mw->lqwork > 0;
 #endif
   const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
   mw->nblk = (N + nb - 1) / nb;
-  mw->ntile = ntiles(p < N ? p : N);
+  mw->nnb = N < NBLOCK ? N : NBLOCK;
+  mw->nnblk = (N + mw->nnb - 1) / mw->nnb;
+  mw->dtile = DTILE(p);
+  mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
-   * tile times U_r or times Mu_b, the tile's rows of Mu; or (p > N) a block
-   * of U_r^T H */
+   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums; or
+   * (p > N) a block of U_r^T H */
   if (mw->tiles_dd) {
-    size_t ch = N < CHUNK ? N : CHUNK;
-    mw->bstride = TILE * TILE + 2 * TILE * ch + 2 * TILE * C;
+    mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
+    const size_t ch = mw->dchunk, ts = mw->dtile;
+    mw->bstride = ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
   } else {
     mw->bstride = k * nb;
   }
-  /* scratch: the SVD's input (p x C) first, then the largest of: the class
-   * means' second half (the means themselves start at 0; unequal counts:
-   * also T and T^T T of seli_H), the SVD's workspace, B's buffers */
+  /* scratch: the factorisation's input (p x C) first, then the largest of:
+   * the class means' second half (the means themselves start at 0; unequal
+   * counts: also T and T^T T of seli_H); during A the LQ path's tau and
+   * workspace, its R, W W^T and Mf; B's buffers. dgesdd's workspace is
+   * apart, allocated if the SVD runs: none of it is touched otherwise. */
   size_t rest = p * C + C * C;
-  if (mw->lapack && (size_t)mw->lwork > rest) rest = (size_t)mw->lwork;
-  if (T * mw->bstride > rest) rest = T * mw->bstride;
+  const size_t lqw = mw->lqwork > 0 ? C + (size_t)mw->lqwork : 0;
+  mw->off_R = p * C + lqw;
+  const size_t off_WW = mw->off_R + C * C, off_Mf = off_WW + C * C;
+  if (off_Mf + (p * C + 1) / 2 - p * C > rest) rest = off_Mf + (p * C + 1) / 2 - p * C;
+  /* a single tile of D D^T (p <= 512) in two column slabs, when N is
+   * long enough: their partial sums after B's buffers */
+  mw->nslab = mw->tiles_dd && mw->ntile == 1 && N >= 4 * mw->dchunk ? 2 : 1;
+  const size_t nsl = mw->nslab > 1 ? mw->nslab * p * p : 0;
+  if (T * mw->bstride + nsl > rest) rest = T * mw->bstride + nsl;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
-  size_t na = T * (C + 2) * nb; /* p > N: B = U_r^T mu (k x C) there afterwards */
+  mw->WW = gsl_matrix_view_array(mw->scratch + off_WW, C, C);
+  mw->Mf = (float *)(mw->scratch + off_Mf);
+  /* A's buffers per thread: the block's scores E (C x w floats) and
+   * features (p x w floats), six per-column arrays, a batch of columns to
+   * rescore (p x NAMB) and their scores (C x NAMB) */
+  const size_t w = mw->nnb;
+  mw->astride = (C * w + 1) / 2 + (p * w + 1) / 2 + 6 * w + (p + C) * NAMB;
+  size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
+  mw->hmax = ufm_malloc((p ? p : 1) * sizeof(double));
   mw->iwork = ufm_malloc((8 * k + 1) * sizeof(int));
-  mw->alpha = ufm_malloc(C * sizeof(double));
+  mw->ug = ufm_malloc(C * sizeof(double));
   mw->s2 = ufm_malloc(C * sizeof(double));
   mw->wnorm = ufm_malloc(C * sizeof(double));
   mw->mnorm = ufm_malloc(C * sizeof(double));
   mw->blkres = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(double));
-  mw->blkmis = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(size_t));
+  mw->blkmis = ufm_malloc((mw->nnblk ? mw->nnblk : 1) * sizeof(size_t));
   mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
@@ -212,7 +322,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_metrics_ws_free(ufm_metrics_ws *mw)
 {
   if (!mw) return;
-  gsl_matrix *mats[] = {mw->M, mw->sq, mw->seliW, mw->seliK};
+  gsl_matrix *mats[] = {mw->M, mw->sq, mw->G, mw->seliW, mw->seliK};
   for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
     if (mats[j]) gsl_matrix_free(mats[j]);
   if (mw->muG) gsl_vector_free(mw->muG);
@@ -220,8 +330,10 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   if (mw->svwork) gsl_vector_free(mw->svwork);
   free(mw->scratch);
   free(mw->ablk);
+  free(mw->svd_work);
+  free(mw->hmax);
   free(mw->iwork);
-  free(mw->alpha);
+  free(mw->ug);
   free(mw->s2);
   free(mw->wnorm);
   free(mw->mnorm);
@@ -248,41 +360,102 @@ int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on)
   return mw->lapack;
 }
 
+int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on)
+{
+  mw->qr = on && mw->lqwork > 0;
+  return mw->qr;
+}
+
+int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
+
 /* ------------------------------------- 2. class means and within-class scatter */
 
-/* One pass per row of H (rows in parallel, each row's sums in column order):
- * mu (p x C, row-major), muG, M = mu - muG and part[k][c] = sum_{i in c}
- * (H_ki - mu_kc)^2, the row read twice while it is in cache; then
+/* sum_i x_i, i < n, in four interleaved partial sums added as (s0 + s1) +
+ * (s2 + s3): the same bits whatever the vector width. */
+static inline __attribute__((always_inline)) double sum4(const double *x, size_t n)
+{
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) s[l] += x[i + l];
+  for (size_t l = 0; i < n; i++, l++) s[l] += x[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* max_i |x_i|, i < n (0 if n = 0), in four lanes (a maximum is exact in
+ * any order). */
+static inline __attribute__((always_inline)) double maxabs4(const double *x, size_t n)
+{
+  double a[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) {
+      const double v = fabs(x[i + l]);
+      a[l] = v > a[l] ? v : a[l];
+    }
+  for (size_t l = 0; i < n; i++, l++) {
+    const double v = fabs(x[i]);
+    a[l] = v > a[l] ? v : a[l];
+  }
+  a[0] = a[1] > a[0] ? a[1] : a[0];
+  a[2] = a[3] > a[2] ? a[3] : a[2];
+  return a[2] > a[0] ? a[2] : a[0];
+}
+
+/* sum_i (x_i - c)^2, i < n, likewise. */
+static inline __attribute__((always_inline)) double sumsq_dev4(const double *x, size_t n, double c)
+{
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++) {
+      const double d = x[i + l] - c;
+      s[l] += d * d;
+    }
+  for (size_t l = 0; i < n; i++, l++) {
+    const double d = x[i] - c;
+    s[l] += d * d;
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Row k of H: its class means into mk, its global mean (returned), max_i
+ * |h_i| into *mx, M's row into Mk and the scatter's part into pk (if not
+ * NULL), the row read twice while it is in cache. */
+UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *mk, double *Mk,
+                                   double *pk, double *mx)
+{
+  const size_t C = m->C;
+  double tot = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const size_t lo = m->offset[c], n = m->offset[c + 1] - lo;
+    const double s = sum4(h + lo, n);
+    tot += s;
+    mk[c] = s / (double)m->counts[c];
+  }
+  *mx = maxabs4(h, m->N);
+  const double g = tot / (double)m->N;
+  for (size_t c = 0; c < C; c++) {
+    Mk[c] = mk[c] - g;
+    if (pk) pk[c] = sumsq_dev4(h + m->offset[c], m->offset[c + 1] - m->offset[c], mk[c]);
+  }
+  return g;
+}
+
+/* One pass per row of H (rows in parallel, each row's sums in a fixed
+ * order): mu (p x C, row-major), muG, M = mu - muG, hmax[k] = max_i |H_ki|
+ * and part[k][c] = sum_{i in c} (H_ki - mu_kc)^2; then
  * s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The scatter is summed
  * from deviations, not as E h^2 - mu^2, which would cancel to noise exactly
  * when features collapse. */
 static void class_means(const ufm_model *m, double *mu, double *muG, double *M, double *part,
-                        double *s2)
+                        double *s2, double *hmax)
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
-  for (size_t k = 0; k < p; k++) {
-    const double *h = m->H->data + k * N;
-    double *mk = mu + k * C, tot = 0.0;
-    for (size_t c = 0; c < C; c++) {
-      double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) s += h[i];
-      tot += s;
-      mk[c] = s / (double)m->counts[c];
-    }
-    double g = tot / (double)N;
-    muG[k] = g;
-    for (size_t c = 0; c < C; c++) {
-      M[k * C + c] = mk[c] - g;
-      if (!part) continue;
-      double s = 0.0;
-      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) {
-        double d = h[i] - mk[c];
-        s += d * d;
-      }
-      part[k * C + c] = s;
-    }
-  }
+  for (size_t k = 0; k < p; k++)
+    muG[k] = means_row(m, m->H->data + k * N, mu + k * C, M + k * C, part ? part + k * C : NULL,
+                       hmax + k);
   if (!part) return;
   for (size_t c = 0; c < C; c++) s2[c] = 0.0;
   for (size_t k = 0; k < p; k++)
@@ -296,11 +469,11 @@ static void class_means(const ufm_model *m, double *mu, double *muG, double *M, 
  * tiles (a < b) row by row, then the diagonal ones, which cost half as
  * much, so that threads taking tiles in turn finish together. Its first
  * row and column. */
-static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
+static void tile_of_ts(size_t q, size_t n, size_t ts, size_t *ra, size_t *rb)
 {
-  const size_t nt = ntiles(n), noff = nt * (nt - 1) / 2;
+  const size_t nt = ntiles_of(n, ts), noff = nt * (nt - 1) / 2;
   if (q >= noff) {
-    *ra = *rb = (q - noff) * TILE;
+    *ra = *rb = (q - noff) * ts;
     return;
   }
   size_t ia = 0, rem = q;
@@ -308,9 +481,10 @@ static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb)
     rem -= nt - 1 - ia;
     ia++;
   }
-  *ra = ia * TILE;
-  *rb = (ia + 1 + rem) * TILE;
+  *ra = ia * ts;
+  *rb = (ia + 1 + rem) * ts;
 }
+static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb) { tile_of_ts(q, n, TILE, ra, rb); }
 
 /* Tile (a, b) of G = A A^T (rows of A, trans = CblasNoTrans) or A^T A
  * (columns, CblasTrans) into out (na x nb, row stride ldo): dsyrk (upper
@@ -333,21 +507,40 @@ static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, si
   else gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Aa.matrix, &Ab.matrix, 0.0, &o.matrix);
 }
 
-/* G = A A^T or A^T A (n x n) through its upper tiles in parallel, then
+/* Tile q of G = A A^T or A^T A (n x n) in the upper triangle, and its
+ * mirror image below. */
+static void gram_pair(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, size_t q)
+{
+  const size_t n = G->size1, ld = G->tda;
+  size_t a, b;
+  tile_of(q, n, &a, &b);
+  size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
+  double *g = G->data;
+  gram_tile(trans, A, a, b, na, nb, g + a * ld + b, ld);
+  if (a == b) {
+    for (size_t i = 0; i < na; i++)
+      for (size_t j = 0; j < i; j++) g[(a + i) * ld + a + j] = g[(a + j) * ld + a + i];
+  } else {
+    for (size_t j = 0; j < nb; j++)
+      for (size_t i = 0; i < na; i++) g[(b + j) * ld + a + i] = g[(a + i) * ld + b + j];
+  }
+}
+
+/* G = A A^T or A^T A (n x n) through its upper tiles in parallel, each
  * mirrored: half the work of a dgemm, each entry from one BLAS call. */
 static void gram(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
 {
   const size_t n = G->size1, nt = ntiles(n), npairs = nt * (nt + 1) / 2;
   const size_t L = trans == CblasNoTrans ? A->size2 : A->size1;
 #pragma omp parallel for schedule(dynamic, 1) if (npairs > 1 && n * n * L >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs; q++) {
-    size_t a, b;
-    tile_of(q, n, &a, &b);
-    size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
-    gram_tile(trans, A, a, b, na, nb, G->data + a * G->tda + b, G->tda);
-  }
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < i; j++) G->data[i * G->tda + j] = G->data[j * G->tda + i];
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
+}
+
+/* The same on the calling thread alone. */
+static void gram_serial(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
+{
+  const size_t nt = ntiles(G->size1), npairs = nt * (nt + 1) / 2;
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
 }
 
 /* Squared Frobenius norms of the tiles of the Gram of H's shorter side
@@ -404,14 +597,16 @@ static int thin_svd(ufm_metrics_ws *mw)
   if (mw->lapack) {
 #ifdef HAVE_LAPACK_DGESDD
     int mm = (int)C, nn = (int)p, lda = (int)C, kk = (int)k, info = 0;
+    if (!mw->svd_work) mw->svd_work = ufm_malloc((size_t)mw->lwork * sizeof(double));
     memcpy(A, mw->M->data, p * C * sizeof(double));
-    dgesdd_("O", &mm, &nn, A, &lda, S, mw->sq->data, &kk, mw->sq->data, &kk, A + p * C,
+    dgesdd_("O", &mm, &nn, A, &lda, S, mw->sq->data, &kk, mw->sq->data, &kk, mw->svd_work,
             &mw->lwork, mw->iwork, &info, 1);
     if (info != 0) return -1;
 #endif
     mw->U = p > C ? A : mw->sq->data;
     mw->V = p > C ? mw->sq->data : A;
     mw->v_rows = 0;
+    mw->ldu = k;
   } else if (p >= C) { /* GSL wants a tall matrix: M */
     gsl_matrix_view Av = gsl_matrix_view_array(A, p, C);
     gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, C, C);
@@ -420,6 +615,7 @@ static int thin_svd(ufm_metrics_ws *mw)
     mw->U = A;
     mw->V = mw->sq->data;
     mw->v_rows = 1;
+    mw->ldu = k;
   } else { /* M^T (C x p) = V_M S U_M^T */
     gsl_matrix_view Av = gsl_matrix_view_array(A, C, p);
     gsl_matrix_view V = gsl_matrix_view_array(mw->sq->data, p, p);
@@ -428,6 +624,7 @@ static int thin_svd(ufm_metrics_ws *mw)
     mw->U = mw->sq->data;
     mw->V = A;
     mw->v_rows = 1;
+    mw->ldu = k;
   }
   double smax = k > 0 ? S[0] : 0.0;
   double tol = (double)(p > C ? p : C) * DBL_EPSILON * smax;
@@ -437,44 +634,276 @@ static int thin_svd(ufm_metrics_ws *mw)
   return 0;
 }
 
+/* The LQ path (p <= N, C - 1 <= p, LAPACK): NC1 needs no singular vectors,
+ * only a factor B (p x r) with B B^T = (M M^T)^+ on the numerical rank r,
+ * NC1 = Tr(B^T D D^T B)/N (the SVD's is B = U_r S_r^-1). M n = 0 for the
+ * counts n (M is centred with the sample weights), so with the Householder
+ * reflection P taking n/||n|| to -e_C, M P = [M', m] with m = -M n/||n||
+ * round-off only. When
+ *  (i)  ||m|| < tol/8, tol = max(p,C) eps s_max the rank tolerance of the
+ *       SVD (s_max >= ||M||_F / sqrt(min(p,C)) stands in for s_max), and
+ *  (ii) Cholesky succeeds on P G P - tau I restricted to the first C-1
+ *       rows and columns (= M'^T M' up to round-off), tau = 8 (p+C) eps
+ *       ||M||_F^2, at least twice the round-off of G (p eps ||M||_F^2), of
+ *       P G P and of the factorisation (C eps ||M||_F^2), so that
+ *       s_min(M')^2 >= tau/2 and s_min(M') >> tol,
+ * the numerical rank is r = C - 1 whatever SVD is run: s_C(M) <= ||m|| <
+ * tol and, M' being M P without a column, s_{C-1}(M) >= s_min(M') > tol.
+ * (M M^T)^+ on that rank is then (M' M'^T)^+ up to a relative ||m||^2 /
+ * s_min(M')^2, below round-off. M'^T = L Q (dgelqf: Householder, backward
+ * stable as the SVD is, so NC1 is as accurate; Q (C-1) x p with
+ * orthonormal rows as dorglq forms it) and B^T = L^-T Q (dtrsm), so that
+ * B B^T = Q^T (L^T L)^-1 Q = (M' M'^T)^+. About 4 p C^2
+ * multiply-adds of BLAS-3 on one thread, a third of dgesdd's time at
+ * C = 1000 (whose bidiagonalisation alone is half matrix-vector work).
+ * Returns 0 with mw->U = B (row stride r = C - 1); 1 if (i) or (ii) fails,
+ * and the caller runs the SVD; -1 if LAPACK reports an error. */
+static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  const size_t p = mw->p, C = mw->C, c1 = C - 1;
+  const double *M = mw->M->data, *G = mw->G->data;
+  double *A = mw->scratch, *tau = A + p * C, *work = tau + C, *R = mw->scratch + mw->off_R;
+  double *vv = ufm_malloc(2 * C * sizeof(double)), *Gv = vv + C;
+  /* v = n/||n|| + e_C, beta = 2/||v||^2: P = I - beta v v^T, P n/||n|| = -e_C */
+  double nn = 0.0, trG = 0.0;
+  for (size_t c = 0; c < C; c++) nn += (double)counts[c] * (double)counts[c];
+  nn = sqrt(nn);
+  for (size_t c = 0; c < C; c++) vv[c] = (double)counts[c] / nn;
+  vv[c1] += 1.0;
+  double vtv = 0.0;
+  for (size_t c = 0; c < C; c++) vtv += vv[c] * vv[c];
+  const double beta = 2.0 / vtv;
+  for (size_t c = 0; c < C; c++) trG += G[c * C + c];
+  /* M' = (M - beta (M v) v^T) without its last column, row stride C-1;
+   * m its last column */
+  double m2 = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *Mk = M + k * C;
+    double mv = 0.0;
+    for (size_t c = 0; c < C; c++) mv += Mk[c] * vv[c];
+    mv *= beta;
+    double *Ak = A + k * c1;
+    for (size_t c = 0; c < c1; c++) Ak[c] = Mk[c] - mv * vv[c];
+    double last = Mk[c1] - mv * vv[c1];
+    m2 += last * last;
+  }
+  const double eps = DBL_EPSILON, kmin = (double)(p < C ? p : C), kmax = (double)(p > C ? p : C);
+  const double tol = kmax * eps * sqrt(trG / kmin);
+  if (!(sqrt(m2) < tol / 8.0)) {
+    free(vv);
+    return 1;
+  }
+  /* P G P - tau I, first C-1 rows and columns, into R (column-major, ld C-1):
+   * G - beta v (Gv)^T - beta (Gv) v^T + beta^2 (v^T G v) v v^T */
+  double vGv = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    double s = 0.0;
+    for (size_t d = 0; d < C; d++) s += G[c * C + d] * vv[d];
+    Gv[c] = s;
+    vGv += vv[c] * s;
+  }
+  const double tauc = 8.0 * (double)(p + C) * eps * trG;
+  for (size_t j = 0; j < c1; j++)
+    for (size_t i = 0; i <= j; i++)
+      R[i + j * c1] = G[i * C + j] - beta * (vv[i] * Gv[j] + Gv[i] * vv[j]) +
+                      beta * beta * vGv * vv[i] * vv[j] - (i == j ? tauc : 0.0);
+  free(vv);
+  int n1 = (int)c1, nn1 = (int)p, info = 0, lw = mw->lqwork;
+  dpotrf_("U", &n1, R, &n1, &info, 1);
+  if (info > 0) return 1;
+  if (info < 0) return -1;
+  /* M'^T = L Q: A is M'^T column-major ((C-1) x p, ld C-1) */
+  dgelqf_(&n1, &nn1, A, &n1, tau, work, &lw, &info);
+  if (info != 0) return -1;
+  for (size_t j = 0; j < c1; j++)
+    for (size_t i = j; i < c1; i++) R[i + j * c1] = A[i + j * c1];
+  dorglq_(&n1, &nn1, &n1, A, &n1, tau, work, &lw, &info);
+  if (info != 0) return -1;
+  cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, n1, nn1, 1.0, R, n1,
+              A, n1);
+  mw->U = A;
+  mw->ldu = c1;
+  mw->r = c1;
+  return 0;
+#else
+  (void)mw;
+  (void)counts;
+  return 1;
+#endif
+}
+
 /* ------------------- 5. the nearest-class-centre rule and NC1, in blocks and tiles */
 
-/* The nearest class centre of h_i is argmin_c ||h_i - mu_c||^2 =
- * argmin_c (alpha_c - 2 M_c.h_i), alpha_c = ||M_c||^2 + 2 M_c.mu_G (the
- * first such c). Block blk of BLOCK columns: E = M^T H_b (one dgemm), then
- * the classes in order; the count of samples whose nearest centre is not
- * the classifier's prediction goes to the block's slot. An orphaned
- * worksharing loop (section 3). */
+/* The nearest class centre of h_i is the first c minimising
+ *   ||h_i - mu_c||^2 - ||x_i||^2 = G_cc - 2 M_c.x_i,   x_i = h_i - mu_G,
+ * G = M^T M. Scoring every sample against every class is M^T X (C p N),
+ * the largest product of the metrics; it runs in single precision, SGEMM
+ * at twice DGEMM's rate, as a filter with a proven error bound, and only
+ * the samples it cannot settle are scored again in double:
+ *   with s = 2^-e >= 1/max_k(max_i |h_ki| + |mu_G,k|) (so that s|M_kc| and
+ *   s|x_ki| are at most 1: no overflow), Mf = fl(s M), Xf = fl(s X) and
+ *   Ef = SGEMM(Mf^T, Xf), any summation order gives (u = 2^-24)
+ *     |Ef_ci / s^2 - M_c.x_i| <= (p + 2) u ||M_c|| ||x_i|| + eta,
+ *   eta = (p + 2) 2^-126 / s^2 covering underflow (gradual or not). With
+ *   d_ci = 2.02 (p + 4) u ||M_c|| ||x_i|| + 2 eta (the 1% also covers the
+ *   double round-off of the scores themselves, some 2^-29 of it) and
+ *   f_ci = G_cc - 2 Ef_ci / s^2, the double-precision score lies in
+ *   [f_ci - d_ci, f_ci + d_ci]. So with U_i = min_c (f_ci + d_ci), the
+ *   classes with f_ci - d_ci <= U_i include every class that can be the
+ *   first minimiser in double; when only one is left (the one attaining
+ *   U_i), it is the answer. The others ("ambiguous": a near tie, typically
+ *   1% of the samples near initialisation, none once the classes
+ *   separate) are scored in double, G_cc - 2 M^T x_i by DGEMM in batches
+ *   of NAMB, first minimiser over all classes. So NC4 is that of the
+ *   double-precision scores, exactly, whatever the filter decided; when
+ *   the data are not finite or too large or small for the scaling, every
+ *   sample goes the double way.
+ * Block blk of mw->nnb columns per slot; the count of samples whose
+ * nearest centre is not the classifier's prediction goes to the block's
+ * slot. An orphaned worksharing loop (section 3). */
+
+/* The filter's set-up: the scale s (the same bound covers |M_kc|, as
+ * means of the h_ki) and Mf; or mw->f32 = 0. */
+static void ncc_prepare(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p;
+  double b = 0.0;
+  int finite = 1;
+  for (size_t k = 0; k < p; k++) {
+    const double v = mw->hmax[k] + fabs(mw->muG->data[k]);
+    finite &= isfinite(v);
+    b = v > b ? v : b;
+  }
+  for (size_t c = 0; c < C; c++) finite &= isfinite(gsl_matrix_get(mw->G, c, c));
+  int e = 0;
+  mw->f32 = finite && b > 0x1p-400 && b < 0x1p400 && (double)(p + 4) * 0x1p-24 < 0.25;
+  if (!mw->f32) return;
+  frexp(b, &e); /* b < 2^e */
+  const double sc = ldexp(1.0, -e);
+  mw->scale = sc;
+  const double *M = mw->M->data;
+  float *Mf = mw->Mf;
+#pragma omp parallel for schedule(static) if (p * C >= 4 * UFM_PAR_MIN)
+  for (size_t k = 0; k < p; k++)
+    for (size_t c = 0; c < C; c++) Mf[k * C + c] = (float)(M[k * C + c] * sc);
+}
+
+/* Columns amb[0..na) of block i0 (w columns) rescored in double:
+ * Xa = the centred columns (p x na), Ea = M^T Xa, first minimiser of
+ * G_cc - 2 Ea_cj into arg. */
+static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, const int32_t *amb,
+                      size_t na, double *Xa, double *Ea, int32_t *arg)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  const double *g = mw->muG->data, *G = mw->G->data;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = m->H->data + k * N + i0;
+    for (size_t j = 0; j < na; j++) Xa[k * na + j] = h[amb[j]] - g[k];
+  }
+  gsl_matrix_view Xv = gsl_matrix_view_array(Xa, p, na), Ev = gsl_matrix_view_array(Ea, C, na);
+  gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, &Xv.matrix, 0.0, &Ev.matrix);
+  for (size_t j = 0; j < na; j++) {
+    double best = G[0] - 2.0 * Ea[j];
+    int32_t a = 0;
+    for (size_t c = 1; c < C; c++) {
+      const double v = G[c * C + c] - 2.0 * Ea[c * na + j];
+      if (v < best) {
+        best = v;
+        a = (int32_t)c;
+      }
+    }
+    arg[amb[j]] = a;
+  }
+}
+
+/* Xf = fl(s (H_b - mu_G 1^T)) (p x w) and xn = the columns' norms. */
+UFM_CLONES static void ncc_convert(const double *H, size_t N, const double *g, size_t p, size_t w,
+                                   double sc, float *restrict Xf, double *restrict xn)
+{
+  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = H + k * N, gk = g[k];
+    float *xf = Xf + k * w;
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const double x = h[j] - gk;
+      xn[j] += x * x;
+      xf[j] = (float)(x * sc);
+    }
+  }
+  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+}
+
+/* From the filter's scores Ef (C x w): U_j = min_c (f_cj + d_cj), then
+ * cnt_j = #{c : f_cj - d_cj <= U_j} and cand_j the last such c (the only
+ * one when cnt_j = 1), both as doubles for the vector units. */
+UFM_CLONES static void ncc_scan(const float *Ef, size_t C, size_t w, const double *Gdiag, size_t ldg,
+                                const double *mnorm, const double *xn, double inv2, double beta,
+                                double eta2, double *restrict U, double *restrict cnt,
+                                double *restrict cand)
+{
+  for (size_t j = 0; j < w; j++) {
+    U[j] = INFINITY;
+    cnt[j] = 0.0;
+    cand[j] = -1.0;
+  }
+  for (size_t c = 0; c < C; c++) {
+    const float *e = Ef + c * w;
+    const double gc = Gdiag[c * ldg], dc = beta * mnorm[c];
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const double hi = gc - inv2 * (double)e[j] + (dc * xn[j] + eta2);
+      U[j] = hi < U[j] ? hi : U[j];
+    }
+  }
+  for (size_t c = 0; c < C; c++) {
+    const float *e = Ef + c * w;
+    const double gc = Gdiag[c * ldg], dc = beta * mnorm[c], cd = (double)c;
+#pragma omp simd
+    for (size_t j = 0; j < w; j++) {
+      const int in = gc - inv2 * (double)e[j] - (dc * xn[j] + eta2) <= U[j];
+      cnt[j] += in ? 1.0 : 0.0;
+      cand[j] = in ? cd : cand[j];
+    }
+  }
+}
+
 static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, nb = N < BLOCK ? N : BLOCK;
+  const size_t C = m->C, p = m->p, N = m->N, nb = mw->nnb;
+  const double sc = mw->scale, inv2 = mw->f32 ? 2.0 / (sc * sc) : 0.0;
+  const double beta = 2.02 * (double)(p + 4) * 0x1p-24;
+  const double eta2 = mw->f32 ? 2.0 * (double)(p + 2) * 0x1p-126 / (sc * sc) : 0.0;
 #pragma omp for schedule(dynamic, 1) nowait
-  for (size_t blk = 0; blk < mw->nblk; blk++) {
+  for (size_t blk = 0; blk < mw->nnblk; blk++) {
 #ifdef _OPENMP
     const size_t t = (size_t)omp_get_thread_num();
 #else
     const size_t t = 0;
 #endif
     const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
-    double *E = mw->ablk + t * (C + 2) * nb, *best = E + C * w;
-    int32_t *arg = (int32_t *)(best + w);
-    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, w);
-    gsl_matrix_view Ev = gsl_matrix_view_array(E, C, w);
-    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, mw->M, &Hb.matrix, 0.0, &Ev.matrix);
-    for (size_t i = 0; i < w; i++) {
-      best[i] = mw->alpha[0] - 2.0 * E[i];
-      arg[i] = 0;
-    }
-    for (size_t c = 1; c < C; c++) {
-      const double *e = E + c * w;
-      for (size_t i = 0; i < w; i++) {
-        double v = mw->alpha[c] - 2.0 * e[i];
-        if (v < best[i]) {
-          best[i] = v;
-          arg[i] = (int32_t)c;
-        }
+    double *buf = mw->ablk + t * mw->astride;
+    float *Ef = (float *)buf, *Xf = (float *)(buf + (C * nb + 1) / 2);
+    double *xn = buf + (C * nb + 1) / 2 + (p * nb + 1) / 2, *U = xn + nb, *cnt = U + nb,
+           *cand = cnt + nb;
+    int32_t *arg = (int32_t *)(cand + nb), *amb = arg + nb;
+    double *Xa = cand + 2 * nb, *Ea = Xa + p * NAMB;
+    size_t na = 0;
+    if (mw->f32) {
+      ncc_convert(m->H->data + i0, N, mw->muG->data, p, w, sc, Xf, xn);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)w, (int)p, 1.0f, mw->Mf,
+                  (int)C, Xf, (int)w, 0.0f, Ef, (int)w);
+      ncc_scan(Ef, C, w, mw->G->data, C + 1, mw->mnorm, xn, inv2, beta, eta2, U, cnt, cand);
+      for (size_t j = 0; j < w; j++) {
+        arg[j] = (int32_t)cand[j];
+        if (cnt[j] != 1.0) amb[na++] = (int32_t)j; /* 0: NaN somewhere, rescore */
       }
+    } else {
+      for (size_t j = 0; j < w; j++) amb[na++] = (int32_t)j;
     }
+    for (size_t j0 = 0; j0 < na; j0 += NAMB)
+      ncc_exact(m, mw, i0, amb + j0, na - j0 < NAMB ? na - j0 : NAMB, Xa, Ea, arg);
     size_t mis = 0;
     for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != arg[i];
     mw->blkmis[blk] = mis;
@@ -482,89 +911,144 @@ static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws
 }
 
 /* Rows a..a+na of D restricted to columns j0..j0+w: h_ki - mu_{k,y_i},
- * mu = M + mu_G 1^T. */
-static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+ * mu = M + mu_G 1^T; class by class (the columns are), one mean per run. */
+UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
                        size_t j0, size_t w, double *out)
 {
-  const size_t C = m->C, N = m->N;
-  const int32_t *y = m->labels + j0;
+  const size_t C = m->C, N = m->N, c0 = (size_t)m->labels[j0];
   for (size_t i = 0; i < na; i++) {
-    const double *h = m->H->data + (a + i) * N + j0, *Mk = mw->M->data + (a + i) * C;
+    const double *h = m->H->data + (a + i) * N, *Mk = mw->M->data + (a + i) * C;
     const double g = mw->muG->data[a + i];
     double *o = out + i * w;
-    for (size_t j = 0; j < w; j++) o[j] = h[j] - (Mk[y[j]] + g);
+    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+      const double mu = Mk[c] + g;
+#pragma omp simd
+      for (size_t j = lo; j < hi; j++) o[j - j0] = h[j] - mu;
+      lo = hi;
+    }
   }
 }
 
-/* Tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread with
- * its own buffers: X = D_a D_b^T summed over chunks of CHUNK columns in
- * order (dsyrk on the diagonal, mirrored). Each tile adds, twice off the
- * diagonal:
- * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(S_r^-2 U_r^T D D^T U_r)
- *   (Sigma_W = D D^T/N, Sigma_B^+ = C U_r S_r^-2 U_r^T):
- *   sum_{i,j} (U_a)_ij (X U_b)_ij / s_j^2, into tilenc1;
- * - to ||D D^T||_F^2: ||X||_F^2, into tilefro;
- * - to sum_c n_c mu_c^T D D^T mu_c: sum_{i,c} n_c mu_{a+i,c} (X Mu_b)_ic,
- *   into tilecross (section 7, seli_H). */
+/* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
+ * dchunk columns in order (dsyrk on the diagonal: X's upper triangle). */
+static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+                          size_t b, size_t nb, size_t j_lo, size_t j_hi, double *X, double *Da,
+                          double *Db)
+{
+  const size_t ch = mw->dchunk;
+  gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
+  for (size_t j0 = j_lo; j0 < j_hi; j0 += ch) {
+    const size_t w = j_hi - j0 < ch ? j_hi - j0 : ch;
+    const double beta = j0 == j_lo ? 0.0 : 1.0;
+    gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
+    deviations(m, mw, a, na, j0, w, Da);
+    if (a == b) {
+      gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
+    } else {
+      gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
+      deviations(m, mw, b, nb, j0, w, Db);
+      gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Dav.matrix, &Dbv.matrix, beta, &Xv.matrix);
+    }
+  }
+}
+
+/* Tile (a, b) of D D^T in X (na x nb; on the diagonal the upper triangle,
+ * mirrored here), weight wt (2 off the diagonal, for (b, a)), with buffers
+ * Y and Mu (CBLK columns of na and nb rows) and acc (C), adds
+ * - to NC1 = Tr(Sigma_W Sigma_B^+)/C = (1/N) Tr(B^T D D^T B)
+ *   (Sigma_W = D D^T/N, Sigma_B^+ = C B B^T; B = U_r S_r^-1 for the SVD):
+ *   sum_{i,j} (B_a)_ij (X B_b)_ij, each column j summed over i in order;
+ * - to ||D D^T||_F^2: ||X||_F^2;
+ * - to sum_c n_c mu_c^T D D^T mu_c: sum_c n_c sum_i mu_{a+i,c} (X Mu_b)_ic
+ *   (section 7, seli_H);
+ * the products with X CBLK columns at a time. */
+static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na, size_t b,
+                      size_t nb, double wt, double *X, double *Y, double *Mu, double *acc,
+                      double *nc1, double *fro, double *cross)
+{
+  const size_t C = m->C, ldu = mw->ldu, r = mw->r;
+  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
+  if (a == b)
+    for (size_t i = 0; i < na; i++)
+      for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
+  gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
+  double s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  for (size_t j = 0; j < r; j++) acc[j] = 0.0;
+  for (size_t j0 = 0; j0 < r; j0 += CBLK) {
+    const size_t cb = r - j0 < CBLK ? r - j0 : CBLK;
+    gsl_matrix_const_view Ub =
+        gsl_matrix_const_view_array_with_tda(mw->U + b * ldu + j0, nb, cb, ldu);
+    gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, cb);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
+    for (size_t i = 0; i < na; i++) {
+      const double *u = mw->U + (a + i) * ldu + j0, *y = Y + i * cb;
+      double *ac = acc + j0;
+      for (size_t j = 0; j < cb; j++) ac[j] += u[j] * y[j];
+    }
+  }
+  for (size_t j = 0; j < r; j++) s1 += mw->basis_qr ? acc[j] : acc[j] / (S[j] * S[j]);
+  for (size_t i = 0; i < na; i++) s2 += ufm_sumsq(X + i * nb, nb);
+  /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
+  for (size_t c = 0; c < C; c++) acc[c] = 0.0;
+  for (size_t c0 = 0; c0 < C; c0 += CBLK) {
+    const size_t cb = C - c0 < CBLK ? C - c0 : CBLK;
+    for (size_t j = 0; j < nb; j++) {
+      const double *Mj = M + (b + j) * C + c0, gj = g[b + j];
+      for (size_t c = 0; c < cb; c++) Mu[j * cb + c] = Mj[c] + gj;
+    }
+    gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, cb), Yv = gsl_matrix_view_array(Y, na, cb);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
+    for (size_t i = 0; i < na; i++) {
+      const double *Mi = M + (a + i) * C + c0, gi = g[a + i], *y = Y + i * cb;
+      double *ac = acc + c0;
+      for (size_t c = 0; c < cb; c++) ac[c] += (Mi[c] + gi) * y[c];
+    }
+  }
+  for (size_t c = 0; c < C; c++) s3 += (double)m->counts[c] * acc[c];
+  *nc1 = wt * s1;
+  *fro = wt * s2;
+  *cross = wt * s3;
+}
+
+/* The tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread
+ * with its own buffers, into tilenc1, tilefro and tilecross (dd_finish).
+ * A single tile (p <= 512) is summed in nslab column slabs in parallel
+ * instead, then added in order and finished on this thread. */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nt = ntiles(p);
-  const size_t npairs = nt * (nt + 1) / 2, ch = N < CHUNK ? N : CHUNK;
-  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
+  const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile, ch = mw->dchunk;
+  const size_t nt = ntiles_of(p, ts), npairs = nt * (nt + 1) / 2, ns = mw->nslab;
+  double *slabs = mw->scratch + p * C + (size_t)mw->nthr * mw->bstride;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
-    if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs; q++) {
+    if (npairs * ns > 1 && p * p * N >= 64 * UFM_PAR_MIN)
+  for (size_t q = 0; q < npairs * ns; q++) {
 #ifdef _OPENMP
     const size_t t = (size_t)omp_get_thread_num();
 #else
     const size_t t = 0;
 #endif
-    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + TILE * TILE, *Db = Da + TILE * ch,
-           *Y = Db + TILE * ch, *Mu = Y + TILE * C;
+    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
+           *Y = Db + ts * ch, *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
+    if (ns > 1) { /* slab q of the single tile */
+      dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, slabs + q * p * p, Da, Db);
+      continue;
+    }
     size_t a, b;
-    tile_of(q, p, &a, &b);
-    const size_t na = p - a < TILE ? p - a : TILE, nb = p - b < TILE ? p - b : TILE;
-    gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
-    for (size_t j0 = 0; j0 < N; j0 += ch) {
-      const size_t w = N - j0 < ch ? N - j0 : ch;
-      const double beta = j0 == 0 ? 0.0 : 1.0;
-      gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
-      deviations(m, mw, a, na, j0, w, Da);
-      if (a == b) {
-        gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
-      } else {
-        gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
-        deviations(m, mw, b, nb, j0, w, Db);
-        gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Dav.matrix, &Dbv.matrix, beta, &Xv.matrix);
-      }
-    }
-    if (a == b)
-      for (size_t i = 0; i < na; i++)
-        for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
-    const double wt = a == b ? 1.0 : 2.0;
-    double nc1 = 0.0, fro = 0.0, cross = 0.0;
-    if (r > 0) {
-      gsl_matrix_const_view Ub = gsl_matrix_const_view_array_with_tda(mw->U + b * k, nb, r, k);
-      gsl_matrix_view Yv = gsl_matrix_view_array(Y, na, r);
-      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Ub.matrix, 0.0, &Yv.matrix);
-      for (size_t j = 0; j < r; j++) {
-        double s = 0.0;
-        for (size_t i = 0; i < na; i++) s += mw->U[(a + i) * k + j] * Y[i * r + j];
-        nc1 += s / (S[j] * S[j]);
-      }
-    }
-    for (size_t i = 0; i < na; i++) fro += ufm_sumsq(X + i * nb, nb);
-    /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
-    for (size_t j = 0; j < nb; j++)
-      for (size_t c = 0; c < C; c++) Mu[j * C + c] = M[(b + j) * C + c] + g[b + j];
-    gsl_matrix_view Muv = gsl_matrix_view_array(Mu, nb, C), Yv = gsl_matrix_view_array(Y, na, C);
-    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Xv.matrix, &Muv.matrix, 0.0, &Yv.matrix);
-    for (size_t i = 0; i < na; i++)
-      for (size_t c = 0; c < C; c++)
-        cross += (double)m->counts[c] * (M[(a + i) * C + c] + g[a + i]) * Y[i * C + c];
-    mw->tilenc1[q] = wt * nc1;
-    mw->tilefro[q] = wt * fro;
-    mw->tilecross[q] = wt * cross;
+    tile_of_ts(q, p, ts, &a, &b);
+    const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
+    dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db);
+    dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, acc, &mw->tilenc1[q],
+              &mw->tilefro[q], &mw->tilecross[q]);
+  }
+  if (ns > 1) {
+    for (size_t s = 1; s < ns; s++)
+      for (size_t i = 0; i < p; i++)
+        for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
+    double *Y = mw->scratch + p * C + 2 * ts * ch + ts * ts, *Mu = Y + ts * CBLK,
+           *acc = Mu + ts * CBLK;
+    dd_finish(m, mw, 0, p, 0, p, 1.0, slabs, Y, Mu, acc, &mw->tilenc1[0], &mw->tilefro[0],
+              &mw->tilecross[0]);
   }
 }
 
@@ -577,7 +1061,7 @@ static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
   const size_t C = m->C, p = m->p, N = m->N, k = mw->k, r = mw->r, nb = N < BLOCK ? N : BLOCK;
   const double *S = mw->S->data;
   /* B in the blocks of A, done with (sized for it) */
-  double *B = mw->ablk, *ug = mw->alpha; /* alpha is done with too */
+  double *B = mw->ablk, *ug = mw->ug;
   for (size_t j = 0; j < r; j++) {
     double s = 0.0;
     for (size_t kk = 0; kk < p; kk++) s += mw->U[kk * k + j] * mw->muG->data[kk];
@@ -630,74 +1114,109 @@ static void mean_std(const double *x, size_t n, double *mean, double *std)
   *std = sqrt(v / (double)n);
 }
 
-/* From a C x C Gram matrix G of vectors v_c: ||v_c|| into nrm; Std/Avg of
- * ||v_c||; Std over c != c' of the cosines; Avg of |cos + 1/(C-1)|; and
- * || G/||G||_F - (I - 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored:
- * their mean, then their spread about it, in two passes. */
-static void gram_metrics(const gsl_matrix *G, double *nrm, double *equinorm, double *equiangle,
-                         double *maxangle, double *etf)
+/* From a C x C Gram matrix G of vectors v_c (exactly symmetric, as gram()
+ * leaves it): ||v_c|| into nrm (or already there, fill = 0); Std/Avg of ||v_c||; Std over c != c' of
+ * the cosines; Avg of |cos + 1/(C-1)|; and || G/||G||_F - (I -
+ * 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored: their mean, then
+ * their spread about it, in two passes over the upper triangle (each
+ * pair counted twice). */
+static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equinorm,
+                         double *equiangle, double *maxangle, double *etf)
 {
-  const size_t C = G->size1;
-  for (size_t c = 0; c < C; c++) nrm[c] = sqrt(fmax(gsl_matrix_get(G, c, c), 0.0));
+  const size_t C = G->size1, ld = G->tda;
+  const double *g = G->data;
+  if (fill)
+    for (size_t c = 0; c < C; c++) nrm[c] = sqrt(fmax(g[c * ld + c], 0.0));
   double a, s;
   mean_std(nrm, C, &a, &s);
   *equinorm = s / a;
 
-  const double n = (double)C * (double)(C - 1);
-  double dev = 0.0, fro2 = 0.0, csum = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      double g = gsl_matrix_get(G, c, d);
-      fro2 += g * g;
-      if (c == d) continue;
-      double cs = g / (nrm[c] * nrm[d]);
-      csum += cs;
-      dev += fabs(cs + 1.0 / (double)(C - 1));
+  const double n = (double)C * (double)(C - 1), k1 = 1.0 / (double)(C - 1);
+  double dev = 0.0, fdiag = 0.0, foff = 0.0, csum = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, nc = nrm[c];
+    double rs = 0.0, rd = 0.0, rf = 0.0;
+    fdiag += gc[c] * gc[c];
+    for (size_t d = c + 1; d < C; d++) {
+      const double x = gc[d], cs = x / (nc * nrm[d]);
+      rf += x * x;
+      rs += cs;
+      rd += fabs(cs + k1);
     }
-  double cmean = csum / n, v = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      if (c == d) continue;
-      double cs = gsl_matrix_get(G, c, d) / (nrm[c] * nrm[d]) - cmean;
-      v += cs * cs;
+    foff += rf;
+    csum += rs;
+    dev += rd;
+  }
+  const double cmean = 2.0 * csum / n;
+  double v = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, nc = nrm[c];
+    double rv = 0.0;
+    for (size_t d = c + 1; d < C; d++) {
+      const double cs = gc[d] / (nc * nrm[d]) - cmean;
+      rv += cs * cs;
     }
-  *equiangle = sqrt(v / n);
-  *maxangle = dev / n;
+    v += rv;
+  }
+  *equiangle = sqrt(2.0 * v / n);
+  *maxangle = 2.0 * dev / n;
 
-  double fro = sqrt(fro2), inv = 1.0 / sqrt((double)(C - 1)), e2 = 0.0;
-  for (size_t c = 0; c < C; c++)
-    for (size_t d = 0; d < C; d++) {
-      double ref = ((c == d ? 1.0 : 0.0) - 1.0 / (double)C) * inv;
-      double diff = gsl_matrix_get(G, c, d) / fro - ref;
-      e2 += diff * diff;
+  const double fro = sqrt(fdiag + 2.0 * foff), inv = 1.0 / sqrt((double)(C - 1));
+  const double rdiag = (1.0 - 1.0 / (double)C) * inv, roff = -1.0 / (double)C * inv;
+  double ed = 0.0, eo = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld;
+    double x = gc[c] / fro - rdiag, ro = 0.0;
+    ed += x * x;
+    for (size_t d = c + 1; d < C; d++) {
+      const double y = gc[d] / fro - roff;
+      ro += y * y;
     }
-  *etf = sqrt(e2);
+    eo += ro;
+  }
+  *etf = sqrt(ed + 2.0 * eo);
 }
 
 /* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2), from G = M^T M. */
 static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
-  const size_t C = mw->C;
+  const size_t C = mw->C, ld = G->tda;
+  const double *g = G->data;
   double s = 0.0;
-  for (size_t c = 0; c < C; c++)
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = g + c * ld, gcc = gc[c], s2c = mw->s2[c];
+    double r = 0.0;
     for (size_t d = c + 1; d < C; d++) {
-      double dist2 = gsl_matrix_get(G, c, c) + gsl_matrix_get(G, d, d) - 2.0 * gsl_matrix_get(G, c, d);
-      s += (mw->s2[c] + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
+      const double dist2 = gcc + g[d * ld + d] - 2.0 * gc[d];
+      r += (s2c + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
     }
+    s += r;
+  }
   return s / (0.5 * (double)C * (double)(C - 1));
 }
 
-/* || W^T/||W||_F - M/||M||_F ||_F^2 */
+/* || W^T/||W||_F - M/||M||_F ||_F^2, in blocks of 32 of M's rows (W's
+ * columns) so that both are read from cache. */
 static double nc3(const ufm_model *m, const ufm_metrics_ws *mw, double normW)
 {
+  const size_t C = m->C, p = m->p;
   double trM = 0.0;
-  for (size_t c = 0; c < m->C; c++) trM += gsl_matrix_get(mw->sq, c, c);
-  double normM = sqrt(trM), s = 0.0;
-  for (size_t k = 0; k < m->p; k++)
-    for (size_t c = 0; c < m->C; c++) {
-      double d = gsl_matrix_get(m->W, c, k) / normW - gsl_matrix_get(mw->M, k, c) / normM;
-      s += d * d;
+  for (size_t c = 0; c < C; c++) trM += gsl_matrix_get(mw->G, c, c);
+  const double normM = sqrt(trM), *W = m->W->data, *M = mw->M->data;
+  const size_t ldw = m->W->tda;
+  double s = 0.0;
+  for (size_t k0 = 0; k0 < p; k0 += 32) {
+    const size_t k1 = p - k0 < 32 ? p : k0 + 32;
+    for (size_t c = 0; c < C; c++) {
+      const double *wc = W + c * ldw;
+      double r = 0.0;
+      for (size_t k = k0; k < k1; k++) {
+        const double d = wc[k] / normW - M[k * C + c] / normM;
+        r += d * d;
+      }
+      s += r;
     }
+  }
   return s;
 }
 
@@ -846,27 +1365,56 @@ static double seli_H_inner(const ufm_model *m, const ufm_metrics_ws *mw, const d
  *         + sum_{c,d} n_c n_d (mu_c.mu_d)^2,
  * sums of squares throughout (the first two from the tiles of D D^T). G is
  * M^T M; mu_c.mu_d = G_cd + M_c.mu_G + M_d.mu_G + ||mu_G||^2. */
-static double seli_H_dd(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G,
-                        double dd2, double cross)
+static double mug_norm2(const ufm_metrics_ws *mw, size_t p) /* ||mu_G||^2 */
 {
-  const size_t C = m->C, p = m->p;
-  const double N = (double)m->N, Cd = (double)C;
-  double gg = 0.0, mm2 = 0.0, x2 = 0.0;
+  double gg = 0.0;
   for (size_t k = 0; k < p; k++) gg += mw->muG->data[k] * mw->muG->data[k];
-  for (size_t c = 0; c < C; c++)
+  return gg;
+}
+
+/* sum_{c,d} n_c n_d (mu_c.mu_d)^2 for seli_H_dd, which needs nothing of B:
+ * taken during A. */
+static double seli_mm2(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G)
+{
+  const size_t C = m->C, ld = G->tda;
+  const double *mg = mw->mg, gg = mug_norm2(mw, m->p);
+  double mm2 = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
+    double r = 0.0;
     for (size_t d = 0; d < C; d++) {
-      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
-      mm2 += (double)m->counts[c] * (double)m->counts[d] * v * v;
+      const double v = gc[d] + mc + mg[d];
+      r += (double)m->counts[d] * v * v;
     }
-  double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
-  double l = sqrt((double)m->counts[0]);
-  for (size_t c = 0; c < C; c++)
+    mm2 += nc * r;
+  }
+  return mm2;
+}
+
+/* The rest, after B: the rows c of the second sum in parallel (a slot
+ * each, in mw->ug), added in order. */
+static double seli_H_dd(const ufm_model *m, ufm_metrics_ws *mw, const gsl_matrix *G, double dd2,
+                        double cross, double mm2)
+{
+  const size_t C = m->C, ld = G->tda;
+  const double N = (double)m->N, Cd = (double)C;
+  const double *mg = mw->mg, *K = mw->balanced ? NULL : mw->seliK->data, gg = mug_norm2(mw, m->p);
+  double *row = mw->ug, x2 = 0.0;
+  const double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
+  const double l = sqrt((double)m->counts[0]), koff = -1.0 / Cd / l, kdia = (1.0 - 1.0 / Cd) / l;
+#pragma omp parallel for schedule(static) num_threads(team(mw)) if (C * C >= UFM_PAR_MIN)
+  for (size_t c = 0; c < C; c++) {
+    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
+    double r = 0.0;
     for (size_t d = 0; d < C; d++) {
-      double v = gsl_matrix_get(G, c, d) + mw->mg[c] + mw->mg[d] + gg;
-      double K = mw->balanced ? ((c == d ? 1.0 : 0.0) - 1.0 / Cd) / l : gsl_matrix_get(mw->seliK, c, d);
-      double x = v / a - K / b;
-      x2 += (double)m->counts[c] * (double)m->counts[d] * x * x;
+      const double v = gc[d] + mc + mg[d];
+      const double k = K ? K[c * C + d] : (c == d ? kdia : koff);
+      const double x = v / a - k / b;
+      r += (double)m->counts[d] * x * x;
     }
+    row[c] = nc * r;
+  }
+  for (size_t c = 0; c < C; c++) x2 += row[c];
   return sqrt((dd2 + 2.0 * cross) / a2 + x2);
 }
 
@@ -961,35 +1509,55 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   /* class means (in the scratch region until the SVD), the scatter, the
    * Gram of M and what follows from them */
   double *mu = mw->scratch;
-  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2);
+  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2, mw->hmax);
   double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
-  gram(CblasTrans, mw->M, mw->sq);
-  out[UFM_M_CDNV] = cdnv(mw, mw->sq);
-  gram_metrics(mw->sq, mw->mnorm, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
-               &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
-  out[UFM_M_NC3] = nc3(m, mw, normW);
-  out[UFM_M_MC_COS_M] = minority_cos(mw, mw->sq);
-  for (size_t c = 0; c < C; c++) {
-    double s = 0.0;
-    for (size_t k = 0; k < p; k++) s += mw->M->data[k * C + c] * mw->muG->data[k];
-    mw->mg[c] = s;
-    mw->alpha[c] = gsl_matrix_get(mw->sq, c, c) + 2.0 * s;
+  gram(CblasTrans, mw->M, mw->G);
+  for (size_t c = 0; c < C; c++) mw->mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->G, c, c), 0.0));
+  /* M_c.mu_G, each a sum over k in order, M read row by row */
+  for (size_t c = 0; c < C; c++) mw->mg[c] = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *Mk = mw->M->data + k * C, g = mw->muG->data[k];
+    for (size_t c = 0; c < C; c++) mw->mg[c] += Mk[c] * g;
   }
+  ncc_prepare(m, mw);
 
-  /* A: the SVD on one thread while the others (then it too) take the
-   * blocks of the nearest-class-centre rule (and for p > N the tiles of
-   * H^T H); none needs anything from another */
+  /* A: NC1's factor (LQ or SVD) on one thread, the metrics of the Grams
+   * of M and W on another (on the same one if it is alone), while the
+   * others (then these too) take the blocks of the nearest-class-centre
+   * rule (and for p > N the tiles of H^T H); none needs anything from
+   * another */
   int svd_st = 0;
+  double mm2 = 0.0;
 #pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
   {
 #pragma omp single nowait
-    svd_st = thin_svd(mw);
+    {
+      int st = 1;
+      if (mw->qr && mw->lapack && mw->tiles_dd) st = thin_lq(mw, m->counts);
+      mw->basis_qr = st == 0;
+      svd_st = st != 0 ? thin_svd(mw) : 0;
+    }
+#pragma omp single nowait
+    {
+      out[UFM_M_CDNV] = cdnv(mw, mw->G);
+      gram_metrics(mw->G, mw->mnorm, 0, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
+                   &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
+      out[UFM_M_NC3] = nc3(m, mw, normW);
+      out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
+      if (mw->tiles_dd) mm2 = seli_mm2(m, mw, mw->G);
+      gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
+      gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
+                   &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
+      out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
+      out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
+      out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
+    }
     ncc_blocks(m, ws, mw);
     if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;
-  for (size_t blk = 0; blk < mw->nblk; blk++) mismatch += mw->blkmis[blk];
+  for (size_t blk = 0; blk < mw->nnblk; blk++) mismatch += mw->blkmis[blk];
   if (mw->r == 0) { /* all class means coincide: the nearest centre is class 0 */
     mismatch = 0;
     for (size_t i = 0; i < N; i++) mismatch += ws->pred[i] != 0;
@@ -1007,8 +1575,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       cross += mw->tilecross[q];
     }
     nc1 /= (double)N;
-    gram(CblasTrans, mw->M, mw->sq); /* M^T M again: the SVD used sq */
-    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->sq, dd2, cross);
+    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->G, dd2, cross, mm2);
   } else {
     double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
     for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
@@ -1016,14 +1583,6 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
   }
   out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;
-
-  /* sq is free again: W W^T */
-  gram(CblasNoTrans, m->W, mw->sq);
-  gram_metrics(mw->sq, mw->wnorm, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
-               &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
-  out[UFM_M_MC_COS_W] = minority_cos(mw, mw->sq);
-  out[UFM_M_SELI_W] = seli_W(mw, mw->sq);
-  out[UFM_M_MC_DIST_W] = minority_dist(mw, mw->sq);
 
   size_t correct = 0;
   double margin = INFINITY;

@@ -23,9 +23,11 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw);
 /* All metrics at the model's current state into out[UFM_NMETRICS]. ws must
  * hold ufm_grad_eval at that same state (loss, predictions, margins and
  * gradient norm are taken from it). Cost, for p <= N: M^T H in column
- * blocks (C p N) for the nearest class centres, the tiles of D D^T (the
- * within-class deviations, p^2 N / 2) for NC1 and ||H H^T||_F, the thin SVD
- * of M (p x C) overlapped with the first; for p > N, U_r^T H (r p N) and the
+ * blocks (C p N, in single precision, near ties again in double) for the
+ * nearest class centres, the tiles of D D^T (the
+ * within-class deviations, p^2 N / 2) for NC1 and ||H H^T||_F, an LQ
+ * factorisation of M (4 p C^2; the thin SVD of M when its rank is not
+ * certified C - 1) overlapped with the first; for p > N, U_r^T H (r p N) and the
  * tiles of H^T H (N^2 p / 2) instead; plus O(pN + C^2 p) work. Memory: no
  * p x p, N x N or N x C matrix (metrics.c, top). A quantity that is
  * undefined at this state (a cosine with a zero vector, say) is NaN. */
@@ -50,5 +52,13 @@ size_t ufm_metrics_rank(const ufm_metrics_ws *mw);
  * with it) or GSL's one-sided Jacobi SVD (off). Returns whether dgesdd is
  * now in use (0 when LAPACK is not available). For tests and comparisons. */
 int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on);
+
+/* NC1 through an LQ factorisation of M when the numerical rank of M is
+ * certified to be C - 1 (metrics.c, section 4; needs LAPACK, p <= N and
+ * p >= C - 1), else through the SVD: on (the default where possible) or
+ * off (always the SVD). Returns whether it is now on. For tests and
+ * comparisons; ufm_metrics_used_qr tells which the last evaluation took. */
+int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on);
+int ufm_metrics_used_qr(const ufm_metrics_ws *mw);
 
 #endif

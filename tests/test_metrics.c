@@ -7,8 +7,9 @@
  *    imbalanced, several tiles and chunks of D D^T, several column blocks
  *    with p > N) against a direct implementation of SPEC section 2 that
  *    forms the p x p matrices Sigma_W, Sigma_B (fine at test sizes);
- * 4. the two SVDs (LAPACK's dgesdd, GSL's) give the same metrics, and the
- *    parallel regions give the same bits on 1 and 2 threads.
+ * 4. the two SVDs (LAPACK's dgesdd, GSL's) and the LQ path give the same
+ *    metrics, the LQ path is taken exactly where M's rank is certified,
+ *    and the parallel regions give the same bits on 1 and 2 threads.
  */
 #include "testutil.h"
 
@@ -365,6 +366,10 @@ static void test_against_reference(void **s)
   size_t c12[12];
   for (size_t c = 0; c < 12; c++) c12[c] = c < 4 ? 176 : 174;
   random_case(12, 260, c12, 1, 18);
+  /* p <= 512, N >= 2^20/p: the single tile of D D^T in two column slabs */
+  size_t c5s[5];
+  for (size_t c = 0; c < 5; c++) c5s[c] = 3300 + c;
+  random_case(5, 64, c5s, 1, 20);
   /* p > N: two column blocks of U_r^T H, three tiles of H^T H */
   const size_t c5b[5] = {60, 60, 50, 50, 50};
   random_case(5, 300, c5b, 0, 19);
@@ -394,19 +399,29 @@ static void test_collapsed_low_dim(void **s)
 /* ----------------------------------- 4. the two SVDs, and 1 against 2 threads */
 
 /* A random state as in random_case, evaluated with a fresh workspace:
- * LAPACK's SVD or not, on the current thread count. Returns whether the
- * LAPACK setting took (0 when LAPACK is not built in and lapack = 1). */
-static int eval_with(const ufm_model *m, int lapack, double *out)
+ * LAPACK or not, the LQ path allowed (qr) or not, on the current thread
+ * count; *used_qr (if not NULL): whether the LQ path was taken. Returns
+ * whether the LAPACK setting took (0 when LAPACK is not built in and
+ * lapack = 1). */
+static int eval_qr(const ufm_model *m, int lapack, int qr, double *out, int *used_qr)
 {
   ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
   int ok = ufm_metrics_use_lapack(mw, lapack) == lapack;
+  ufm_metrics_use_qr(mw, qr);
   assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
   ufm_metrics_eval(&pb, m, ws, mw, out);
+  if (used_qr) *used_qr = ufm_metrics_used_qr(mw);
   ufm_metrics_ws_free(mw);
   ufm_grad_ws_free(ws);
   return ok;
+}
+
+/* The SVDs alone (the LQ path off) */
+static int eval_with(const ufm_model *m, int lapack, double *out)
+{
+  return eval_qr(m, lapack, 0, out, NULL);
 }
 
 static ufm_model *random_state(size_t C, size_t p, const size_t *counts, unsigned long seed)
@@ -419,9 +434,10 @@ static ufm_model *random_state(size_t C, size_t p, const size_t *counts, unsigne
   return m;
 }
 
-/* dgesdd and GSL's Jacobi SVD: every metric the same to 1e-12 (the factors
- * differ in signs and round-off only), for p > C, p = C, p = C-1, p < C-1,
- * p > N and unequal counts. */
+/* dgesdd, GSL's Jacobi SVD and the LQ path: every metric the same to 1e-12
+ * (the factors differ in signs and round-off only), for p > C, p = C,
+ * p = C-1, p < C-1, p > N and unequal counts; the LQ path taken where it
+ * applies (p <= N, p >= C-1, full rank). */
 static void test_svd_paths(void **s)
 {
   (void)s;
@@ -440,11 +456,16 @@ static void test_svd_paths(void **s)
       return;
     }
     assert_true(eval_with(m, 0, b) == 1);
-    printf("# SVD paths C=%zu p=%zu N=%zu: nc1 %.15g vs %.15g\n", m->C, m->p, m->N, a[UFM_M_NC1],
-           b[UFM_M_NC1]);
+    double q[UFM_NMETRICS];
+    int used = -1;
+    eval_qr(m, 1, 1, q, &used);
+    printf("# SVD paths C=%zu p=%zu N=%zu: nc1 %.15g vs %.15g, LQ path %d: %.15g\n", m->C, m->p,
+           m->N, a[UFM_M_NC1], b[UFM_M_NC1], used, q[UFM_M_NC1]);
+    assert_int_equal(used, m->p <= m->N && m->p + 1 >= m->C);
     for (size_t k = 0; k < UFM_NMETRICS; k++) {
       if (isnan(a[k]) && isnan(b[k])) continue;
       assert_close(a[k], b[k], 1e-12, 1e-15);
+      assert_close(q[k], b[k], 1e-12, 1e-15);
     }
     ufm_model_free(m);
   }
@@ -461,7 +482,8 @@ static void test_thread_bits(void **s)
   for (size_t c = 0; c < 10; c++) cb[c] = 50;
   struct { size_t C, p; const size_t *counts; } cases[] = {{20, 300, ca}, {10, 1100, cb}};
   for (size_t j = 0; j < 2; j++)
-    for (int lapack = 0; lapack <= 1; lapack++) {
+    for (int mode = 0; mode <= 2; mode++) { /* GSL, dgesdd, the LQ path where it applies */
+      const int lapack = mode > 0;
       ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 41 + j);
       ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
       ufm_set_threads(2);
@@ -473,20 +495,183 @@ static void test_thread_bits(void **s)
         ufm_model_free(m);
         continue;
       }
+      ufm_metrics_use_qr(mw, mode == 2);
       double o1[UFM_NMETRICS], o2[UFM_NMETRICS];
       assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
       ufm_metrics_eval(&pb, m, ws, mw, o2);
       ufm_set_threads(1);
       assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
       ufm_metrics_eval(&pb, m, ws, mw, o1);
-      printf("# threads C=%zu p=%zu N=%zu lapack=%d: nc1 %.17g, seli_H %.17g\n", m->C, m->p, m->N,
-             lapack, o1[UFM_M_NC1], o1[UFM_M_SELI_H]);
+      printf("# threads C=%zu p=%zu N=%zu lapack=%d LQ=%d: nc1 %.17g, seli_H %.17g\n", m->C, m->p,
+             m->N, lapack, ufm_metrics_used_qr(mw), o1[UFM_M_NC1], o1[UFM_M_SELI_H]);
       assert_memory_equal(o1, o2, sizeof o1);
       ufm_set_threads(2);
       ufm_metrics_ws_free(mw);
       ufm_grad_ws_free(ws);
       ufm_model_free(m);
     }
+}
+
+/* The LQ path where M's rank is certified C - 1 (many classes, p just
+ * above C: the SVD's cost there), against the SVD and the brute-force
+ * reference; not taken when two class means coincide (rank C - 2: the
+ * Cholesky certificate fails) nor when a large common offset leaves M n
+ * above the rank tolerance (the SVD path then, bit for bit). */
+static void test_lq_path(void **s)
+{
+  (void)s;
+  size_t cc[60];
+  for (size_t c = 0; c < 60; c++) cc[c] = 3 + c % 2;
+  ufm_model *m = random_state(60, 64, cc, 51);
+  double a[UFM_NMETRICS], b[UFM_NMETRICS];
+  int used = -1;
+  if (!eval_qr(m, 1, 1, a, &used)) {
+    printf("# LAPACK not built in: no LQ path\n");
+    ufm_model_free(m);
+    return;
+  }
+  assert_int_equal(used, 1);
+  eval_qr(m, 1, 0, b, &used);
+  assert_int_equal(used, 0);
+  ref_metrics r;
+  reference(m, &r);
+  printf("# LQ path C=60 p=64: nc1 %.15g, SVD %.15g, reference %.15g\n", a[UFM_M_NC1], b[UFM_M_NC1],
+         r.nc1);
+  assert_close(a[UFM_M_NC1], r.nc1, 1e-9, 0);
+  for (size_t k = 0; k < UFM_NMETRICS; k++) {
+    if (isnan(a[k]) && isnan(b[k])) continue;
+    assert_close(a[k], b[k], 1e-12, 1e-15);
+  }
+  ufm_model_free(m);
+
+  /* classes 0 and 1 with the same features: two equal columns of M */
+  const size_t c6[6] = {4, 4, 5, 5, 6, 6};
+  m = random_state(6, 9, c6, 52);
+  for (size_t k = 0; k < m->p; k++)
+    for (size_t i = 0; i < 4; i++) gsl_matrix_set(m->H, k, 4 + i, gsl_matrix_get(m->H, k, i));
+  eval_qr(m, 1, 1, a, &used);
+  assert_int_equal(used, 0);
+  reference(m, &r);
+  printf("# LQ path, rank C-2: nc1 %.15g, reference %.15g\n", a[UFM_M_NC1], r.nc1);
+  assert_close(a[UFM_M_NC1], r.nc1, 1e-9, 0);
+  assert_close(a[UFM_M_NC4], r.nc4, 0, 0); /* exact ties: the first class */
+  ufm_model_free(m);
+
+  /* a common offset 1e9 times the spread of the class means */
+  m = random_state(6, 9, c6, 53);
+  for (size_t k = 0; k < m->p; k++)
+    for (size_t i = 0; i < m->N; i++) *gsl_matrix_ptr(m->H, k, i) += 1e9;
+  eval_qr(m, 1, 1, a, &used);
+  assert_int_equal(used, 0);
+  eval_qr(m, 1, 0, b, NULL);
+  assert_memory_equal(a, b, sizeof a);
+  ufm_model_free(m);
+}
+
+/* The nearest-class-centre rule's single-precision filter cannot separate
+ * classes whose means differ by 1e-6 of the spread (its error bound is
+ * some p 2^-24 of it): nearly every sample goes to the double rescoring,
+ * which must give the brute-force answer; on 1 and 2 threads alike. */
+static void test_ncc_near_ties(void **s)
+{
+  (void)s;
+  size_t cc[12];
+  for (size_t c = 0; c < 12; c++) cc[c] = 40;
+  ufm_model *m = random_state(12, 30, cc, 61);
+  /* class 2j+1 = class 2j moved by 1e-6 */
+  for (size_t j = 0; j < 6; j++)
+    for (size_t i = 0; i < 40; i++)
+      for (size_t k = 0; k < m->p; k++)
+        gsl_matrix_set(m->H, k, m->offset[2 * j + 1] + i,
+                       gsl_matrix_get(m->H, k, m->offset[2 * j] + i) + 1e-6 * sin((double)(k + 3 * i + j)));
+  ref_metrics r;
+  reference(m, &r);
+  double a[UFM_NMETRICS], b[UFM_NMETRICS];
+  ufm_set_threads(1);
+  eval_qr(m, 1, 1, a, NULL);
+  ufm_set_threads(2);
+  eval_qr(m, 1, 1, b, NULL);
+  printf("# near ties: nc4 %.6g (reference %.6g)\n", a[UFM_M_NC4], r.nc4);
+  assert_close(a[UFM_M_NC4], r.nc4, 0, 0);
+  assert_memory_equal(a, b, sizeof a);
+  ufm_model_free(m);
+}
+
+/* p >= 1024 (tiles of D D^T of side 512, the last partial), p <= N: NC1
+ * and seli_H against direct formulas with the p x p matrix D D^T, the SVD
+ * of M and the N x N matrix H^T H (BLAS at these sizes); the same bits on
+ * 1 and 2 threads. */
+static void test_large_tiles(void **s)
+{
+  (void)s;
+  const size_t C = 8, p = 1030, n = 140;
+  size_t cc[8];
+  for (size_t c = 0; c < C; c++) cc[c] = n;
+  ufm_model *m = random_state(C, p, cc, 71);
+  const size_t N = m->N;
+  double a[UFM_NMETRICS], b[UFM_NMETRICS];
+  ufm_set_threads(1);
+  eval_qr(m, 1, 1, a, NULL);
+  ufm_set_threads(2);
+  eval_qr(m, 1, 1, b, NULL);
+  assert_memory_equal(a, b, sizeof a);
+
+  /* class means, M, D; X = D D^T */
+  gsl_matrix *mu = gsl_matrix_calloc(p, C), *M = gsl_matrix_alloc(p, C), *D = gsl_matrix_alloc(p, N);
+  gsl_matrix *X = gsl_matrix_alloc(p, p), *V = gsl_matrix_alloc(C, C), *A = gsl_matrix_alloc(N, N);
+  gsl_vector *S = gsl_vector_alloc(C), *w = gsl_vector_alloc(C);
+  for (size_t k = 0; k < p; k++) {
+    double g = 0.0;
+    for (size_t i = 0; i < N; i++) {
+      *gsl_matrix_ptr(mu, k, (size_t)m->labels[i]) += gsl_matrix_get(m->H, k, i) / (double)n;
+      g += gsl_matrix_get(m->H, k, i) / (double)N;
+    }
+    for (size_t c = 0; c < C; c++) gsl_matrix_set(M, k, c, gsl_matrix_get(mu, k, c) - g);
+    for (size_t i = 0; i < N; i++)
+      gsl_matrix_set(D, k, i, gsl_matrix_get(m->H, k, i) - gsl_matrix_get(mu, k, (size_t)m->labels[i]));
+  }
+  gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, D, 0.0, X);
+  for (size_t k = 0; k < p; k++)
+    for (size_t l = 0; l < k; l++) gsl_matrix_set(X, k, l, gsl_matrix_get(X, l, k));
+  gsl_linalg_SV_decomp(M, V, S, w); /* M becomes U */
+  double nc1 = 0.0, tol = (double)p * DBL_EPSILON * gsl_vector_get(S, 0);
+  for (size_t j = 0; j < C && gsl_vector_get(S, j) > tol; j++) {
+    gsl_vector_const_view u = gsl_matrix_const_column(M, j);
+    gsl_vector *Xu = gsl_vector_alloc(p);
+    double uxu = 0.0;
+    gsl_blas_dsymv(CblasUpper, 1.0, X, &u.vector, 0.0, Xu);
+    gsl_blas_ddot(&u.vector, Xu, &uxu);
+    nc1 += uxu / (gsl_vector_get(S, j) * gsl_vector_get(S, j));
+    gsl_vector_free(Xu);
+  }
+  nc1 /= (double)N;
+  /* seli_H with H^T H and V L V^T = Y^T K Y */
+  gsl_matrix *K = gsl_matrix_alloc(C, C);
+  ufm_seli(C, cc, NULL, NULL, K, NULL);
+  gsl_blas_dsyrk(CblasUpper, CblasTrans, 1.0, m->H, 0.0, A);
+  double fa = 0.0, fb = 0.0, d2 = 0.0;
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = 0; j < N; j++) {
+      double x = gsl_matrix_get(A, i <= j ? i : j, i <= j ? j : i);
+      double y = gsl_matrix_get(K, (size_t)m->labels[i], (size_t)m->labels[j]);
+      fa += x * x;
+      fb += y * y;
+    }
+  for (size_t i = 0; i < N; i++)
+    for (size_t j = 0; j < N; j++) {
+      double x = gsl_matrix_get(A, i <= j ? i : j, i <= j ? j : i) / sqrt(fa) -
+                 gsl_matrix_get(K, (size_t)m->labels[i], (size_t)m->labels[j]) / sqrt(fb);
+      d2 += x * x;
+    }
+  printf("# large tiles p=%zu N=%zu: nc1 %.15g (direct %.15g), seli_H %.15g (direct %.15g)\n", p, N,
+         a[UFM_M_NC1], nc1, a[UFM_M_SELI_H], sqrt(d2));
+  assert_close(a[UFM_M_NC1], nc1, 1e-9, 0);
+  assert_close(a[UFM_M_SELI_H], sqrt(d2), 1e-9, 1e-12);
+  gsl_matrix *mats[] = {mu, M, D, X, V, A, K};
+  for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) gsl_matrix_free(mats[j]);
+  gsl_vector_free(S);
+  gsl_vector_free(w);
+  ufm_model_free(m);
 }
 
 int main(void)
@@ -498,6 +683,9 @@ int main(void)
       cmocka_unit_test(test_collapsed_low_dim),
       cmocka_unit_test(test_svd_paths),
       cmocka_unit_test(test_thread_bits),
+      cmocka_unit_test(test_lq_path),
+      cmocka_unit_test(test_ncc_near_ties),
+      cmocka_unit_test(test_large_tiles),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
