@@ -37,8 +37,9 @@
 #define VL 4 /* doubles per vector (section 3) */
 #define NV (FB / VL)
 #define NSLOT 8
-/* the slots run in parallel above this many multiply-adds per product */
-#define UFM_FUSED_PAR_MIN ((size_t)1 << 22)
+/* the slots run in parallel above this many multiply-adds per product (S,
+ * 3.2e5, gains ~20 % on 2 threads; a sweep's points run these on one thread) */
+#define UFM_FUSED_PAR_MIN ((size_t)1 << 18)
 /* per slot: partial grad_W (C p, or C p VL lane sums), bias gradient (C), the block's logits
  * then G (C x FB), the last, partial block of H padded to FB columns
  * (p x FB), and four vectors for the norms and largest entries */
