@@ -126,18 +126,13 @@ static double maxabs(const double *x, size_t n)
   return m;
 }
 
-/* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
- * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
- * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
- * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
- * lambda x) instead: the next state of a gradient step, the norms and
- * maxima still those of x and of the gradient. */
 /* One row of decay_pass; `mode` is a constant where it is inlined: 0 only
  * the sums, 1 write the decayed gradient, 2 write the next state. Lane j
  * takes the entries k = j mod 4, as ufm_sumsq does, whether the loop runs
  * in a vector or not: the same bits either way (no contraction). */
-static inline __attribute__((always_inline)) void decay_row_body(size_t L, const double *xr, double *gr, double lambda, double lr,
-                                  int mode, double *st)
+static inline __attribute__((always_inline)) void
+decay_row_body(size_t L, const double *xr, double *gr, double lambda, double lr, int mode,
+               double *st)
 {
   double sx[4] = {0, 0, 0, 0}, sg[4] = {0, 0, 0, 0}, mx[4] = {0, 0, 0, 0}, mg[4] = {0, 0, 0, 0};
   size_t k = 0;
@@ -494,11 +489,10 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
 
   double *rx = ws->rows + C, *rg = ws->rows + (p + C) + C;
   /* the step of H folded in (grad.h): lr as ufm_optim_iterate would take it */
+  ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
   double lr = 0.0;
-  if (ws->fold_lr > 0.0) {
-    double loss = sum_in_order(ws->loss_i, N) / (double)N;
-    lr = ws->fold_ngd && loss > 0 ? ws->fold_lr / loss : ws->fold_lr;
-  }
+  if (ws->fold_lr > 0.0)
+    lr = ws->fold_ngd && ws->loss > 0 ? ws->fold_lr / ws->loss : ws->fold_lr;
   decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax, lr);
   ws->h_next = lr > 0.0;
   ws->normH2 = sum_in_order(rx, p);
@@ -532,9 +526,11 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
   double hmax, ghmax, gh2;
   ws->h_next = 0;
   gsl_vector_set_zero(ws->gb);
-  if (fused) fused_pass(pb, m, ws, &gh2, &hmax, &ghmax);
-  else products_pass(pb, m, ws, &gh2, &hmax, &ghmax);
-  ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
+  if (fused) {
+    fused_pass(pb, m, ws, &gh2, &hmax, &ghmax);
+    ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
+  } else
+    products_pass(pb, m, ws, &gh2, &hmax, &ghmax); /* sets ws->loss for ngd's fold */
 
   double *rx = ws->rows, *rg = ws->rows + (p + C);
   double wmax, gwmax;

@@ -17,7 +17,6 @@
 extern char *openblas_get_config(void);
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
-extern char *openblas_get_corename(void);
 #endif
 
 /* OpenBLAS's kernel families by instruction set: 0 SSE, 1 AVX, 2 AVX2,
