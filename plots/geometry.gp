@@ -30,8 +30,9 @@ set datafile columnheaders
 ci(name) = (name eq "iter") ? 1 : (exists("col_".name) ? value("col_".name) : 0)
 val(name) = (ci(name) > 0 && valid(ci(name))) ? column(ci(name)) : NaN
 _n = 0
-stats F using (column(1) + 1):((val("mc_cos_W") == val("mc_cos_W") ? _n = _n + 1 : 0), 0) nooutput
-XMAX = (exists("STATS_max_x") && STATS_max_x > 1 ? STATS_max_x : 10)
+# one column (two would make stats fit a line, and warn when there are two rows)
+stats F using ((val("mc_cos_W") == val("mc_cos_W") ? _n = _n + 1 : 0), column(1) + 1) nooutput
+XMAX = (exists("STATS_max") && STATS_max > 1 ? STATS_max : 10)
 HAVE_MC = _n > 0
 set xrange [1:XMAX]
 

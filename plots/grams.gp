@@ -6,8 +6,10 @@
 # counts. One colour scale for all six panels.
 #
 # Usage (ufm run and ufm plot DIR run it):
-#   gnuplot -e "data='DIR/grams.tsv'; out_png=...; out_pdf=...; title=...; C=NC" plots/grams.gp
-# data: six C x C blocks (index 0..5), two blank lines apart, '#' title lines.
+#   gnuplot -e "data='DIR/grams.npy'; SKIP=128; R=...; K=1; C=NC; out_png=...; out_pdf=...; title=..." plots/grams.gp
+# data: a float64 .npy of shape (6, C, C), read as raw bytes after its SKIP
+# header bytes; R: the colour range [-R, R] (ufm passes the largest |entry|);
+# K: draw every K-th row and column (ufm passes ceil(C/300)).
 
 # the directory of this script, for pdfterm.gp
 PLOTDIR = ''
@@ -16,12 +18,11 @@ do for [_i = strlen(ARG0):1:-1] { if (ARG0[_i:_i] eq '/') { PLOTDIR = ARG0[1:_i]
 if (!exists("data")) { print "grams.gp: set data='FILE'"; exit status 2 }
 if (!exists("title")) { title = data }
 set encoding utf8
-set datafile separator tab
-set datafile nocolumnheaders
 array T[6] = ["W W^T", "M^T M (centred means)", "W M", "SELI: W W^T = U L U^T", "SELI: M^T M", "SELI: W M"]
-# the common colour range: the largest |entry|
-stats data matrix using 3 nooutput
-R = (abs(STATS_min) > abs(STATS_max) ? abs(STATS_min) : abs(STATS_max))
+if (!exists("SKIP")) { SKIP = 128 }
+if (!exists("K")) { K = 1 }
+if (!exists("R")) { R = 1 }
+# the common colour range
 set cbrange [-R:R]
 set palette defined (-1 "#2166ac", -0.5 "#67a9cf", 0 "#f7f7f7", 0.5 "#ef8a62", 1 "#b2182b")
 set xrange [-0.5:C - 0.5]
@@ -44,11 +45,12 @@ do for [out in "png pdf"] {
         load PLOTDIR.'pdfterm.gp'
         set output out_pdf
     }
-    set multiplot layout 2,3 title sprintf("%s: final Gram matrices (normalised) and their SELI / ETF references", title) noenhanced
+    set multiplot layout 2,3 title sprintf("%s: final Gram matrices (normalised) and their SELI / ETF references%s", title, \
+        K > 1 ? sprintf("; one class in %d shown", K) : "") noenhanced
     do for [k=0:5] {
         set title T[k+1] noenhanced
         if (k % 3 == 2) { set colorbox } else { unset colorbox }
-        plot data index k matrix with image
+        plot data binary skip=SKIP + k*C*C*8 array=(C,C) format="%float64" every K:K with image
     }
     unset multiplot
     unset output

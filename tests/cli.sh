@@ -157,6 +157,12 @@ check "W.npy size: 128-byte header + 4*8 doubles" [ "$(wc -c <"$R/W.npy")" -eq $
 if [ "$have_gnuplot" = 1 ]; then
   check "dashboard.png is a PNG" [ "$(magic "$R/dashboard.png" 8)" = 89504e470d0a1a0a ]
   check "dashboard.pdf is a PDF" [ "$(head -c 4 "$R/dashboard.pdf")" = "%PDF" ]
+  check "grams.png is a PNG" [ "$(magic "$R/grams.png" 8)" = 89504e470d0a1a0a ]
+  # above 300 classes the heat maps show one class in ceil(C/300), read as bytes
+  run "$UFM" run --quiet out="$T/rc301" classes=301 dim=4 n=1 iterations=2 log_points=2
+  check "C = 301: the run exits 0, quietly" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  check "C = 301: grams.png and grams.pdf drawn from grams.npy" \
+    sh -c "[ \"\$(od -An -tx1 -N8 '$T/rc301/grams.png' | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \"\$(head -c 4 '$T/rc301/grams.pdf')\" = '%PDF' ]"
 else
   echo "note - gnuplot not installed: figures not checked"
 fi
@@ -440,6 +446,8 @@ if /usr/bin/python3 -c 'import numpy' 2>/dev/null && [ -f "$REF" ]; then
   done
   run "$UFM" run --quiet --no-plot out="$T/ref2" classes=8 dim=3 iterations=300
   check "every metric at p < C-1 agrees with NumPy's pinv" /usr/bin/python3 "$REF" metrics "$T/ref2"
+  check "grams.npy (imbalanced counts): the Gram matrices of the saved state" /usr/bin/python3 "$REF" grams "$T/ref1"
+  check "grams.npy (balanced): the Gram matrices and the simplex ETF" /usr/bin/python3 "$REF" grams "$T/ref2"
   check "ufm theory agrees with NumPy's closed forms (tests/theory_reference.py formulas)" \
     sh -c "/usr/bin/python3 '$HERE/theory_reference.py' formulas '$UFM' > '$T/thref.log' 2>&1 || { grep FAIL '$T/thref.log'; exit 1; }"
 else

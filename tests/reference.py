@@ -7,6 +7,10 @@
   reference.py metrics RUN_DIR
       recomputes every metric from RUN_DIR's saved state (with p x p and
       N x N matrices, plainly) and compares with its summary.tsv.
+  reference.py grams RUN_DIR
+      checks RUN_DIR/grams.npy (shape (6, C, C)): W W^T, M^T M and W M of the
+      saved state, each divided by its Frobenius norm (1e-12), and three
+      references of unit norm; for balanced counts all three the simplex ETF.
 Exit status 0 when everything agrees, 1 otherwise.
 """
 import sys
@@ -172,7 +176,38 @@ def metrics(d):
     return ok
 
 
+def grams(d):
+    W, H = np.load(f"{d}/W.npy"), np.load(f"{d}/H.npy")
+    y = labels_of(d)
+    C = W.shape[0]
+    g = np.load(f"{d}/grams.npy")
+    ok = g.shape == (6, C, C) and g.dtype == np.float64
+    if not ok:
+        print(f"grams {d}: shape {g.shape} dtype {g.dtype}, expected (6, {C}, {C}) float64  MISMATCH")
+        return False
+    mu = np.stack([H[:, y == c].mean(axis=1) for c in range(C)], axis=1)
+    M = mu - H.mean(axis=1)[:, None]
+    unit = lambda A: A / np.linalg.norm(A)
+    want = [unit(W @ W.T), unit(M.T @ M), unit(W @ M)]
+    counts = np.bincount(y, minlength=C)
+    if np.all(counts == counts[0]):
+        etf = unit(np.eye(C) - np.ones((C, C)) / C)
+        want += [etf, etf, etf]
+    for k, name in enumerate(["W W^T", "M^T M", "W M", "ref W W^T", "ref M^T M", "ref W M"]):
+        if k < len(want):
+            err = np.max(np.abs(g[k] - want[k]))
+            good = err <= 1e-12
+        else:
+            err = abs(np.linalg.norm(g[k]) - 1.0)
+            good = err <= 1e-12
+        ok &= bool(good)
+        print(f"grams {d}: {name}: error {err:.2e}{'' if good else '  MISMATCH'}")
+    return ok
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "grams":
+        sys.exit(0 if grams(sys.argv[2]) else 1)
     if len(sys.argv) == 4 and sys.argv[1] == "step":
         sys.exit(0 if step(sys.argv[2], sys.argv[3]) else 1)
     if len(sys.argv) == 3 and sys.argv[1] == "metrics":
