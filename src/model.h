@@ -25,6 +25,9 @@ void ufm_model_free(ufm_model *m);
 
 /* W then H, row-major, i.i.d. N(0, scale^2) from gsl_rng_mt19937(seed); b = 0. */
 void ufm_model_init_random(ufm_model *m, unsigned long seed, double scale);
+/* The same; returns 1 when model.c's own generator drew the values (it
+ * checks them against GSL's first), 0 when GSL's loop did. */
+int ufm_model_init_random_fast(ufm_model *m, unsigned long seed, double scale);
 
 /* Bytes the model and one run's workspaces need (used to refuse sizes that
  * cannot fit before anything is allocated). */

@@ -12,6 +12,8 @@
 #include "version.h"
 
 #include <stdlib.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -277,12 +279,40 @@ static void test_folded_step_bits(void **s)
   }
 }
 
+/* SPEC section 1: W then H, row-major, gsl_ran_gaussian on one
+ * gsl_rng_mt19937 stream. model.c draws them with its own generator from
+ * GSL's seeded state; every value must be GSL's (seed 0 is GSL's 4357;
+ * 70 000 values cross ~290 refills of the 624-word state). */
+static void test_init_is_gsl(void **state)
+{
+  (void)state;
+  const unsigned long seeds[] = {0, 1, 7, 4357, 123456789UL, 0xffffffffUL};
+  const size_t counts[3] = {400, 250, 350};
+  for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
+    ufm_model *m = ufm_model_alloc(3, 70, counts, 1);
+    assert_non_null(m);
+    /* Debian's GSL 2.7: the fast generator's first values pass its check */
+    assert_int_equal(ufm_model_init_random_fast(m, seeds[s], s ? 0.37 : 1.0), 1);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seeds[s]);
+    size_t bad = 0;
+    for (size_t c = 0; c < 3; c++)
+      for (size_t k = 0; k < 70; k++) bad += gsl_matrix_get(m->W, c, k) != gsl_ran_gaussian(r, s ? 0.37 : 1.0);
+    for (size_t k = 0; k < 70; k++)
+      for (size_t i = 0; i < m->N; i++) bad += gsl_matrix_get(m->H, k, i) != gsl_ran_gaussian(r, s ? 0.37 : 1.0);
+    assert_int_equal(bad, 0);
+    gsl_rng_free(r);
+    ufm_model_free(m);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_log_schedule),     cmocka_unit_test(test_collapse_emerges),
       cmocka_unit_test(test_restart_exact),    cmocka_unit_test(test_thread_invariance),
       cmocka_unit_test(test_divergence),       cmocka_unit_test(test_folded_step_bits),
+      cmocka_unit_test(test_init_is_gsl),
   };
   return cmocka_run_group_tests_name("run", tests, tmpdir_setup, tmpdir_teardown);
 }
