@@ -519,10 +519,19 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
 
 /* ------------------------------------------------------------- 5. evaluation */
 
+int ufm_grad_fused_auto(size_t C, size_t p, size_t N)
+{
+  if (C > UFM_GRAD_FUSED_CMAX) return 0;
+  const double cp = (double)C * (double)p;
+  return cp <= (C <= 16 ? 1024.0 : 512.0) || cp * (double)N <= (double)(1 << 21);
+}
+
 int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
 {
   const size_t C = m->C, p = m->p, N = m->N;
-  int fused = ws->slots && pb->loss->block && ws->path != UFM_GRAD_PRODUCTS;
+  int fused = ws->slots && pb->loss->block
+              && (ws->path == UFM_GRAD_FUSED
+                  || (ws->path == UFM_GRAD_AUTO && ufm_grad_fused_auto(C, p, N)));
   double hmax, ghmax, gh2;
   ws->h_next = 0;
   gsl_vector_set_zero(ws->gb);

@@ -50,9 +50,17 @@ typedef struct {
 
 enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2 };
 
-/* The fused path runs for C <= UFM_GRAD_FUSED_CMAX (and a loss with a block
- * form): below it one pass over the columns of H beats three BLAS calls. */
+/* The fused path can run for C <= UFM_GRAD_FUSED_CMAX (and a loss with a
+ * block form, on a CPU with AVX2+FMA); UFM_GRAD_AUTO takes it where
+ * ufm_grad_fused_auto says it beats the three BLAS calls. */
 #define UFM_GRAD_FUSED_CMAX 32
+
+/* Whether the fused pass is the faster path at this shape, from C, p and N
+ * alone (never the thread count: the two paths add in different orders):
+ * C p <= 1024 with C <= 16, C p <= 512 above, or C p N <= 2^21. Measured
+ * against the products path for C 2..32, p 16..1024, N 10^3 and 10^4, on
+ * 1 and 2 threads (README, Performance). */
+int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
 
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
 void ufm_grad_ws_free(ufm_grad_ws *ws);

@@ -306,13 +306,28 @@ static void test_init_is_gsl(void **state)
   }
 }
 
+/* The automatic path choice (grad.h): the fused pass for small C p, the
+ * three products where BLAS wins (C = 32, p = 256 took 1.9x as long fused). */
+static void test_path_choice(void **state)
+{
+  (void)state;
+  assert_true(ufm_grad_fused_auto(10, 64, 500));     /* S */
+  assert_true(ufm_grad_fused_auto(16, 64, 10000));   /* C p = 1024 */
+  assert_false(ufm_grad_fused_auto(16, 128, 10000));
+  assert_true(ufm_grad_fused_auto(32, 16, 10000));   /* C p = 512 */
+  assert_false(ufm_grad_fused_auto(32, 32, 10000));
+  assert_false(ufm_grad_fused_auto(32, 256, 9600));
+  assert_true(ufm_grad_fused_auto(10, 128, 1000));   /* small work */
+  assert_false(ufm_grad_fused_auto(33, 4, 10));      /* above UFM_GRAD_FUSED_CMAX */
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_log_schedule),     cmocka_unit_test(test_collapse_emerges),
       cmocka_unit_test(test_restart_exact),    cmocka_unit_test(test_thread_invariance),
       cmocka_unit_test(test_divergence),       cmocka_unit_test(test_folded_step_bits),
-      cmocka_unit_test(test_init_is_gsl),
+      cmocka_unit_test(test_init_is_gsl),      cmocka_unit_test(test_path_choice),
   };
   return cmocka_run_group_tests_name("run", tests, tmpdir_setup, tmpdir_teardown);
 }
