@@ -74,8 +74,9 @@ typedef struct {
   size_t C, p, n;
 } bench_size;
 
-static const bench_size SIZES[] = {{"S", 10, 64, 50}, {"M", 100, 512, 100}, {"L", 1000, 1024, 10}};
-#define NSIZES (sizeof SIZES / sizeof SIZES[0])
+static const bench_size NAMED[] = {{"S", 10, 64, 50}, {"M", 100, 512, 100}, {"L", 1000, 1024, 10}};
+#define NNAMED (sizeof NAMED / sizeof NAMED[0])
+#define MAXSIZES 32
 
 /* The experiment every implementation runs: CE, bias, weight decay. */
 #define LAMBDA_W 5e-3
@@ -88,6 +89,9 @@ static const bench_size SIZES[] = {{"S", 10, 64, 50}, {"M", 100, 512, 100}, {"L"
 typedef struct {
   double step, dgemm, metrics; /* best seconds per call */
   double numpy, torch;         /* best seconds per step; NAN when not run */
+  /* whole processes (section 4): K steps each, wall seconds; NAN when not run */
+  long K;
+  double w_ufm, w_ufm_default, w_numpy, w_torch;
 } bench_result;
 
 /* The three products of a step, bare: the same calls as ufm_grad_eval
@@ -224,7 +228,87 @@ static int python_has(const char *python, const char *module)
   return access(python, X_OK) == 0 && system(cmd) == 0;
 }
 
-/* ------------------------------------------------ 4. peak memory of a real run */
+/* --------------------------------------------- 4. whole processes, start to exit */
+
+/* Wall seconds of the command argv, run to its exit (stdout to /dev/null);
+ * NAN if it failed. */
+static double wall_of(char *const argv[], const char *env_threads)
+{
+  double t = now();
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!freopen("/dev/null", "w", stdout)) _exit(127);
+    if (env_threads) {
+      setenv("OMP_NUM_THREADS", env_threads, 1);
+      setenv("OPENBLAS_NUM_THREADS", env_threads, 1);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  int status;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return NAN;
+  return now() - t;
+}
+
+/* K steps of the experiment as a user runs them, each a whole process:
+ * `ufm run` (log_points=1: metrics at 0 and K only, no figures; and once
+ * more with the defaults, log_points=100 and the figures) and the NumPy and
+ * PyTorch scripts in their STEPS mode (import, initialisation, K steps). */
+static void bench_whole(const char *ufm, const char *python, const char *np_script,
+                        const char *torch_script, const bench_size *sz, long K, int threads,
+                        int have_np, int have_torch, bench_result *r)
+{
+  r->K = K;
+  r->w_ufm = r->w_ufm_default = r->w_numpy = r->w_torch = NAN;
+  char dir[] = "/tmp/ufm-bench-XXXXXX";
+  if (!mkdtemp(dir)) return;
+  char a[12][96];
+  snprintf(a[0], sizeof a[0], "classes=%zu", sz->C);
+  snprintf(a[1], sizeof a[1], "dim=%zu", sz->p);
+  snprintf(a[2], sizeof a[2], "n=%zu", sz->n);
+  snprintf(a[3], sizeof a[3], "lambda_W=%g", LAMBDA_W);
+  snprintf(a[4], sizeof a[4], "lambda_H=%g", LAMBDA_H);
+  snprintf(a[5], sizeof a[5], "lambda_b=%g", LAMBDA_B);
+  snprintf(a[6], sizeof a[6], "lr=%g", LR);
+  snprintf(a[7], sizeof a[7], "init_scale=%g", INIT_SCALE);
+  snprintf(a[8], sizeof a[8], "seed=%d", SEED);
+  snprintf(a[9], sizeof a[9], "iterations=%ld", K);
+  snprintf(a[10], sizeof a[10], "out=%s/run", dir);
+  char th[16];
+  snprintf(th, sizeof th, "%d", threads);
+  char *uv[] = {(char *)ufm, "--threads", th, "run", "--quiet", "--force", "--no-plot",
+                "log_points=1", "loss=ce", "bias=true", a[0], a[1], a[2], a[3], a[4], a[5],
+                a[6], a[7], a[8], a[9], a[10], NULL};
+  r->w_ufm = wall_of(uv, NULL);
+  char *ud[] = {(char *)ufm, "--threads", th, "run", "--quiet", "--force", "loss=ce",
+                "bias=true", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
+                a[10], NULL};
+  r->w_ufm_default = wall_of(ud, NULL);
+  char C[24], p[24], n[24], lr[24], lw[24], lh[24], lb[24], ks[24];
+  snprintf(C, sizeof C, "%zu", sz->C);
+  snprintf(p, sizeof p, "%zu", sz->p);
+  snprintf(n, sizeof n, "%zu", sz->n);
+  snprintf(lr, sizeof lr, "%g", LR);
+  snprintf(lw, sizeof lw, "%g", LAMBDA_W);
+  snprintf(lh, sizeof lh, "%g", LAMBDA_H);
+  snprintf(lb, sizeof lb, "%g", LAMBDA_B);
+  snprintf(ks, sizeof ks, "%ld", K);
+  char *pv[] = {(char *)python, NULL, C, p, n, "1", "0.1", th, lr, lw, lh, lb, ks, NULL};
+  if (have_np) {
+    pv[1] = (char *)np_script;
+    r->w_numpy = wall_of(pv, th);
+  }
+  if (have_torch) {
+    pv[1] = (char *)torch_script;
+    r->w_torch = wall_of(pv, th);
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "ufm-bench: could not remove %s\n", dir);
+}
+
+/* ------------------------------------------------ 4b. peak memory of a real run */
 
 /* Peak resident set of `ufm run` at size L for a few steps with metrics,
  * read from the child's rusage (what /usr/bin/time -v reports). */
@@ -258,14 +342,14 @@ static long run_maxrss_kib(const char *ufm, const bench_size *sz, int threads)
 
 /* ------------------------------------------------------------------- 5. the table */
 
-static void print_table(const bench_result *res, const int *done, int have_np, int have_torch)
+static void print_table(const bench_size *sizes, const bench_result *res, size_t ns, int have_np,
+                        int have_torch)
 {
   printf("\n| size | C | p | N | ms/step | 3 dgemm ms | step/dgemm | GFLOP/s | metrics/step "
          "| NumPy ms | PyTorch ms | vs NumPy | vs PyTorch |\n");
   printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (size_t k = 0; k < NSIZES; k++) {
-    if (!done[k]) continue;
-    const bench_size *sz = &SIZES[k];
+  for (size_t k = 0; k < ns; k++) {
+    const bench_size *sz = &sizes[k];
     const bench_result *r = &res[k];
     double N = (double)(sz->C * sz->n);
     double flops = 6.0 * (double)sz->C * (double)sz->p * N;
@@ -283,6 +367,34 @@ static void print_table(const bench_result *res, const int *done, int have_np, i
   }
 }
 
+static void print_cell(double x, const char *fmt)
+{
+  if (isfinite(x)) printf(fmt, x);
+  else printf(" — |");
+}
+
+static void print_whole(const bench_size *sizes, const bench_result *res, size_t ns)
+{
+  printf("\nWhole processes, start to exit (wall seconds): K steps of the same experiment; "
+         "`ufm run` with\nlog_points=1 and --no-plot (metrics at 0 and K, the state and "
+         "summary written), and with the\ndefaults (log_points=100, every figure); NumPy and "
+         "PyTorch: interpreter start, import,\ninitialisation, K steps.\n\n");
+  printf("| size | K | ufm s | ufm, defaults s | NumPy s | PyTorch s | NumPy / ufm | PyTorch / ufm |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (size_t k = 0; k < ns; k++) {
+    const bench_result *r = &res[k];
+    if (r->K <= 0) continue;
+    printf("| %s | %ld |", sizes[k].name, r->K);
+    print_cell(r->w_ufm, " %.3f |");
+    print_cell(r->w_ufm_default, " %.3f |");
+    print_cell(r->w_numpy, " %.3f |");
+    print_cell(r->w_torch, " %.3f |");
+    print_cell(r->w_numpy / r->w_ufm, " %.2fx |");
+    print_cell(r->w_torch / r->w_ufm, " %.2fx |");
+    printf("\n");
+  }
+}
+
 /* ------------------------------------------------------------------------- 6. main */
 
 static void usage(FILE *fp)
@@ -293,14 +405,17 @@ static void usage(FILE *fp)
           "M (C=100, p=512, n=100) and L (C=1000, p=1024, n=10) against the three bare\n"
           "dgemm calls of the same shapes, one metrics evaluation, and the same step in\n"
           "NumPy and PyTorch. Prints a Markdown table on stdout, progress on stderr.\n\n"
-          "  --sizes LIST     sizes to run, e.g. S,M (default S,M,L)\n"
+          "  --sizes LIST     sizes to run: S, M, L or C:p:n, e.g. S,M,20:20:20 (default S,M,L)\n"
           "  --reps R         timing samples per quantity, the best is kept (default 5)\n"
           "  --time T         seconds per timing sample (default 0.3)\n"
           "  --threads N      threads for OpenMP, BLAS and the Python runs (default: cores)\n"
           "  --python PATH    interpreter for the NumPy/PyTorch scripts (default /usr/bin/python3)\n"
           "  --no-python      skip NumPy and PyTorch\n"
           "  --scripts DIR    where bench_numpy.py and bench_torch.py are (default %s)\n"
-          "  --ufm PATH       the ufm program, for the peak-memory run at L (default ./ufm)\n"
+          "  --ufm PATH       the ufm program, for the whole-process and peak-memory runs\n"
+          "                   (default ./ufm)\n"
+          "  --whole T        whole processes of K steps, K about T s of ufm's steps (at least\n"
+          "                   10; default 2; 0: none)\n"
           "  -h, --help       this text\n",
           UFM_BENCHDIR);
 }
@@ -313,11 +428,12 @@ int main(int argc, char **argv)
       {"time", required_argument, 0, 'T'},    {"threads", required_argument, 0, 't'},
       {"python", required_argument, 0, 'P'},  {"no-python", no_argument, 0, 'N'},
       {"scripts", required_argument, 0, 'S'}, {"ufm", required_argument, 0, 'u'},
-      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+      {"whole", required_argument, 0, 'W'},   {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   const char *sizes = "S,M,L", *python = "/usr/bin/python3", *scripts = UFM_BENCHDIR,
              *ufm = "./ufm";
   int reps = 5, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), use_python = 1, c;
-  double target = 0.3;
+  double target = 0.3, whole = 2.0;
   while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
     switch (c) {
     case 's': sizes = optarg; break;
@@ -328,11 +444,39 @@ int main(int argc, char **argv)
     case 'N': use_python = 0; break;
     case 'S': scripts = optarg; break;
     case 'u': ufm = optarg; break;
+    case 'W': whole = atof(optarg); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
   }
-  if (reps < 1 || threads < 1 || !(target > 0)) {
+  bench_size sel[MAXSIZES];
+  char names[MAXSIZES][64];
+  size_t ns = 0;
+  for (const char *q = sizes; *q && ns < MAXSIZES;) {
+    size_t len = strcspn(q, ",");
+    char tok[64];
+    snprintf(tok, sizeof tok, "%.*s", (int)(len < 63 ? len : 63), q);
+    q += len + (q[len] == ',');
+    int found = 0;
+    for (size_t k = 0; k < NNAMED; k++)
+      if (!strcmp(tok, NAMED[k].name)) {
+        sel[ns++] = NAMED[k];
+        found = 1;
+      }
+    if (found) continue;
+    unsigned long C, p, n;
+    char tail;
+    if (sscanf(tok, "%lu:%lu:%lu%c", &C, &p, &n, &tail) != 3 || C < 2 || p < 1 || n < 1
+        || C > 100000 || p > 100000 || n > 1000000) {
+      fprintf(stderr, "ufm-bench: --sizes: '%s' is neither S, M, L nor C:p:n (C >= 2, p, n >= 1)\n",
+              tok);
+      return 2;
+    }
+    snprintf(names[ns], sizeof names[ns], "%lu:%lu:%lu", C, p, n);
+    sel[ns] = (bench_size){names[ns], C, p, n};
+    ns++;
+  }
+  if (reps < 1 || threads < 1 || !(target > 0) || !(whole >= 0) || ns == 0) {
     usage(stderr);
     return 2;
   }
@@ -363,29 +507,31 @@ int main(int argc, char **argv)
   if (use_python && !have_torch)
     printf("# PyTorch: not found with %s (apt-get install python3-torch)\n", python);
 
-  bench_result res[NSIZES];
-  int done[NSIZES] = {0};
-  for (size_t k = 0; k < NSIZES; k++) {
-    const bench_size *sz = &SIZES[k];
-    char want[16];
-    snprintf(want, sizeof want, "%s", sz->name);
-    int selected = 0;
-    for (const char *q = sizes; *q;) {
-      size_t len = strcspn(q, ",");
-      if (len == strlen(want) && !strncmp(q, want, len)) selected = 1;
-      q += len + (q[len] == ',');
-    }
-    if (!selected) continue;
+  bench_result res[MAXSIZES];
+  for (size_t k = 0; k < ns; k++) {
+    const bench_size *sz = &sel[k];
     fprintf(stderr, "size %s: C=%zu p=%zu n=%zu\n", sz->name, sz->C, sz->p, sz->n);
     bench_c(sz, reps, target, &res[k]);
     res[k].numpy = have_np ? bench_python(python, np_script, sz, reps, target, threads) : NAN;
     res[k].torch = have_torch ? bench_python(python, torch_script, sz, reps, target, threads) : NAN;
-    done[k] = 1;
+    res[k].K = 0;
   }
-  print_table(res, done, have_np, have_torch);
+  print_table(sel, res, ns, have_np, have_torch);
+  fflush(stdout);
+
+  if (whole > 0 && access(ufm, X_OK) == 0) {
+    for (size_t k = 0; k < ns; k++) {
+      double kk = whole / res[k].step;
+      long K = kk < 10 ? 10 : kk > 1e6 ? 1000000 : (long)kk;
+      fprintf(stderr, "size %s: whole processes of %ld steps\n", sel[k].name, K);
+      bench_whole(ufm, python, np_script, torch_script, &sel[k], K, threads, have_np, have_torch,
+                  &res[k]);
+    }
+    print_whole(sel, res, ns);
+  }
 
   /* memory: peak RSS of a real run at L vs the bytes of W, H, their gradients and Z */
-  const bench_size *L = &SIZES[NSIZES - 1];
+  const bench_size *L = &NAMED[NNAMED - 1];
   if (access(ufm, X_OK) == 0) {
     long kib = run_maxrss_kib(ufm, L, threads);
     double N = (double)(L->C * L->n), C = (double)L->C, p = (double)L->p;

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """bench_torch.py -- the UFM gradient-descent step written plainly in PyTorch, timed.
 
-  bench_torch.py C p n reps target threads lr lambda_W lambda_H lambda_b
+  bench_torch.py C p n reps target threads lr lambda_W lambda_H lambda_b [STEPS]
 
 The objective of SPEC section 1 in float64 (cross_entropy on the logits plus
 the three weight-decay terms), its gradient by autograd, the update by
 torch.optim.SGD: the way a PyTorch user writes the UFM. Prints
 `best SECONDS`: the best over `reps` samples of about `target` seconds each
-of the time per step.
+of the time per step. With STEPS, takes exactly that many steps from the
+initial state and prints `done LOSS` instead: the program ufm-bench times
+whole, start to exit, beside a whole `ufm run`.
 """
 import sys
 import time
@@ -37,6 +39,12 @@ def main():
         opt.step()
         return loss.item()
 
+    if len(sys.argv) > 11:
+        loss = 0.0
+        for _ in range(int(sys.argv[11])):
+            loss = step()
+        print(f"done {loss:.17g}")
+        return
     t = time.perf_counter()
     step()
     one = max(time.perf_counter() - t, 1e-7)
