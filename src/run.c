@@ -353,7 +353,9 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
 {
   if (opts->resume) { /* a finished run stays as it is */
     char *done = finished_status(cfg->out);
-    if (done) {
+    if (done) { /* what a kill after summary.tsv may have left */
+      ufm_remove_stale_tmp(cfg->out);
+      if (opts->keep != UFM_KEEP_ALL) ufm_ckpt_remove(cfg->out);
       if (!opts->quiet) fprintf(stderr, "%s: already finished (status %s); nothing to do\n", cfg->out, done);
       free(done);
       return UFM_OK;
@@ -511,9 +513,10 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   if (st == UFM_OK && !interrupted) {
     run_result rr = {status, t, secs, have_vals ? vals : NULL, rank, msg[0] ? msg : NULL, th};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
-    if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
     if (st == UFM_OK && have_vals && vals_at == t) st = write_geometry(m, mw, cfg->out, errbuf);
-    /* summary.tsv marks the run finished: its checkpoint has served */
+    /* summary.tsv, written last, marks the run finished: its checkpoint has
+     * served (a kill between the two leaves it; --resume removes it) */
+    if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);
     if (st == UFM_OK && opts->keep != UFM_KEEP_ALL) ufm_ckpt_remove(cfg->out);
   }
   if (st == UFM_OK && interrupted) {

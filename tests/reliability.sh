@@ -55,6 +55,8 @@ wait_for() {
 # a random delay in [0.05, 0.25] s, from the seed and a counter
 delay() { awk -v s="$SEED" -v k="$1" 'BEGIN { srand(s * 1000 + k); printf "%.2f", 0.05 + 0.20 * rand() }'; }
 sums() { (cd "$1" && find . -type f | sort | xargs cksum); }
+# the same, without the checkpoint and temporary files
+results() { (cd "$1" && find . -type f ! -path './checkpoint/*' ! -name '*.tmp.*' | sort | xargs cksum); }
 # put_bytes FILE OFFSET OCTAL-ESCAPES: overwrite bytes in place
 put_bytes() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
 
@@ -110,6 +112,16 @@ check "the resumed run equals the uninterrupted one (W, H, b, labels, metrics.ts
 check "... and config.ini too (but for its out line)" \
   sh -c "grep -v '^out = ' '$T/refck/config.ini' > '$T/ca'; grep -v '^out = ' '$D/config.ini' > '$T/cb'; cmp -s '$T/ca' '$T/cb'"
 check "no temporary files or checkpoint are left" sh -c "! find '$D' -name '*.tmp.*' | grep -q . && [ ! -e '$D/checkpoint' ]"
+# a kill after summary.tsv (written last) but before the checkpoint went:
+# --resume of the finished run removes what is left, and changes nothing else
+# shellcheck disable=SC2086
+run "$UFM" run $Q --keep all out="$T/late" $LONG
+: >"$T/late/grams.npy.tmp.999999"
+before=$(results "$T/late")
+run "$UFM" run $Q --resume "$T/late"
+check "--resume of a finished run with a checkpoint and a temporary file left: exit 0" is_rc 0
+check "... both removed" sh -c "[ ! -e '$T/late/checkpoint' ] && [ ! -e '$T/late/grams.npy.tmp.999999' ]"
+check "... every result file untouched" [ "$(results "$T/late")" = "$before" ]
 before=$(sums "$D")
 run "$UFM" run $Q --resume "$D"
 after=$(sums "$D")
