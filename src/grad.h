@@ -59,7 +59,7 @@ enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2 };
  * alone (never the thread count: the two paths add in different orders):
  * C p <= 1024 with C <= 16, C p <= 512 above, or C p N <= 2^21. Measured
  * against the products path for C 2..32, p 16..1024, N 10^3 and 10^4, on
- * 1 and 2 threads (README, Performance). */
+ * 1 and 2 threads (bench/README.md, "Which path"). */
 int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
 
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
