@@ -1,7 +1,8 @@
 /* bench.c -- `make bench`: time a GD step of ufm against its three bare dgemm calls, NumPy and PyTorch.
  *
  * Contents: 1. clocks and machine  2. one size, in C  3. Python comparisons
- *           4. peak memory of a real run  5. the table  6. main
+ *           4. whole processes  4b. peak memory of a real run  5. the tables
+ *           6. main
  *
  * Everything is measured in this one process and run: for each size the
  * three bare dgemm calls (the same shapes, transposes and threads as the
@@ -10,7 +11,8 @@
  * shared, so the minimum is the least disturbed estimate and the ratios of
  * minima the fairest). The NumPy and PyTorch scripts beside this file are
  * then run on the same sizes by the Debian interpreter and report their own
- * best time per step.
+ * best time per step. Last, each size is run again as whole processes of K
+ * steps (ufm run, and the scripts), timed from start to exit.
  */
 #include "common.h"
 #include "grad.h"
