@@ -22,6 +22,7 @@
 #include "version.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -232,14 +233,18 @@ static int python_has(const char *python, const char *module)
 
 /* --------------------------------------------- 4. whole processes, start to exit */
 
-/* Wall seconds of the command argv, run to its exit (stdout to /dev/null);
- * NAN if it failed. */
-static double wall_of(char *const argv[], const char *env_threads)
+/* Wall seconds of the command argv, run to its exit (stdout to /dev/null;
+ * with env_threads, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set), and its
+ * peak resident set into *kib if not NULL (the child's rusage, what
+ * /usr/bin/time -v reports); NAN if it failed. */
+static double wall_of(char *const argv[], const char *env_threads, long *kib)
 {
+  fflush(stdout); /* or the child would write this process's buffered lines too */
   double t = now();
   pid_t pid = fork();
   if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout)) _exit(127);
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(127);
     if (env_threads) {
       setenv("OMP_NUM_THREADS", env_threads, 1);
       setenv("OPENBLAS_NUM_THREADS", env_threads, 1);
@@ -248,9 +253,20 @@ static double wall_of(char *const argv[], const char *env_threads)
     _exit(127);
   }
   int status;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+  struct rusage ru;
+  if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status)
+      || WEXITSTATUS(status) != 0)
     return NAN;
+  if (kib) *kib = ru.ru_maxrss;
   return now() - t;
+}
+
+/* rm -rf of a directory made by mkdtemp */
+static void remove_tmpdir(const char *dir)
+{
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "ufm-bench: could not remove %s\n", dir);
 }
 
 /* K steps of the experiment as a user runs them, each a whole process:
@@ -282,11 +298,11 @@ static void bench_whole(const char *ufm, const char *python, const char *np_scri
   char *uv[] = {(char *)ufm, "--threads", th, "run", "--quiet", "--force", "--no-plot",
                 "log_points=1", "loss=ce", "bias=true", a[0], a[1], a[2], a[3], a[4], a[5],
                 a[6], a[7], a[8], a[9], a[10], NULL};
-  r->w_ufm = wall_of(uv, NULL);
+  r->w_ufm = wall_of(uv, NULL, NULL);
   char *ud[] = {(char *)ufm, "--threads", th, "run", "--quiet", "--force", "loss=ce",
                 "bias=true", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
                 a[10], NULL};
-  r->w_ufm_default = wall_of(ud, NULL);
+  r->w_ufm_default = wall_of(ud, NULL, NULL);
   char C[24], p[24], n[24], lr[24], lw[24], lh[24], lb[24], ks[24];
   snprintf(C, sizeof C, "%zu", sz->C);
   snprintf(p, sizeof p, "%zu", sz->p);
@@ -299,15 +315,13 @@ static void bench_whole(const char *ufm, const char *python, const char *np_scri
   char *pv[] = {(char *)python, NULL, C, p, n, "1", "0.1", th, lr, lw, lh, lb, ks, NULL};
   if (have_np) {
     pv[1] = (char *)np_script;
-    r->w_numpy = wall_of(pv, th);
+    r->w_numpy = wall_of(pv, th, NULL);
   }
   if (have_torch) {
     pv[1] = (char *)torch_script;
-    r->w_torch = wall_of(pv, th);
+    r->w_torch = wall_of(pv, th, NULL);
   }
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "ufm-bench: could not remove %s\n", dir);
+  remove_tmpdir(dir);
 }
 
 /* ------------------------------------------------ 4b. peak memory of a real run */
@@ -324,21 +338,11 @@ static long run_maxrss_kib(const char *ufm, const bench_size *sz, int threads)
   snprintf(n, sizeof n, "n=%zu", sz->n);
   snprintf(out, sizeof out, "out=%s/run", dir);
   snprintf(th, sizeof th, "%d", threads);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl(ufm, ufm, "run", "--quiet", "--no-plot", "--threads", th, classes, dim, n,
-          "iterations=3", "log_points=2", out, (char *)NULL);
-    _exit(127);
-  }
-  int status;
-  struct rusage ru;
+  char *argv[] = {(char *)ufm, "run", "--quiet", "--no-plot", "--threads", th, classes, dim, n,
+                  "iterations=3", "log_points=2", out, NULL};
   long kib = -1;
-  if (pid > 0 && wait4(pid, &status, 0, &ru) == pid && WIFEXITED(status)
-      && WEXITSTATUS(status) == 0)
-    kib = ru.ru_maxrss;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) fprintf(stderr, "ufm-bench: could not remove %s\n", dir);
+  if (!isfinite(wall_of(argv, NULL, &kib))) kib = -1;
+  remove_tmpdir(dir);
   return kib;
 }
 

@@ -205,15 +205,10 @@ static int draw_grams(const char *path, const char *dir, const char *title, cons
   for (size_t k = 0; k < 6 * C * C; k++)
     if (isfinite(g[k]) && fabs(g[k]) > R) R = fabs(g[k]);
   free(g);
-  /* the header's length: bytes 8-9 (version 1.0) or 8-11 (2.0, 3.0), little-endian */
-  unsigned char hd[12];
-  FILE *fp = fopen(path, "rb");
-  size_t got = fp ? fread(hd, 1, sizeof hd, fp) : 0;
-  if (fp) fclose(fp);
-  if (got != sizeof hd) return ufm_fail(errbuf, UFM_EIO, "%s: cannot read its header", path);
-  unsigned long hl = hd[8] | (unsigned long)hd[9] << 8;
-  if (hd[6] != 1) hl |= (unsigned long)hd[10] << 16 | (unsigned long)hd[11] << 24;
-  double skip = (hd[6] == 1 ? 10.0 : 12.0) + (double)hl;
+  /* the data are the file's last 6 C^2 doubles (the reader allows no trailing bytes) */
+  struct stat sb;
+  if (stat(path, &sb) != 0) return ufm_fail(errbuf, UFM_EIO, "%s: %s", path, strerror(errno));
+  const double skip = (double)sb.st_size - 48.0 * (double)C * (double)C;
   gpvars h = {0};
   gp_add(&h, "data", path);
   gp_add(&h, "title", title);

@@ -296,7 +296,7 @@ static void clear_old_outputs(const char *dir)
 {
   const char *names[] = {"metrics.tsv", "summary.tsv", "W.npy",        "H.npy",
                          "b.npy",       "labels.npy",  "perclass.tsv", "grams.npy",
-                         "grams.tsv",
+                         "grams.tsv" /* written before session 4 */,
                          "dashboard.png", "dashboard.pdf", "geometry.png", "geometry.pdf",
                          "grams.png",   "grams.pdf",   "theory.tsv"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
