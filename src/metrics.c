@@ -22,11 +22,13 @@
  *      precision with a proven error bound, the samples it leaves
  *      undecided (near ties) again in double, so the answer is that of
  *      double precision (section 5); a second thread takes the metrics of
- *      M^T M and W W^T (section 6) before joining them;
+ *      M^T M and W W^T (section 6) before joining them; for p <= 512 the
+ *      threads then sum the single tile of D D^T in two column slabs
+ *      (it needs only the means);
  *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk;
- *      tiles of side 256 or 512, or for p <= 512 one tile summed in two
- *      column slabs), which give NC1 = Tr(B^T D D^T B)/N and, with the
- *      class means, seli_H as a sum of squares (section 7).
+ *      tiles of side 256 or 512, or the slabs of A added), which give
+ *      NC1 = Tr(B^T D D^T B)/N and, with the class means, seli_H as a sum
+ *      of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the columns of H on the factor (U_r, or the LQ path's B) in blocks
  * (r p N) for NC1.
@@ -40,7 +42,9 @@
  * The SVD's square factor (C x C) and dgesdd's workspace are touched only
  * when the SVD runs. No p x p, N x N, r x N or N x C matrix is formed: a
  * tile of D D^T has at most 512 rows and columns, so it is the whole of
- * D D^T only when p <= 512 (two such partial sums then).
+ * D D^T only when p <= 512 (two such partial sums then, and a chunk of
+ * deviations per thread, in a buffer of their own: they are summed during
+ * A, while the scratch region is in use).
  *
  * Thread counts never change a bit: every parallel loop writes its own
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
@@ -156,6 +160,8 @@ struct ufm_metrics_ws {
   size_t dtile;       /* the side of a tile of D D^T                             */
   size_t dchunk;      /* columns of deviations formed at once                    */
   size_t nslab;       /* column slabs of a single tile of D D^T                  */
+  double *slabbuf;    /* nslab > 1: the slabs' partial sums (p x p each), then a
+                       * chunk of deviations (p x dchunk) per thread            */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
   double *tilenc1;    /* ntile  their NC1 sums                                   */
   double *tilecross;  /* ntile  their sums n_c mu_c^T D D^T mu_c (seli_H)        */
@@ -289,10 +295,11 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   const size_t off_WW = mw->off_R + C * C, off_Mf = off_WW + C * C;
   if (off_Mf + (p * C + 1) / 2 - p * C > rest) rest = off_Mf + (p * C + 1) / 2 - p * C;
   /* a single tile of D D^T (p <= 512) in two column slabs, when N is
-   * long enough: their partial sums after B's buffers */
+   * long enough; they are summed during A, so their buffers are apart */
   mw->nslab = mw->tiles_dd && mw->ntile == 1 && N >= 4 * mw->dchunk ? 2 : 1;
-  const size_t nsl = mw->nslab > 1 ? mw->nslab * p * p : 0;
-  if (T * mw->bstride + nsl > rest) rest = T * mw->bstride + nsl;
+  if (mw->nslab > 1)
+    mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * mw->dchunk) * sizeof(double));
+  if (T * mw->bstride > rest) rest = T * mw->bstride;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   mw->WW = gsl_matrix_view_array(mw->scratch + off_WW, C, C);
   mw->Mf = (float *)(mw->scratch + off_Mf);
@@ -330,6 +337,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   if (mw->S) gsl_vector_free(mw->S);
   if (mw->svwork) gsl_vector_free(mw->svwork);
   free(mw->scratch);
+  free(mw->slabbuf);
   free(mw->ablk);
   free(mw->svd_work);
   free(mw->hmax);
@@ -372,35 +380,30 @@ int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 /* ------------------------------------- 2. class means and within-class scatter */
 
 /* sum_i x_i, i < n, in four interleaved partial sums added as (s0 + s1) +
- * (s2 + s3): the same bits whatever the vector width. */
-static inline __attribute__((always_inline)) double sum4(const double *x, size_t n)
+ * (s2 + s3) (the same bits whatever the vector width), returned, and
+ * max(*mx, max_i |x_i|) (exact in any order) into *mx, in one pass: the
+ * two chains of dependent operations run side by side. */
+static inline __attribute__((always_inline)) double sum_max4(const double *x, size_t n,
+                                                             double *mx)
 {
-  double s[4] = {0.0, 0.0, 0.0, 0.0};
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (size_t l = 0; l < 4; l++) s[l] += x[i + l];
-  for (size_t l = 0; i < n; i++, l++) s[l] += x[i];
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-/* max_i |x_i|, i < n (0 if n = 0), in four lanes (a maximum is exact in
- * any order). */
-static inline __attribute__((always_inline)) double maxabs4(const double *x, size_t n)
-{
-  double a[4] = {0.0, 0.0, 0.0, 0.0};
+  double s[4] = {0.0, 0.0, 0.0, 0.0}, a[4] = {0.0, 0.0, 0.0, 0.0};
   size_t i = 0;
   for (; i + 4 <= n; i += 4)
     for (size_t l = 0; l < 4; l++) {
       const double v = fabs(x[i + l]);
+      s[l] += x[i + l];
       a[l] = v > a[l] ? v : a[l];
     }
   for (size_t l = 0; i < n; i++, l++) {
     const double v = fabs(x[i]);
+    s[l] += x[i];
     a[l] = v > a[l] ? v : a[l];
   }
   a[0] = a[1] > a[0] ? a[1] : a[0];
   a[2] = a[3] > a[2] ? a[3] : a[2];
-  return a[2] > a[0] ? a[2] : a[0];
+  a[0] = a[2] > a[0] ? a[2] : a[0];
+  *mx = a[0] > *mx ? a[0] : *mx;
+  return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 /* sum_i (x_i - c)^2, i < n, likewise. */
@@ -427,14 +430,14 @@ UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *
                                    double *pk, double *mx)
 {
   const size_t C = m->C;
-  double tot = 0.0;
+  double tot = 0.0, amax = 0.0; /* the classes' columns are 0..N in order */
   for (size_t c = 0; c < C; c++) {
     const size_t lo = m->offset[c], n = m->offset[c + 1] - lo;
-    const double s = sum4(h + lo, n);
+    const double s = sum_max4(h + lo, n, &amax);
     tot += s;
     mk[c] = s / (double)m->counts[c];
   }
-  *mx = maxabs4(h, m->N);
+  *mx = amax;
   const double g = tot / (double)m->N;
   for (size_t c = 0; c < C; c++) {
     Mk[c] = mk[c] - g;
@@ -964,17 +967,21 @@ static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a
  * - to sum_c n_c mu_c^T D D^T mu_c: sum_c n_c sum_i mu_{a+i,c} (X Mu_b)_ic
  *   (section 7, seli_H);
  * the products with X CBLK columns at a time. */
-static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na, size_t b,
-                      size_t nb, double wt, double *X, double *Y, double *Mu, double *acc,
-                      double *nc1, double *fro, double *cross)
+static void dd_mirror(size_t a, size_t na, size_t b, size_t nb, double *X)
 {
-  const size_t C = m->C, ldu = mw->ldu, r = mw->r;
-  const double *S = mw->S->data, *M = mw->M->data, *g = mw->muG->data;
   if (a == b)
     for (size_t i = 0; i < na; i++)
       for (size_t j = 0; j < i; j++) X[i * nb + j] = X[j * nb + i];
-  gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
-  double s1 = 0.0, s2 = 0.0, s3 = 0.0;
+}
+
+/* dd_finish's NC1 sum (X mirrored) */
+static double dd_finish_nc1(const ufm_metrics_ws *mw, size_t a, size_t na, size_t b, size_t nb,
+                            const double *X, double *Y, double *acc)
+{
+  const size_t ldu = mw->ldu, r = mw->r;
+  const double *S = mw->S->data;
+  gsl_matrix_const_view Xv = gsl_matrix_const_view_array(X, na, nb);
+  double s1 = 0.0;
   for (size_t j = 0; j < r; j++) acc[j] = 0.0;
   for (size_t j0 = 0; j0 < r; j0 += CBLK) {
     const size_t cb = r - j0 < CBLK ? r - j0 : CBLK;
@@ -989,6 +996,18 @@ static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, si
     }
   }
   for (size_t j = 0; j < r; j++) s1 += mw->basis_qr ? acc[j] : acc[j] / (S[j] * S[j]);
+  return s1;
+}
+
+/* dd_finish's ||X||_F^2 and seli_H sum (X mirrored) */
+static void dd_finish_fro(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+                          size_t b, size_t nb, const double *X, double *Y, double *Mu,
+                          double *acc, double *fro, double *cross)
+{
+  const size_t C = m->C;
+  const double *M = mw->M->data, *g = mw->muG->data;
+  gsl_matrix_const_view Xv = gsl_matrix_const_view_array(X, na, nb);
+  double s2 = 0.0, s3 = 0.0;
   for (size_t i = 0; i < na; i++) s2 += ufm_sumsq(X + i * nb, nb);
   /* Y = X Mu_b, Mu = M + mu_G 1^T the uncentred means */
   for (size_t c = 0; c < C; c++) acc[c] = 0.0;
@@ -1007,23 +1026,72 @@ static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, si
     }
   }
   for (size_t c = 0; c < C; c++) s3 += (double)m->counts[c] * acc[c];
+  *fro = s2;
+  *cross = s3;
+}
+
+static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na, size_t b,
+                      size_t nb, double wt, double *X, double *Y, double *Mu, double *acc,
+                      double *nc1, double *fro, double *cross)
+{
+  dd_mirror(a, na, b, nb, X);
+  double s1 = dd_finish_nc1(mw, a, na, b, nb, X, Y, acc), s2, s3;
+  dd_finish_fro(m, mw, a, na, b, nb, X, Y, Mu, acc, &s2, &s3);
   *nc1 = wt * s1;
   *fro = wt * s2;
   *cross = wt * s3;
 }
 
+/* Slab q of the single tile of D D^T (nslab > 1): its columns' partial sum
+ * into its own p x p buffer, with thread t's chunk of deviations; during A
+ * (it needs only M and mu_G). */
+static void dd_slab(const ufm_model *m, const ufm_metrics_ws *mw, size_t q, size_t t)
+{
+  const size_t p = m->p, N = m->N, ns = mw->nslab;
+  double *Da = mw->slabbuf + ns * p * p + t * p * mw->dchunk;
+  dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, mw->slabbuf + q * p * p, Da,
+                NULL);
+}
+
 /* The tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread
  * with its own buffers, into tilenc1, tilefro and tilecross (dd_finish).
- * A single tile (p <= 512) is summed in nslab column slabs in parallel
- * instead, then added in order and finished on this thread. */
+ * A single tile (p <= 512) was summed in nslab column slabs during A
+ * (dd_slab); they are added in order here and finished, NC1's sum and the
+ * other two on two threads. */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
   const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile, ch = mw->dchunk;
   const size_t nt = ntiles_of(p, ts), npairs = nt * (nt + 1) / 2, ns = mw->nslab;
-  double *slabs = mw->scratch + p * C + (size_t)mw->nthr * mw->bstride;
+  if (ns > 1) {
+    double *slabs = mw->slabbuf;
+    for (size_t s = 1; s < ns; s++)
+      for (size_t i = 0; i < p; i++)
+        for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
+    dd_mirror(0, p, 0, p, slabs);
+    double s1 = 0.0;
+#pragma omp parallel num_threads(2) if (mw->nthr > 1 && p * p * C >= 4 * UFM_PAR_MIN)
+    {
+#ifdef _OPENMP
+      const size_t t = omp_get_num_threads() > 1 ? (size_t)omp_get_thread_num() : 0;
+#else
+      const size_t t = 0;
+#endif
+      double *Y = mw->scratch + p * C + t * mw->bstride + ts * ts + 2 * ts * ch,
+             *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
+#pragma omp sections
+      {
+#pragma omp section
+        s1 = dd_finish_nc1(mw, 0, p, 0, p, slabs, Y, acc);
+#pragma omp section
+        dd_finish_fro(m, mw, 0, p, 0, p, slabs, Y, Mu, acc, &mw->tilefro[0], &mw->tilecross[0]);
+      }
+    }
+    mw->tilenc1[0] = s1;
+    return;
+  }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
-    if (npairs * ns > 1 && p * p * N >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs * ns; q++) {
+    if (npairs > 1 && p * p * N >= 64 * UFM_PAR_MIN)
+  for (size_t q = 0; q < npairs; q++) {
 #ifdef _OPENMP
     const size_t t = (size_t)omp_get_thread_num();
 #else
@@ -1031,25 +1099,12 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #endif
     double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
            *Y = Db + ts * ch, *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
-    if (ns > 1) { /* slab q of the single tile */
-      dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, slabs + q * p * p, Da, Db);
-      continue;
-    }
     size_t a, b;
     tile_of_ts(q, p, ts, &a, &b);
     const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
     dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db);
     dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, acc, &mw->tilenc1[q],
               &mw->tilefro[q], &mw->tilecross[q]);
-  }
-  if (ns > 1) {
-    for (size_t s = 1; s < ns; s++)
-      for (size_t i = 0; i < p; i++)
-        for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
-    double *Y = mw->scratch + p * C + 2 * ts * ch + ts * ts, *Mu = Y + ts * CBLK,
-           *acc = Mu + ts * CBLK;
-    dd_finish(m, mw, 0, p, 0, p, 1.0, slabs, Y, Mu, acc, &mw->tilenc1[0], &mw->tilefro[0],
-              &mw->tilecross[0]);
   }
 }
 
@@ -1540,7 +1595,9 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
    * another */
   int svd_st = 0;
   double mm2 = 0.0;
-#pragma omp parallel num_threads(team(mw)) if (C * p * N >= 64 * UFM_PAR_MIN)
+  const size_t ns = mw->nslab;
+#pragma omp parallel num_threads(team(mw)) \
+    if (C * p * N >= 64 * UFM_PAR_MIN || (ns > 1 && p * p * N >= 64 * UFM_PAR_MIN))
   {
 #pragma omp single nowait
     {
@@ -1566,6 +1623,16 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     }
     ncc_blocks(m, ws, mw);
     if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
+    if (ns > 1) {
+#pragma omp for schedule(dynamic, 1) nowait
+      for (size_t q = 0; q < ns; q++) {
+#ifdef _OPENMP
+        dd_slab(m, mw, q, (size_t)omp_get_thread_num());
+#else
+        dd_slab(m, mw, q, 0);
+#endif
+      }
+    }
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;
