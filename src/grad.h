@@ -24,6 +24,7 @@ typedef struct {
   int32_t *pred;   /* N: argmax_c z_ic                                            */
   double *zstat;   /* 2N: ||z_i||^2, z_{i,y_i} - mean_c z_ic (for seli_Z)          */
   double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
+  double *gbpart;  /* ufm_loss_groups(N) x C: the bias gradient's group sums     */
   /* the fused small-C step (grad.c): per slot of column blocks, a partial
    * grad_W and bias gradient, block buffers and partial reductions; NULL
    * when C is too large for it */

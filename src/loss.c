@@ -270,31 +270,51 @@ const ufm_loss_type *ufm_loss_lookup(const char *name)
 
 const char *ufm_loss_names(void) { return "ce, mse"; }
 
+size_t ufm_loss_groups(size_t N)
+{
+  const size_t g = (N + UFM_LOSS_GROUP_ROWS - 1) / UFM_LOSS_GROUP_ROWS;
+  return g < 1 ? 1 : g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
+}
+
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                      double *zstat)
+                      double *zstat, double *gsum, double *work)
 {
   const double scale = 1.0 / (double)N;
   /* the two built-in losses get the max from the scan and prefetch the next
    * row (with schedule(static) a thread's next one) while they compute */
   const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
   const row_passes *rp = row_passes_here();
-#pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN)
-  for (size_t i = 0; i < N; i++) {
-    double *z = ZT + i * C;
-    int32_t y = labels[i];
-    row_scan r;
-    rp->scan(C, z, b, y, &r); /* adds the bias */
-    pred[i] = (int32_t)r.a;
-    margin[i] = z[y] - r.other;
-    if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
-      zstat[2 * i] = r.sq;
-      zstat[2 * i + 1] = z[y] - r.sum / (double)C;
+  const size_t ng = ufm_loss_groups(N);
+#pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
+  for (size_t q = 0; q < ng; q++) {
+    const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
+    double *part = gsum ? work + q * C : NULL;
+    if (part)
+      for (size_t c = 0; c < C; c++) part[c] = 0.0;
+    for (size_t i = i0; i < i1; i++) {
+      double *z = ZT + i * C;
+      int32_t y = labels[i];
+      row_scan r;
+      rp->scan(C, z, b, y, &r); /* adds the bias */
+      pred[i] = (int32_t)r.a;
+      margin[i] = z[y] - r.other;
+      if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
+        zstat[2 * i] = r.sq;
+        zstat[2 * i + 1] = z[y] - r.sum / (double)C;
+      }
+      const double *next = i + 1 < N ? z + C : NULL;
+      loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
+                  : mse ? rp->mse(C, z, y, scale, next)
+                        : L->sample(C, z, y, scale);
+      if (part) /* the row just written, while it is in cache */
+        for (size_t c = 0; c < C; c++) part[c] += z[c];
     }
-    const double *next = i + 1 < N ? z + C : NULL;
-    loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
-                : mse ? rp->mse(C, z, y, scale, next)
-                      : L->sample(C, z, y, scale);
+  }
+  if (gsum) {
+    memcpy(gsum, work, C * sizeof(double));
+    for (size_t q = 1; q < ng; q++)
+      for (size_t c = 0; c < C; c++) gsum[c] += work[q * C + c];
   }
   double sum = 0.0;
   for (size_t i = 0; i < N; i++) sum += loss_i[i];

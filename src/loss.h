@@ -38,10 +38,22 @@ const char *ufm_loss_names(void);
  * pred[i] = argmax_c z_ic (first on ties) and the margin
  * margin[i] = z_{i,y_i} - max_{c != y_i} z_ic, then overwrite the row with
  * (1/N) dloss/dz_i and store loss_i[i]. Returns the mean loss, summed in
- * sample order (the same bits on any thread count). */
+ * sample order (the same bits on any thread count).
+ * If gsum is not NULL, also the column sums of the new Z^T (the bias
+ * gradient G 1) into gsum (C): the samples in ufm_loss_groups(N) groups of
+ * consecutive ones, fixed by N, each group's rows added in sample order
+ * into its own C doubles of work (ufm_loss_groups(N) x C) as they are
+ * written, then the groups in order (the same bits on any thread count). */
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                      double *zstat);
+                      double *zstat, double *gsum, double *work);
+
+/* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 1
+ * and at most UFM_LOSS_GROUPS_MAX (so they are also the units the threads
+ * share). */
+#define UFM_LOSS_GROUP_ROWS 256
+#define UFM_LOSS_GROUPS_MAX 64
+size_t ufm_loss_groups(size_t N);
 
 /* The vector width, in doubles, of the sample-major passes (ufm_loss_batch
  * and the per-sample functions): 0 picks the widest this CPU runs (2, 4 or

@@ -11,6 +11,7 @@
 #include "grad.h"
 #include "model.h"
 #include "optim.h"
+#include "version.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -315,7 +316,7 @@ static void test_batch_reference(void **s)
       for (int w = 2; w <= 8; w *= 2) {
         if (!ufm_loss_rows_width(w)) continue;
         memcpy(ZT, Z0, N * C * sizeof(double));
-        ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat);
+        ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat, NULL, NULL);
         if (w == 2) {
           memcpy(G2, ZT, N * C * sizeof(double));
           memcpy(l2, loss_i, sizeof l2);
@@ -334,7 +335,7 @@ static void test_batch_reference(void **s)
       free(G2);
       ufm_loss_rows_width(0);
       memcpy(ZT, Z0, N * C * sizeof(double));
-      double mean = ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat);
+      double mean = ufm_loss_batch(L, N, C, ZT, b, lab, loss_i, pred, margin, zstat, NULL, NULL);
       long double lsum = 0;
       for (size_t i = 0; i < N; i++) {
         const double *z = zb + i * C;
@@ -382,7 +383,7 @@ static void test_batch_reference(void **s)
     int32_t y = 7, pr;
     for (size_t c = 0; c < 100; c++) z[c] = 0.01 * (double)c;
     z[42] = NAN;
-    ufm_loss_batch(L, 1, 100, z, NULL, &y, &l, &pr, &mg, zs);
+    ufm_loss_batch(L, 1, 100, z, NULL, &y, &l, &pr, &mg, zs, NULL, NULL);
     assert_true(isnan(l) && isnan(z[42]) && isnan(zs[0]));
     if (li == 0) assert_true(isnan(z[0]) && isnan(z[y]));
   }
@@ -509,6 +510,81 @@ static void test_nonfinite_detected(void **s)
   ufm_model_free(m);
 }
 
+/* The bias gradient G 1 that ufm_loss_batch sums as it writes G^T: the
+ * same rows and records as without it, the groups of the documented order
+ * bit for bit, 1 and 2 threads bit for bit, and the exact sum of the rows
+ * (long double) to rounding; 1, 4 and the maximum of 64 groups. */
+static void test_batch_gsum(void **state)
+{
+  (void)state;
+  const size_t C = 37, Ns[] = {70, 1000, 40000};
+  const int threads = ufm_threads();
+  for (size_t t = 0; t < sizeof Ns / sizeof Ns[0]; t++) {
+    const size_t N = Ns[t], ng = ufm_loss_groups(N);
+    assert_true(ng == (N <= 256 ? 1 : N == 1000 ? 4 : 64));
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 4242 + N);
+    double *Z0 = malloc(N * C * sizeof(double)), *ZT = malloc(N * C * sizeof(double)),
+           *Z1 = malloc(N * C * sizeof(double)), *work = malloc(ng * C * sizeof(double)),
+           b[37], gs[37], gs1[37], want[37];
+    double *li = malloc(N * sizeof(double)), *li1 = malloc(N * sizeof(double)),
+           *mg = malloc(N * sizeof(double)), *mg1 = malloc(N * sizeof(double));
+    int32_t *lab = malloc(N * sizeof(int32_t)), *pr = malloc(N * sizeof(int32_t)),
+            *pr1 = malloc(N * sizeof(int32_t));
+    for (size_t i = 0; i < N * C; i++) Z0[i] = gsl_ran_gaussian(r, 3.0);
+    for (size_t i = 0; i < N; i++) lab[i] = (int32_t)gsl_rng_uniform_int(r, C);
+    for (size_t c = 0; c < C; c++) b[c] = gsl_ran_gaussian(r, 0.5);
+    for (int li_ = 0; li_ < 2; li_++) {
+      const ufm_loss_type *L = li_ ? &ufm_loss_mse : &ufm_loss_ce;
+      memcpy(Z1, Z0, N * C * sizeof(double));
+      ufm_loss_batch(L, N, C, Z1, b, lab, li1, pr1, mg1, NULL, NULL, NULL);
+      for (int th = 1; th <= 2; th++) {
+        ufm_set_threads(th);
+        memcpy(ZT, Z0, N * C * sizeof(double));
+        ufm_loss_batch(L, N, C, ZT, b, lab, li, pr, mg, NULL, th == 1 ? gs1 : gs, work);
+        assert_memory_equal(ZT, Z1, N * C * sizeof(double));
+        assert_memory_equal(li, li1, N * sizeof(double));
+        assert_memory_equal(mg, mg1, N * sizeof(double));
+        assert_memory_equal(pr, pr1, N * sizeof(int32_t));
+      }
+      ufm_set_threads(threads);
+      printf("# %s N=%zu, %zu groups: 1 and 2 threads give the same bits\n", L->name, N, ng);
+      assert_memory_equal(gs, gs1, sizeof gs);
+      for (size_t c = 0; c < C; c++) {
+        double tot = 0.0; /* the documented order */
+        long double ex = 0.0L, mag = 0.0L;
+        for (size_t q = 0; q < ng; q++) {
+          double part = 0.0;
+          for (size_t i = q * N / ng; i < (q + 1) * N / ng; i++) {
+            part += Z1[i * C + c];
+            ex += Z1[i * C + c];
+            mag += fabsl((long double)Z1[i * C + c]);
+          }
+          tot = q == 0 ? part : tot + part;
+        }
+        want[c] = tot;
+        if (!(fabsl((long double)gs[c] - ex) <= 1e-15L * (long double)N * mag)) {
+          print_error("%s N=%zu class %zu: G 1 = %.17g, exact %.17Lg\n", L->name, N, c, gs[c], ex);
+          fail();
+        }
+      }
+      assert_memory_equal(gs, want, sizeof want);
+    }
+    free(Z0);
+    free(ZT);
+    free(Z1);
+    free(work);
+    free(li);
+    free(li1);
+    free(mg);
+    free(mg1);
+    free(lab);
+    free(pr);
+    free(pr1);
+    gsl_rng_free(r);
+  }
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -517,7 +593,7 @@ int main(void)
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
       cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
-      cmocka_unit_test(test_batch_reference),
+      cmocka_unit_test(test_batch_reference),  cmocka_unit_test(test_batch_gsum),
   };
   return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
 }
