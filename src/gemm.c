@@ -1,4 +1,4 @@
-/* gemm.c -- deterministic parallel products: fixed blocks of C, single-threaded BLAS on each. */
+/* gemm.c -- deterministic parallel products: fixed blocks of C (or of the inner dimension), single-threaded BLAS on each. */
 #include "gemm.h"
 #include "common.h"
 
@@ -40,6 +40,50 @@ void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gs
                                                    : gsl_matrix_const_submatrix(B, s0, 0, len, B->size2);
       gsl_matrix_view c = gsl_matrix_submatrix(C, 0, s0, M, len);
       gsl_blas_dgemm(ta, tb, alpha, A, &b.matrix, beta, &c.matrix);
+    }
+  }
+}
+
+size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork)
+{
+  const size_t side = M > N ? M : N;
+  if (M == 0 || N == 0 || side == 0) return 0;
+  size_t nk = K / (2 * side);
+  if (nk > 8) nk = 8;
+  if (nk > 1 + nwork / (M * N)) nk = 1 + nwork / (M * N);
+  return nk;
+}
+
+void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
+                   const gsl_matrix *B, gsl_matrix *C, double *work, size_t nwork)
+{
+  const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
+  const size_t nk = ufm_gemm_long_pieces(M, N, K, nwork);
+  if (nk < 2 || (double)M * (double)N * (double)K < (double)(1 << 20)) {
+    ufm_gemm(ta, tb, 1.0, A, B, 0.0, C);
+    return;
+  }
+#pragma omp parallel
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (size_t q = 0; q < nk; q++) {
+      const size_t k0 = q * K / nk, len = (q + 1) * K / nk - k0;
+      gsl_matrix_const_view a = ta == CblasNoTrans ? gsl_matrix_const_submatrix(A, 0, k0, M, len)
+                                                   : gsl_matrix_const_submatrix(A, k0, 0, len, M);
+      gsl_matrix_const_view b = tb == CblasNoTrans ? gsl_matrix_const_submatrix(B, k0, 0, len, N)
+                                                   : gsl_matrix_const_submatrix(B, 0, k0, N, len);
+      gsl_matrix_view out = q == 0 ? gsl_matrix_submatrix(C, 0, 0, M, N)
+                                   : gsl_matrix_view_array(work + (q - 1) * M * N, M, N);
+      gsl_blas_dgemm(ta, tb, 1.0, &a.matrix, &b.matrix, 0.0, &out.matrix);
+    }
+    /* C += piece 1, piece 2, ... in order, row by row */
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < M; i++) {
+      double *c = C->data + i * C->tda;
+      for (size_t q = 1; q < nk; q++) {
+        const double *w = work + (q - 1) * M * N + i * N;
+        for (size_t j = 0; j < N; j++) c[j] += w[j];
+      }
     }
   }
 }

@@ -489,7 +489,9 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
                  ws->gbpart);
 
   /* grad_W = G H^T, grad_H = W^T G (G = (G^T)^T), both from the same point */
-  ufm_gemm(CblasTrans, CblasTrans, 1.0, ws->ZT, m->H, 0.0, ws->gW);
+  /* grad_W's inner dimension is N: in pieces of the samples, the partial
+   * products in gH's buffer (free until grad_H is formed) */
+  ufm_gemm_long(CblasTrans, CblasTrans, ws->ZT, m->H, ws->gW, ws->gH->data, p * N);
   ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
 
   double *rx = ws->rows + C, *rg = ws->rows + (p + C) + C;

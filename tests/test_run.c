@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "gemm.h"
 #include "grad.h"
 #include "npy.h"
 #include "optim.h"
@@ -321,6 +322,67 @@ static void test_path_choice(void **state)
   assert_false(ufm_grad_fused_auto(33, 4, 10));      /* above UFM_GRAD_FUSED_CMAX */
 }
 
+/* ufm_gemm_long (grad_W = G H^T cut along N): the piece rule, the same bits
+ * on 1 and 2 threads and as the documented order (piece products added in
+ * order), for all four transpose pairs, and the plain product to rounding. */
+static void test_gemm_long(void **state)
+{
+  (void)state;
+  assert_int_equal(ufm_gemm_long_pieces(1000, 1024, 10000, 1024 * 10000), 4); /* L */
+  assert_int_equal(ufm_gemm_long_pieces(100, 512, 10000, 512 * 10000), 8);    /* M */
+  assert_int_equal(ufm_gemm_long_pieces(100, 512, 10000, 2 * 100 * 512), 3);  /* work */
+  assert_int_equal(ufm_gemm_long_pieces(100, 512, 1500, 512 * 1500), 1);
+  const size_t M = 37, N = 53, K = 1200, nwork = 3 * M * N + 5; /* 4 pieces */
+  assert_int_equal(ufm_gemm_long_pieces(M, N, K, nwork), 4);
+  const int threads = ufm_threads();
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, 777);
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      CBLAS_TRANSPOSE_t TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+      gsl_matrix *A = ta ? gsl_matrix_alloc(K, M) : gsl_matrix_alloc(M, K);
+      gsl_matrix *B = tb ? gsl_matrix_alloc(N, K) : gsl_matrix_alloc(K, N);
+      gsl_matrix *C1 = gsl_matrix_alloc(M, N), *C2 = gsl_matrix_alloc(M, N),
+                 *R = gsl_matrix_alloc(M, N), *P = gsl_matrix_alloc(M, N),
+                 *F = gsl_matrix_alloc(M, N);
+      for (size_t i = 0; i < A->size1 * A->size2; i++) A->data[i] = gsl_ran_gaussian(r, 1.0);
+      for (size_t i = 0; i < B->size1 * B->size2; i++) B->data[i] = gsl_ran_gaussian(r, 1.0);
+      double *work = malloc(nwork * sizeof(double));
+      ufm_set_threads(1);
+      ufm_gemm_long(TA, TB, A, B, C1, work, nwork);
+      ufm_set_threads(2);
+      ufm_gemm_long(TA, TB, A, B, C2, work, nwork);
+      ufm_set_threads(threads);
+      assert_memory_equal(C1->data, C2->data, M * N * sizeof(double));
+      for (size_t q = 0; q < 4; q++) { /* the documented order */
+        const size_t k0 = q * K / 4, len = (q + 1) * K / 4 - k0;
+        gsl_matrix_const_view a = ta ? gsl_matrix_const_submatrix(A, k0, 0, len, M)
+                                     : gsl_matrix_const_submatrix(A, 0, k0, M, len);
+        gsl_matrix_const_view b = tb ? gsl_matrix_const_submatrix(B, 0, k0, N, len)
+                                     : gsl_matrix_const_submatrix(B, k0, 0, len, N);
+        gsl_blas_dgemm(TA, TB, 1.0, &a.matrix, &b.matrix, 0.0, q ? P : R);
+        if (q) gsl_matrix_add(R, P);
+      }
+      assert_memory_equal(C1->data, R->data, M * N * sizeof(double));
+      gsl_blas_dgemm(TA, TB, 1.0, A, B, 0.0, F);
+      for (size_t i = 0; i < M * N; i++)
+        if (!(fabs(C1->data[i] - F->data[i]) <= 1e-13 * sqrt((double)K) * 8.0)) {
+          print_error("gemm_long %d%d entry %zu: %.17g, product %.17g\n", ta, tb, i, C1->data[i],
+                      F->data[i]);
+          fail();
+        }
+      free(work);
+      gsl_matrix_free(A);
+      gsl_matrix_free(B);
+      gsl_matrix_free(C1);
+      gsl_matrix_free(C2);
+      gsl_matrix_free(R);
+      gsl_matrix_free(P);
+      gsl_matrix_free(F);
+    }
+  gsl_rng_free(r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -328,6 +390,7 @@ int main(void)
       cmocka_unit_test(test_restart_exact),    cmocka_unit_test(test_thread_invariance),
       cmocka_unit_test(test_divergence),       cmocka_unit_test(test_folded_step_bits),
       cmocka_unit_test(test_init_is_gsl),      cmocka_unit_test(test_path_choice),
+      cmocka_unit_test(test_gemm_long),
   };
   return cmocka_run_group_tests_name("run", tests, tmpdir_setup, tmpdir_teardown);
 }
