@@ -59,7 +59,7 @@ void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix 
 {
   const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
   const size_t nk = ufm_gemm_long_pieces(M, N, K, nwork);
-  if (nk < 2 || (double)M * (double)N * (double)K < (double)(1 << 20)) {
+  if (nk < 4 || (double)M * (double)N * (double)K < (double)(1 << 20)) {
     ufm_gemm(ta, tb, 1.0, A, B, 0.0, C);
     return;
   }

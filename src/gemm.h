@@ -14,7 +14,8 @@ void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gs
 
 /* The pieces along the inner dimension K that ufm_gemm_long takes for an
  * M x N result with nwork doubles of work space: K / (2 max(M, N)), at most
- * 8 and at most 1 + nwork / (M N); 0 or 1 means none (ufm_gemm then). */
+ * 8 and at most 1 + nwork / (M N). Fewer than 4 (too few for 4 threads)
+ * means none: ufm_gemm's blocks then. */
 size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork);
 
 /* C = op(A) op(B) for a long inner dimension K (grad_W = G H^T: K = N):
@@ -23,7 +24,8 @@ size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork);
  * (the first into C, the others into work), OpenMP spreading them over
  * threads, then added in piece order. Every piece packs only its own share
  * of both operands (cutting C instead packs one operand again per block).
- * Falls back to ufm_gemm (beta = 0) when there are fewer than 2 pieces. */
+ * Falls back to ufm_gemm (beta = 0) when there are fewer than 4 pieces or
+ * fewer than 2^20 multiply-adds. */
 void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
                    const gsl_matrix *B, gsl_matrix *C, double *work, size_t nwork);
 

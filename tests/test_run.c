@@ -330,7 +330,7 @@ static void test_gemm_long(void **state)
   (void)state;
   assert_int_equal(ufm_gemm_long_pieces(1000, 1024, 10000, 1024 * 10000), 4); /* L */
   assert_int_equal(ufm_gemm_long_pieces(100, 512, 10000, 512 * 10000), 8);    /* M */
-  assert_int_equal(ufm_gemm_long_pieces(100, 512, 10000, 2 * 100 * 512), 3);  /* work */
+  assert_int_equal(ufm_gemm_long_pieces(100, 512, 10000, 2 * 100 * 512), 3);  /* work: none */
   assert_int_equal(ufm_gemm_long_pieces(100, 512, 1500, 512 * 1500), 1);
   const size_t M = 37, N = 53, K = 1200, nwork = 3 * M * N + 5; /* 4 pieces */
   assert_int_equal(ufm_gemm_long_pieces(M, N, K, nwork), 4);
@@ -364,6 +364,10 @@ static void test_gemm_long(void **state)
         if (q) gsl_matrix_add(R, P);
       }
       assert_memory_equal(C1->data, R->data, M * N * sizeof(double));
+      /* work for 3 pieces only: ufm_gemm's blocks */
+      ufm_gemm_long(TA, TB, A, B, C2, work, 2 * M * N);
+      ufm_gemm(TA, TB, 1.0, A, B, 0.0, P);
+      assert_memory_equal(C2->data, P->data, M * N * sizeof(double));
       gsl_blas_dgemm(TA, TB, 1.0, A, B, 0.0, F);
       for (size_t i = 0; i < M * N; i++)
         if (!(fabs(C1->data[i] - F->data[i]) <= 1e-13 * sqrt((double)K) * 8.0)) {
