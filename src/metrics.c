@@ -1069,7 +1069,7 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
         for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
     dd_mirror(0, p, 0, p, slabs);
     double s1 = 0.0;
-#pragma omp parallel num_threads(2) if (mw->nthr > 1 && p * p * C >= 4 * UFM_PAR_MIN)
+#pragma omp parallel num_threads(2) if (team(mw) > 1 && p * p * C >= 4 * UFM_PAR_MIN)
     {
 #ifdef _OPENMP
       const size_t t = omp_get_num_threads() > 1 ? (size_t)omp_get_thread_num() : 0;
