@@ -303,16 +303,17 @@ static void bench_whole(const char *ufm, const char *python, const char *np_scri
                 "bias=true", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
                 a[10], NULL};
   r->w_ufm_default = wall_of(ud, NULL, NULL);
-  char C[24], p[24], n[24], lr[24], lw[24], lh[24], lb[24], ks[24];
+  char C[24], p[24], n[24], sc[24], lr[24], lw[24], lh[24], lb[24], ks[24];
   snprintf(C, sizeof C, "%zu", sz->C);
   snprintf(p, sizeof p, "%zu", sz->p);
   snprintf(n, sizeof n, "%zu", sz->n);
+  snprintf(sc, sizeof sc, "%g", INIT_SCALE);
   snprintf(lr, sizeof lr, "%g", LR);
   snprintf(lw, sizeof lw, "%g", LAMBDA_W);
   snprintf(lh, sizeof lh, "%g", LAMBDA_H);
   snprintf(lb, sizeof lb, "%g", LAMBDA_B);
   snprintf(ks, sizeof ks, "%ld", K);
-  char *pv[] = {(char *)python, NULL, C, p, n, "1", "0.1", th, lr, lw, lh, lb, ks, NULL};
+  char *pv[] = {(char *)python, NULL, C, p, n, "1", sc, th, lr, lw, lh, lb, ks, NULL};
   if (have_np) {
     pv[1] = (char *)np_script;
     r->w_numpy = wall_of(pv, th, NULL);

@@ -47,7 +47,7 @@ void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gs
 size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork)
 {
   const size_t side = M > N ? M : N;
-  if (M == 0 || N == 0 || side == 0) return 0;
+  if (M == 0 || N == 0) return 0;
   size_t nk = K / (2 * side);
   if (nk > 8) nk = 8;
   if (nk > 1 + nwork / (M * N)) nk = 1 + nwork / (M * N);

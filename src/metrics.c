@@ -275,12 +275,19 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
-   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums; or
-   * (p > N) a block of U_r^T H */
+   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums (a
+   * single tile summed in two column slabs, p <= 512 and N long enough:
+   * the slabs and their chunks of deviations are in a buffer of their own,
+   * since they are summed during A, so only the last three); or (p > N) a
+   * block of U_r^T H */
+  mw->nslab = 1;
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
     const size_t ch = mw->dchunk, ts = mw->dtile;
-    mw->bstride = ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
+    mw->nslab = mw->ntile == 1 && N >= 4 * ch ? 2 : 1;
+    mw->bstride = (mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch) + 2 * ts * CBLK + C;
+    if (mw->nslab > 1)
+      mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
   } else {
     mw->bstride = k * nb;
   }
@@ -294,11 +301,6 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->off_R = p * C + lqw;
   const size_t off_WW = mw->off_R + C * C, off_Mf = off_WW + C * C;
   if (off_Mf + (p * C + 1) / 2 - p * C > rest) rest = off_Mf + (p * C + 1) / 2 - p * C;
-  /* a single tile of D D^T (p <= 512) in two column slabs, when N is
-   * long enough; they are summed during A, so their buffers are apart */
-  mw->nslab = mw->tiles_dd && mw->ntile == 1 && N >= 4 * mw->dchunk ? 2 : 1;
-  if (mw->nslab > 1)
-    mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * mw->dchunk) * sizeof(double));
   if (T * mw->bstride > rest) rest = T * mw->bstride;
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   mw->WW = gsl_matrix_view_array(mw->scratch + off_WW, C, C);
@@ -1076,8 +1078,8 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #else
       const size_t t = 0;
 #endif
-      double *Y = mw->scratch + p * C + t * mw->bstride + ts * ts + 2 * ts * ch,
-             *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
+      double *Y = mw->scratch + p * C + t * mw->bstride, *Mu = Y + ts * CBLK,
+             *acc = Mu + ts * CBLK;
 #pragma omp sections
       {
 #pragma omp section
