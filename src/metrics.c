@@ -22,9 +22,13 @@
  *      precision with a proven error bound, the samples it leaves
  *      undecided (near ties) again in double, so the answer is that of
  *      double precision (section 5); a second thread takes the metrics of
- *      M^T M and W W^T (section 6) before joining them; for p <= 512 the
- *      threads then sum the single tile of D D^T in two column slabs
- *      (it needs only the means);
+ *      M^T M and W W^T (section 6) before joining them; for p <= 512
+ *      (and N >= 2^20/p) the threads instead sum the single tile of
+ *      D D^T in two column slabs (it needs only the means), and score
+ *      each chunk of columns as its slab forms the chunk's deviations,
+ *      H read once for both; threads with nothing else to do (the one
+ *      that had the LQ factorisation starts its slab late) score chunks
+ *      of the slab furthest behind on their own, from its end (section 5);
  *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk;
  *      tiles of side 256 or 512, or the slabs of A added), which give
  *      NC1 = Tr(B^T D D^T B)/N and, with the class means, seli_H as a sum
@@ -35,7 +39,8 @@
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
  * (C x C), the blocks of A (C + p floats and a few doubles per column,
- * NBLOCK columns, and a batch of NAMB columns to rescore, per thread), and
+ * NBLOCK columns, with slabs p floats per column of a chunk of 2^18/p,
+ * and a batch of NAMB columns to rescore, per thread), and
  * one scratch region holding the class means, then the factorisation's
  * input (later B) and, during A, the LQ path's workspace and square
  * factor, W W^T and M in single precision; then the tiles or blocks of B.
@@ -50,7 +55,9 @@
  * outputs or a partial sum in a slot fixed by the sizes alone (a block, a
  * tile, a slab), the slots are added in order, and the SVD or the LQ path
  * and the Gram metrics each run on one thread (the BLAS is
- * single-threaded).
+ * single-threaded). Which thread scores a block for NC4 varies from run
+ * to run, but not the answer: the decisions are per sample and the
+ * counts integers.
  */
 #include "ufmconf.h" /* HAVE_LAPACK_DGESDD */
 #include "metrics.h"
@@ -148,8 +155,21 @@ struct ufm_metrics_ws {
   double *mnorm;      /* C      ||mu_c - mu_G||                                  */
   size_t nblk;        /* column blocks of NC1 (p > N)                            */
   double *blkres;     /* nblk   per-block NC1 sums (p > N)                       */
-  size_t nnb, nnblk;  /* columns per block of A (NBLOCK or N), blocks            */
+  size_t nnb, nnblk;  /* most columns per block of A (NBLOCK or N; the chunk
+                       * width with slabs), blocks                              */
+  size_t nsub;        /* columns scored at once (NBLOCK or N)                    */
+  size_t *nstart;     /* nnblk + 1: the blocks' first columns (with slabs, the
+                       * slabs' chunks of deviations)                           */
   size_t *blkmis;     /* nnblk  per-block NCC / classifier disagreements         */
+  int *nclaim;        /* nnblk  with slabs: the block is taken (section 5)       */
+  int *nhow;          /* nnblk  and by whom: 1 its slab, 2 another thread        */
+  long nsteal;        /* with slabs: the highest block not yet offered, + 1      */
+  int ncc_apart;      /* with slabs: every block scored on its own (tests)       */
+  size_t *ufirst;     /* nslab + 1: each slab's first block (the last: nnblk)   */
+  size_t *unext;      /* nslab: the block each slab is forming (SIZE_MAX: not
+                       * started)                                               */
+  double phi, phis;   /* scoring a block fused, or on its own, in units of
+                       * forming and summing it (a rough model: balance only)   */
   size_t astride;     /* doubles of A's buffers per thread                       */
   double *ablk;       /* nthr x astride: the blocks of A                         */
   float *Mf;          /* p x C  M s in single precision (section 5), in scratch  */
@@ -237,6 +257,23 @@ static int lq_lwork(size_t p, size_t C)
 #endif
 }
 
+/* Thread t's buffers of A (astride doubles): for a block of up to W =
+ * nnb columns, its features Xf (p x W floats), their norms xn, the
+ * filter's choice arg and the columns to rescore amb (W int32 each); for
+ * a sub-block of up to S = nsub columns, its scores Ef (C x S floats) and
+ * the filter's U, cnt and cand; the rescoring batch Xa (p x NAMB) and its
+ * scores Ea (C x NAMB). */
+typedef struct {
+  float *Ef, *Xf;
+  double *xn, *U, *cnt, *cand, *Xa, *Ea;
+  int32_t *arg, *amb;
+} ncc_bufs;
+
+static size_t ncc_stride(size_t C, size_t p, size_t W, size_t S)
+{
+  return (C * S + 1) / 2 + (p * W + 1) / 2 + 2 * W + 3 * S + (p + C) * NAMB;
+}
+
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 {
   ufm_metrics_ws *mw = ufm_calloc(1, sizeof *mw);
@@ -269,8 +306,6 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 #endif
   const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
   mw->nblk = (N + nb - 1) / nb;
-  mw->nnb = N < NBLOCK ? N : NBLOCK;
-  mw->nnblk = (N + mw->nnb - 1) / mw->nnb;
   mw->dtile = DTILE(p);
   mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
@@ -291,6 +326,42 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   } else {
     mw->bstride = k * nb;
   }
+  /* the blocks of the nearest-class-centre rule: NBLOCK columns, or with
+   * slabs their chunks of deviations, scored as each chunk is formed */
+  if (mw->nslab > 1) {
+    const size_t ns = mw->nslab, ch = mw->dchunk;
+    mw->nnb = ch;
+    mw->nsub = NBLOCK;
+    mw->nnblk = 0;
+    for (size_t q = 0; q < ns; q++)
+      mw->nnblk += ntiles_of((q + 1) * N / ns - q * N / ns, ch);
+    mw->nstart = ufm_malloc((mw->nnblk + 1) * sizeof(size_t));
+    mw->ufirst = ufm_malloc((ns + 1) * sizeof(size_t));
+    mw->unext = ufm_malloc(ns * sizeof(size_t));
+    size_t u = 0;
+    for (size_t q = 0; q < ns; q++) {
+      mw->ufirst[q] = u;
+      for (size_t j0 = q * N / ns; j0 < (q + 1) * N / ns; j0 += ch) mw->nstart[u++] = j0;
+    }
+    mw->nstart[u] = N;
+    mw->ufirst[ns] = u;
+    /* per column: SYRK's p^2/2 multiply-adds and the deviations' pass over
+     * H (some 25 multiply-adds' time per element); SGEMM's C p at twice
+     * the rate, the scan and the conversion; on its own, H read again
+     * (roughly as measured at C = 100, p = 512: 0.27 and 0.36) */
+    const double dp = (double)p, dc = (double)C, form = dp * dp / 2.0 + 25.0 * dp;
+    mw->phi = (dc * dp / 2.0 + 16.0 * dc + 16.0 * dp) / form;
+    mw->phis = mw->phi + 30.0 * dp / form;
+  } else {
+    mw->nnb = N < NBLOCK ? N : NBLOCK;
+    mw->nsub = mw->nnb;
+    mw->nnblk = (N + mw->nnb - 1) / mw->nnb;
+    mw->nstart = ufm_malloc((mw->nnblk + 1) * sizeof(size_t));
+    for (size_t u = 0; u < mw->nnblk; u++) mw->nstart[u] = u * mw->nnb;
+    mw->nstart[mw->nnblk] = N;
+  }
+  mw->nclaim = ufm_calloc(mw->nnblk ? mw->nnblk : 1, sizeof(int));
+  mw->nhow = ufm_calloc(mw->nnblk ? mw->nnblk : 1, sizeof(int));
   /* scratch: the factorisation's input (p x C) first, then the largest of:
    * the class means' second half (the means themselves start at 0; unequal
    * counts: also T and T^T T of seli_H); during A the LQ path's tau and
@@ -305,11 +376,8 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->scratch = ufm_malloc((p * C + rest) * sizeof(double));
   mw->WW = gsl_matrix_view_array(mw->scratch + off_WW, C, C);
   mw->Mf = (float *)(mw->scratch + off_Mf);
-  /* A's buffers per thread: the block's scores E (C x w floats) and
-   * features (p x w floats), six per-column arrays, a batch of columns to
-   * rescore (p x NAMB) and their scores (C x NAMB) */
-  const size_t w = mw->nnb;
-  mw->astride = (C * w + 1) / 2 + (p * w + 1) / 2 + 6 * w + (p + C) * NAMB;
+  /* A's buffers per thread (ncc_bufs) */
+  mw->astride = ncc_stride(C, p, mw->nnb, mw->nsub);
   size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
@@ -350,6 +418,11 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->mnorm);
   free(mw->blkres);
   free(mw->blkmis);
+  free(mw->nstart);
+  free(mw->ufirst);
+  free(mw->unext);
+  free(mw->nclaim);
+  free(mw->nhow);
   free(mw->tilefro);
   free(mw->tilenc1);
   free(mw->tilecross);
@@ -378,6 +451,16 @@ int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on)
 }
 
 int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
+
+void ufm_metrics_ncc_apart(ufm_metrics_ws *mw, int on) { mw->ncc_apart = on != 0; }
+
+size_t ufm_metrics_ncc_fused(const ufm_metrics_ws *mw)
+{
+  size_t n = 0;
+  if (mw->nslab > 1)
+    for (size_t u = 0; u < mw->nnblk; u++) n += mw->nhow[u] == 1;
+  return n;
+}
 
 /* ------------------------------------- 2. class means and within-class scatter */
 
@@ -765,9 +848,9 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
  *   double-precision scores, exactly, whatever the filter decided; when
  *   the data are not finite or too large or small for the scaling, every
  *   sample goes the double way.
- * Block blk of mw->nnb columns per slot; the count of samples whose
- * nearest centre is not the classifier's prediction goes to the block's
- * slot. An orphaned worksharing loop (section 3). */
+ * The samples are scored in blocks (ncc_block), each block's count of
+ * samples whose nearest centre is not the classifier's prediction in its
+ * own slot; integer counts, so their sum does not depend on the order. */
 
 /* The filter's set-up: the scale s (the same bound covers |M_kc|, as
  * means of the h_ki) and Mf; or mw->f32 = 0. */
@@ -875,44 +958,108 @@ UFM_CLONES static void ncc_scan(const float *Ef, size_t C, size_t w, const doubl
   }
 }
 
-static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
+static ncc_bufs ncc_buf(const ufm_metrics_ws *mw, size_t t)
 {
-  const size_t C = m->C, p = m->p, N = m->N, nb = mw->nnb;
+  const size_t C = mw->C, p = mw->p, W = mw->nnb, S = mw->nsub;
+  double *buf = mw->ablk + t * mw->astride;
+  ncc_bufs b;
+  b.Ef = (float *)buf;
+  buf += (C * S + 1) / 2;
+  b.Xf = (float *)buf;
+  buf += (p * W + 1) / 2;
+  b.xn = buf;
+  b.arg = (int32_t *)(buf + W);
+  b.amb = b.arg + W;
+  buf += 2 * W;
+  b.U = buf;
+  b.cnt = buf + S;
+  b.cand = buf + 2 * S;
+  b.Xa = buf + 3 * S;
+  b.Ea = b.Xa + p * NAMB;
+  return b;
+}
+
+/* Block blk (columns nstart[blk] .. nstart[blk + 1]) with thread t's
+ * buffers, scored in sub-blocks of nsub columns: its count of samples
+ * whose nearest centre is not the classifier's prediction into
+ * blkmis[blk]. have_xf: Xf and xn already hold the block's features
+ * (deviations_ncc), else they are converted here. */
+static void ncc_block(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics_ws *mw,
+                      size_t blk, size_t t, int have_xf)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
   const double sc = mw->scale, inv2 = mw->f32 ? 2.0 / (sc * sc) : 0.0;
   const double beta = 2.02 * (double)(p + 4) * 0x1p-24;
   const double eta2 = mw->f32 ? 2.0 * (double)(p + 2) * 0x1p-126 / (sc * sc) : 0.0;
+  const size_t i0 = mw->nstart[blk], w = mw->nstart[blk + 1] - i0;
+  const ncc_bufs b = ncc_buf(mw, t);
+  size_t na = 0;
+  if (mw->f32) {
+    if (!have_xf) ncc_convert(m->H->data + i0, N, mw->muG->data, p, w, sc, b.Xf, b.xn);
+    for (size_t s0 = 0; s0 < w; s0 += mw->nsub) {
+      const size_t ws0 = w - s0 < mw->nsub ? w - s0 : mw->nsub;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)ws0, (int)p, 1.0f,
+                  mw->Mf, (int)C, b.Xf + s0, (int)w, 0.0f, b.Ef, (int)ws0);
+      ncc_scan(b.Ef, C, ws0, mw->G->data, C + 1, mw->mnorm, b.xn + s0, inv2, beta, eta2, b.U,
+               b.cnt, b.cand);
+      for (size_t j = 0; j < ws0; j++) {
+        b.arg[s0 + j] = (int32_t)b.cand[j];
+        if (b.cnt[j] != 1.0) b.amb[na++] = (int32_t)(s0 + j); /* 0: NaN somewhere, rescore */
+      }
+    }
+  } else {
+    for (size_t j = 0; j < w; j++) b.amb[na++] = (int32_t)j;
+  }
+  for (size_t j0 = 0; j0 < na; j0 += NAMB)
+    ncc_exact(m, mw, i0, b.amb + j0, na - j0 < NAMB ? na - j0 : NAMB, b.Xa, b.Ea, b.arg);
+  size_t mis = 0;
+  for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != b.arg[i];
+  mw->blkmis[blk] = mis;
+}
+
+/* Takes block u if no thread has: 1 if this call did, and then records
+ * how it is scored (1: as its slab forms it, 2: on its own). */
+static int ncc_claim(const ufm_metrics_ws *mw, size_t u, int how)
+{
+  int was;
+#pragma omp atomic capture
+  {
+    was = mw->nclaim[u];
+    mw->nclaim[u] = 1;
+  }
+  if (was) return 0;
+  mw->nhow[u] = how;
+  return 1;
+}
+
+/* The blocks in turn (no slabs). An orphaned worksharing loop. */
+static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw)
+{
 #pragma omp for schedule(dynamic, 1) nowait
   for (size_t blk = 0; blk < mw->nnblk; blk++) {
 #ifdef _OPENMP
-    const size_t t = (size_t)omp_get_thread_num();
+    ncc_block(m, ws, mw, blk, (size_t)omp_get_thread_num(), 0);
 #else
-    const size_t t = 0;
+    ncc_block(m, ws, mw, blk, 0, 0);
 #endif
-    const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
-    double *buf = mw->ablk + t * mw->astride;
-    float *Ef = (float *)buf, *Xf = (float *)(buf + (C * nb + 1) / 2);
-    double *xn = buf + (C * nb + 1) / 2 + (p * nb + 1) / 2, *U = xn + nb, *cnt = U + nb,
-           *cand = cnt + nb;
-    int32_t *arg = (int32_t *)(cand + nb), *amb = arg + nb;
-    double *Xa = cand + 2 * nb, *Ea = Xa + p * NAMB;
-    size_t na = 0;
-    if (mw->f32) {
-      ncc_convert(m->H->data + i0, N, mw->muG->data, p, w, sc, Xf, xn);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)w, (int)p, 1.0f, mw->Mf,
-                  (int)C, Xf, (int)w, 0.0f, Ef, (int)w);
-      ncc_scan(Ef, C, w, mw->G->data, C + 1, mw->mnorm, xn, inv2, beta, eta2, U, cnt, cand);
-      for (size_t j = 0; j < w; j++) {
-        arg[j] = (int32_t)cand[j];
-        if (cnt[j] != 1.0) amb[na++] = (int32_t)j; /* 0: NaN somewhere, rescore */
-      }
-    } else {
-      for (size_t j = 0; j < w; j++) amb[na++] = (int32_t)j;
-    }
-    for (size_t j0 = 0; j0 < na; j0 += NAMB)
-      ncc_exact(m, mw, i0, amb + j0, na - j0 < NAMB ? na - j0 : NAMB, Xa, Ea, arg);
-    size_t mis = 0;
-    for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != arg[i];
-    mw->blkmis[blk] = mis;
+  }
+}
+
+/* With slabs, each block is a chunk of deviations, and the slab's thread
+ * scores it as it forms it (deviations_ncc: H read once for both) unless
+ * another thread has taken it: a thread with nothing else left takes the
+ * blocks from the last one down (here, reading H itself), while the slabs
+ * run upwards, so that threads finish together whichever had the LQ
+ * factorisation. Which thread scores a block does not change its
+ * count. */
+static void ncc_steal(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws *mw, size_t t)
+{
+  for (;;) {
+    long u;
+#pragma omp atomic capture
+    u = --mw->nsteal;
+    if (u < 0) break;
+    if (ncc_claim(mw, (size_t)u, 2)) ncc_block(m, ws, mw, (size_t)u, t, 0);
   }
 }
 
@@ -934,6 +1081,37 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
       lo = hi;
     }
   }
+}
+
+/* deviations() for all p rows and, in the same pass over H, what
+ * ncc_convert makes of those columns: Xf = fl(s (H - mu_G 1^T)) and xn
+ * (the same operations in the same order, so the same bits). */
+UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
+                                      size_t w, double *out, float *restrict Xf,
+                                      double *restrict xn)
+{
+  const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
+  const double sc = mw->scale;
+  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
+    const double g = mw->muG->data[k];
+    double *o = out + k * w;
+    float *xf = Xf + k * w;
+    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+      const double mu = Mk[c] + g;
+#pragma omp simd
+      for (size_t j = lo; j < hi; j++) {
+        const double x = h[j] - g;
+        o[j - j0] = h[j] - mu;
+        xn[j - j0] += x * x;
+        xf[j - j0] = (float)(x * sc);
+      }
+      lo = hi;
+    }
+  }
+  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
 }
 
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
@@ -1044,15 +1222,92 @@ static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, si
   *cross = wt * s3;
 }
 
-/* Slab q of the single tile of D D^T (nslab > 1): its columns' partial sum
- * into its own p x p buffer, with thread t's chunk of deviations; during A
- * (it needs only M and mu_G). */
-static void dd_slab(const ufm_model *m, const ufm_metrics_ws *mw, size_t q, size_t t)
+/* Work left in slab q from block u on (units of block columns formed and
+ * summed): its blocks, and phi more for those still to be scored. */
+static double slab_left(const ufm_metrics_ws *mw, size_t q, size_t u)
 {
-  const size_t p = m->p, N = m->N, ns = mw->nslab;
-  double *Da = mw->slabbuf + ns * p * p + t * p * mw->dchunk;
-  dd_accumulate(m, mw, 0, p, 0, p, q * N / ns, (q + 1) * N / ns, mw->slabbuf + q * p * p, Da,
-                NULL);
+  double left = 0.0;
+  for (size_t v = u; v < mw->ufirst[q + 1]; v++) {
+    int taken;
+#pragma omp atomic read
+    taken = mw->nclaim[v];
+    left += (double)(mw->nstart[v + 1] - mw->nstart[v]) * (taken ? 1.0 : 1.0 + mw->phi);
+  }
+  return left;
+}
+
+/* Before block u of slab q: while another slab under way has more work
+ * left than this one would after taking that slab's last block not yet
+ * taken, score that block here (so that a slab started late, behind the
+ * LQ factorisation, is helped while both run). Balance only: which thread
+ * scores a block does not change its count. */
+static void slab_balance(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics_ws *mw,
+                         size_t q, size_t u, size_t t)
+{
+  double spent = 0.0; /* on the blocks taken so far in this call */
+  for (;;) {
+    const double mine = slab_left(mw, q, u) + spent;
+    size_t take = SIZE_MAX;
+    for (size_t q2 = 0; q2 < mw->nslab; q2++) {
+      size_t nx;
+      if (q2 == q) continue;
+#pragma omp atomic read
+      nx = mw->unext[q2];
+      if (nx == SIZE_MAX) continue;
+      size_t v = mw->ufirst[q2 + 1];
+      for (; v > nx + 1; v--) {
+        int taken;
+#pragma omp atomic read
+        taken = mw->nclaim[v - 1];
+        if (!taken) break;
+      }
+      if (v <= nx + 1) continue;
+      const double w = (double)(mw->nstart[v] - mw->nstart[v - 1]);
+      if (slab_left(mw, q2, nx) - mw->phi * w > mine + mw->phis * w) {
+        take = v - 1;
+        break;
+      }
+    }
+    if (take == SIZE_MAX) return;
+    if (ncc_claim(mw, take, 2)) {
+      ncc_block(m, ws, mw, take, t, 0);
+      spent += mw->phis * (double)(mw->nstart[take + 1] - mw->nstart[take]);
+    }
+  }
+}
+
+/* Slab q of the single tile of D D^T (nslab > 1): its columns' partial sum
+ * into its own p x p buffer, chunk by chunk as dd_accumulate sums them
+ * (the same chunks: the blocks of A), with thread t's chunk of
+ * deviations; each chunk also scored for the nearest-centre rule as it is
+ * formed, unless another thread has taken it (ncc_steal). During A (it
+ * needs only M and mu_G). */
+static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics_ws *mw, size_t q,
+                    size_t t)
+{
+  const size_t p = m->p, N = m->N, ns = mw->nslab, lo = q * N / ns;
+  double *X = mw->slabbuf + q * p * p, *Da = mw->slabbuf + ns * p * p + t * p * mw->dchunk;
+  gsl_matrix_view Xv = gsl_matrix_view_array(X, p, p);
+  for (size_t u = mw->ufirst[q]; u < mw->ufirst[q + 1]; u++) {
+    const size_t j0 = mw->nstart[u], w = mw->nstart[u + 1] - j0;
+    gsl_matrix_view Dav = gsl_matrix_view_array(Da, p, w);
+#pragma omp atomic write
+    mw->unext[q] = u;
+    slab_balance(m, ws, mw, q, u, t);
+    if (ncc_claim(mw, u, 1)) {
+      const ncc_bufs b = ncc_buf(mw, t);
+      if (mw->f32)
+        deviations_ncc(m, mw, j0, w, Da, b.Xf, b.xn);
+      else
+        deviations(m, mw, 0, p, j0, w, Da);
+      ncc_block(m, ws, mw, u, t, 1);
+    } else {
+      deviations(m, mw, 0, p, j0, w, Da);
+    }
+    gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, j0 == lo ? 0.0 : 1.0, &Xv.matrix);
+  }
+#pragma omp atomic write
+  mw->unext[q] = mw->ufirst[q + 1];
 }
 
 /* The tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread
@@ -1598,6 +1853,11 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   int svd_st = 0;
   double mm2 = 0.0;
   const size_t ns = mw->nslab;
+  if (ns > 1) {
+    for (size_t u = 0; u < mw->nnblk; u++) mw->nclaim[u] = 0;
+    for (size_t q = 0; q < ns; q++) mw->unext[q] = SIZE_MAX;
+    mw->nsteal = (long)mw->nnblk;
+  }
 #pragma omp parallel num_threads(team(mw)) \
     if (C * p * N >= 64 * UFM_PAR_MIN || (ns > 1 && p * p * N >= 64 * UFM_PAR_MIN))
   {
@@ -1623,18 +1883,23 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
       out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
     }
-    ncc_blocks(m, ws, mw);
-    if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
     if (ns > 1) {
-#pragma omp for schedule(dynamic, 1) nowait
-      for (size_t q = 0; q < ns; q++) {
 #ifdef _OPENMP
-        dd_slab(m, mw, q, (size_t)omp_get_thread_num());
+      const size_t t = (size_t)omp_get_thread_num();
 #else
-        dd_slab(m, mw, q, 0);
+      const size_t t = 0;
 #endif
+      if (mw->ncc_apart) {
+        ncc_steal(m, ws, mw, t);
+#pragma omp barrier
       }
+#pragma omp for schedule(dynamic, 1) nowait
+      for (size_t q = 0; q < ns; q++) dd_slab(m, ws, mw, q, t);
+      ncc_steal(m, ws, mw, t);
+    } else {
+      ncc_blocks(m, ws, mw);
     }
+    if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;

@@ -61,4 +61,14 @@ int ufm_metrics_use_lapack(ufm_metrics_ws *mw, int on);
 int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on);
 int ufm_metrics_used_qr(const ufm_metrics_ws *mw);
 
+/* When D D^T is summed in column slabs (p <= 512, N >= 2^20/p), the
+ * nearest-centre rule scores each chunk of columns as its slab forms it,
+ * unless another thread has scored it on its own (metrics.c, section 5).
+ * ufm_metrics_ncc_apart(mw, 1) makes every thread score chunks on its own
+ * before any slab starts, so that none is fused (for tests: both ways give
+ * the same bits); ufm_metrics_ncc_fused tells how many chunks the last
+ * evaluation scored fused (0 without slabs). */
+void ufm_metrics_ncc_apart(ufm_metrics_ws *mw, int on);
+size_t ufm_metrics_ncc_fused(const ufm_metrics_ws *mw);
+
 #endif

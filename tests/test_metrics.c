@@ -600,6 +600,95 @@ static void test_ncc_near_ties(void **s)
   ufm_model_free(m);
 }
 
+/* The nearest-centre count by brute force: first c minimising
+ * ||h_i - mu_c||^2, the means as ufm_metrics_grams gives them back
+ * (muG + M), against the classifier's argmax of W h_i + b. */
+static double ncc_brute(const ufm_model *m)
+{
+  const size_t C = m->C, p = m->p, N = m->N;
+  double *mu = calloc(C * p, sizeof(double));
+  for (size_t i = 0; i < N; i++)
+    for (size_t k = 0; k < p; k++) mu[(size_t)m->labels[i] * p + k] += gsl_matrix_get(m->H, k, i);
+  for (size_t c = 0; c < C; c++)
+    for (size_t k = 0; k < p; k++) mu[c * p + k] /= (double)m->counts[c];
+  size_t mis = 0;
+  for (size_t i = 0; i < N; i++) {
+    size_t best = 0, pred = 0;
+    double bd = INFINITY, bz = -INFINITY;
+    for (size_t c = 0; c < C; c++) {
+      double d = 0.0, z = gsl_vector_get(m->b, c);
+      for (size_t k = 0; k < p; k++) {
+        const double h = gsl_matrix_get(m->H, k, i), x = h - mu[c * p + k];
+        d += x * x;
+        z += gsl_matrix_get(m->W, c, k) * h;
+      }
+      if (d < bd) {
+        bd = d;
+        best = c;
+      }
+      if (z > bz) {
+        bz = z;
+        pred = c;
+      }
+    }
+    mis += best != pred;
+  }
+  free(mu);
+  return (double)mis / (double)N;
+}
+
+/* D D^T in two column slabs (p = 24, N = 43800: chunks of 10922 columns,
+ * three per slab, the last of 56): the nearest-centre rule scores each
+ * chunk as its slab forms it, or on its own when another thread took it.
+ * Class 1 is class 0 moved by 1e-6 or 0.3 (near ties, so that both ways
+ * rescore samples in double; the other four classes the filter settles). On 1, 2 and 3 threads, fused (one
+ * thread: all six chunks) or every chunk on its own: the same bits, and
+ * NC4 that of the brute-force rule; then with H scaled by 1e-130, too
+ * small for the single-precision filter (every sample rescored). */
+static void test_ncc_slabs(void **s)
+{
+  (void)s;
+  size_t cc[6];
+  for (size_t c = 0; c < 6; c++) cc[c] = 7300;
+  ufm_model *m = random_state(6, 24, cc, 71);
+  for (size_t i = 0; i < 7300; i++)
+    for (size_t k = 0; k < m->p; k++)
+      gsl_matrix_set(m->H, k, m->offset[1] + i,
+                     gsl_matrix_get(m->H, k, i) + (i % 3 == 0 ? 1e-6 : 0.3) * sin((double)(k + 3 * i)));
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  for (int big = 0; big < 2; big++) {
+    if (big) gsl_matrix_scale(m->H, 1e-130);
+    const double nc4 = ncc_brute(m);
+    double first[UFM_NMETRICS];
+    for (int run = 0; run < 6; run++) {
+      const int threads = 1 + run / 2, apart = run % 2;
+      double out[UFM_NMETRICS];
+      ufm_set_threads(threads);
+      ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+      ufm_metrics_ncc_apart(mw, apart);
+      assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+      ufm_metrics_eval(&pb, m, ws, mw, out);
+      const size_t fused = ufm_metrics_ncc_fused(mw);
+      printf("# ncc slabs%s: %d thread(s)%s: nc4 %.6g (brute force %.6g), %zu of 6 chunks fused\n",
+             big ? " (H scaled by 1e-130)" : "", threads, apart ? ", apart" : "", out[UFM_M_NC4], nc4,
+             fused);
+      if (apart) assert_int_equal(fused, 0);
+      if (threads == 1 && !apart) assert_int_equal(fused, 6);
+      assert_close(out[UFM_M_NC4], nc4, 0, 0);
+      if (run == 0)
+        memcpy(first, out, sizeof first);
+      else
+        assert_memory_equal(out, first, sizeof first);
+      ufm_metrics_ws_free(mw);
+    }
+    assert_true(nc4 > 0.01);
+  }
+  ufm_set_threads(2);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
+}
+
 /* p >= 1024 (tiles of D D^T of side 512, the last partial), p <= N: NC1
  * and seli_H against direct formulas with the p x p matrix D D^T, the SVD
  * of M and the N x N matrix H^T H (BLAS at these sizes); the same bits on
@@ -688,6 +777,7 @@ int main(void)
       cmocka_unit_test(test_thread_bits),
       cmocka_unit_test(test_lq_path),
       cmocka_unit_test(test_ncc_near_ties),
+      cmocka_unit_test(test_ncc_slabs),
       cmocka_unit_test(test_large_tiles),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
