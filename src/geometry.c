@@ -1,8 +1,20 @@
 /* geometry.c -- the simplex ETF (SPEC section 2's reference for NC2 and NC3). */
+#include "ufmconf.h" /* HAVE_LAPACK_DGESDD: LAPACK links */
 #include "geometry.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <gsl/gsl_blas.h>
 #include <gsl/gsl_eigen.h>
+
+#ifdef HAVE_LAPACK_DGESDD
+/* LAPACK's divide-and-conquer symmetric eigensolver (OpenBLAS ships it;
+ * configure found dgesdd_ in the same library); the trailing lengths are
+ * the hidden lengths of the character arguments (gfortran ABI). */
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+                    int *info, size_t jobz_len, size_t uplo_len);
+#endif
 
 /* Helmert basis of {x in R^C : sum x = 0}: for j = 1..C-1,
  * u_j = (1, ..., 1, -j, 0, ..., 0) / sqrt(j (j+1)) with j ones. Since every
@@ -24,12 +36,12 @@ int ufm_etf(gsl_matrix *E)
   return 0;
 }
 
-/* Cyclic Jacobi eigen-decomposition of a symmetric matrix (A is destroyed):
- * plain C, so no BLAS call whose threading could change the last bits
- * (gsl_eigen_symmv goes through dsymv), and quadratically convergent even
- * with the (C-1)-fold eigenvalue of balanced counts (gsl_eigen_jacobi's stop
- * test is an exact zero, which it then hunts for over millions of
- * rotations). Stops when the off-diagonal mass is below 1e-32 of the total. */
+/* Cyclic Jacobi eigen-decomposition of a symmetric matrix (A is destroyed),
+ * where LAPACK is not built in: plain C, and quadratically convergent
+ * even with a many-fold eigenvalue (gsl_eigen_jacobi's stop test is an
+ * exact zero, which it then hunts for over millions of rotations). Stops
+ * when the off-diagonal mass is below 1e-32 of the total. Some 10 C^3
+ * operations a sweep with strided access: about 5 minutes at C = 1000. */
 static void jacobi_eigen(gsl_matrix *Am, gsl_vector *ev, gsl_matrix *Vm)
 {
   const size_t n = Am->size1, ta = Am->tda, tv = Vm->tda;
@@ -69,6 +81,42 @@ static void jacobi_eigen(gsl_matrix *Am, gsl_vector *ev, gsl_matrix *Vm)
       }
   }
   for (size_t k = 0; k < n; k++) gsl_vector_set(ev, k, A[k * ta + k]);
+}
+
+int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
+{
+#ifdef HAVE_LAPACK_DGESDD
+  const size_t n = A->size1;
+  if (n == 0 || n > 46000 || ev->stride != 1) return -1;
+  const int nn = (int)n;
+  int info = 0, lw = -1, liw = -1, iw0 = 0;
+  double w0 = 0.0;
+  gsl_matrix *B = gsl_matrix_alloc(n, n);
+  if (!B) return -1;
+  gsl_matrix_memcpy(B, A);
+  dsyevd_("V", "U", &nn, B->data, &nn, ev->data, &w0, &lw, &iw0, &liw, &info, 1, 1);
+  lw = (int)w0;
+  liw = iw0;
+  double *work = info == 0 ? malloc((size_t)lw * sizeof(double)) : NULL;
+  int *iwork = work ? malloc((size_t)liw * sizeof(int)) : NULL;
+  if (iwork) {
+    /* row-major A is its own column-major transpose; the eigenvectors come
+     * back as the columns of the column-major B, that is its rows */
+    dsyevd_("V", "U", &nn, B->data, &nn, ev->data, work, &lw, iwork, &liw, &info, 1, 1);
+    if (info == 0) gsl_matrix_transpose_memcpy(V, B);
+  } else {
+    info = -1;
+  }
+  free(work);
+  free(iwork);
+  gsl_matrix_free(B);
+  return info == 0 ? 0 : -1;
+#else
+  (void)A;
+  (void)ev;
+  (void)V;
+  return -1;
+#endif
 }
 
 /* P D P = D - (1/C)(n 1^T + 1 n^T) + (N/C^2) 1 1^T, eigendecomposed; its
@@ -114,23 +162,29 @@ int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl
                  + N / (Cd * Cd);
       gsl_matrix_set(A, a, b, v);
     }
-  jacobi_eigen(A, ev, U);
+  if (ufm_eigen_lapack(A, ev, U) != 0) jacobi_eigen(A, ev, U);
   gsl_eigen_symmv_sort(ev, U, GSL_EIGEN_SORT_VAL_DESC);
   double emax = gsl_vector_get(ev, 0), tol = Cd * 2.220446049250313e-16 * emax, nuc = 0;
-  if (WW) gsl_matrix_set_zero(WW);
-  if (K) gsl_matrix_set_zero(K);
   for (size_t k = 0; k < C; k++) {
     double e = gsl_vector_get(ev, k);
     double l = e > tol ? sqrt(e) : 0.0;
     if (sv) gsl_vector_set(sv, k, l);
     nuc += l;
-    if (l == 0.0) continue;
+  }
+  /* WW = U L U^T and K = U L^-1 U^T (zero singular values dropped) as
+   * Y Y^T, Y = U L^(1/2) or U L^(-1/2) in A: one DSYRK each (C^3 / 2
+   * multiply-adds at BLAS speed), the upper triangle mirrored */
+  gsl_matrix *outs[2] = {WW, K};
+  for (int o = 0; o < 2; o++) {
+    if (!outs[o]) continue;
+    for (size_t k = 0; k < C; k++) {
+      const double e = gsl_vector_get(ev, k), l = e > tol ? sqrt(e) : 0.0;
+      const double f = l == 0.0 ? 0.0 : o == 0 ? sqrt(l) : 1.0 / sqrt(l);
+      for (size_t a = 0; a < C; a++) gsl_matrix_set(A, a, k, f * gsl_matrix_get(U, a, k));
+    }
+    gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, A, 0.0, outs[o]);
     for (size_t a = 0; a < C; a++)
-      for (size_t b = 0; b < C; b++) {
-        double uu = gsl_matrix_get(U, a, k) * gsl_matrix_get(U, b, k);
-        if (WW) *gsl_matrix_ptr(WW, a, b) += l * uu;
-        if (K) *gsl_matrix_ptr(K, a, b) += uu / l;
-      }
+      for (size_t b = 0; b < a; b++) gsl_matrix_set(outs[o], a, b, gsl_matrix_get(outs[o], b, a));
   }
   if (nuclear) *nuclear = nuc;
   gsl_matrix_free(A);

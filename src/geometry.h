@@ -25,4 +25,12 @@ int ufm_etf(gsl_matrix *E);
 int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
              double *nuclear);
 
+/* Eigen-decomposition of the symmetric n x n matrix A (not modified) by
+ * LAPACK's dsyevd: eigenvalues in ascending order into ev (stride 1),
+ * eigenvectors as the columns of V. About 1 s at n = 1000 on one core,
+ * where plain C takes minutes. ufm's BLAS runs on one thread, so the bits
+ * do not depend on the thread count. Returns 0, or -1 when ufm was built
+ * without LAPACK or LAPACK fails (the caller then uses its own solver). */
+int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V);
+
 #endif

@@ -25,6 +25,7 @@
  * N x N or p x p matrix: every quantity is a function of the counts n_c.
  */
 #include "theory.h"
+#include "geometry.h"
 #include "common.h"
 #include "fileio.h"
 #include "loss.h"
@@ -119,14 +120,17 @@ static double *cm_full(const cmat *m)
 }
 
 /* Eigen-decomposition of the symmetric C x C matrix A (row-major, destroyed):
- * eigenvalues in descending order into ev, eigenvectors as the columns of U. */
+ * eigenvalues in descending order into ev, eigenvectors as the columns of U
+ * (LAPACK's dsyevd where built in, else GSL's symmv). */
 static void sym_eig(size_t C, double *A, double *ev, double *U)
 {
   gsl_matrix_view Av = gsl_matrix_view_array(A, C, C), Uv = gsl_matrix_view_array(U, C, C);
   gsl_vector_view ew = gsl_vector_view_array(ev, C);
-  gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(C);
-  gsl_eigen_symmv(&Av.matrix, &ew.vector, &Uv.matrix, w);
-  gsl_eigen_symmv_free(w);
+  if (ufm_eigen_lapack(&Av.matrix, &ew.vector, &Uv.matrix) != 0) {
+    gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(C);
+    gsl_eigen_symmv(&Av.matrix, &ew.vector, &Uv.matrix, w);
+    gsl_eigen_symmv_free(w);
+  }
   gsl_eigen_symmv_sort(&ew.vector, &Uv.matrix, GSL_EIGEN_SORT_VAL_DESC);
 }
 

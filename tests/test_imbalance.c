@@ -65,6 +65,83 @@ static void test_seli_hand_case(void **s)
   gsl_vector_free(sv);
 }
 
+/* Many distinct counts (C = 200: the eigen-decomposition of P D P is
+ * LAPACK's where built in, Jacobi otherwise): W W^T squared is P D P,
+ * W W^T K is P (both to 1e-12 of their scale), both are exactly
+ * symmetric, the nuclear norm is the trace of W W^T; and
+ * ufm_eigen_lapack, where it runs, gives A V = V diag(ev), V^T V = I. */
+static void test_seli_many_counts(void **s)
+{
+  (void)s;
+  const size_t C = 200;
+  size_t counts[200];
+  double N = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    counts[c] = 1 + (c * 37) % 151;
+    N += (double)counts[c];
+  }
+  gsl_matrix *WW = gsl_matrix_alloc(C, C), *K = gsl_matrix_alloc(C, C), *X = gsl_matrix_alloc(C, C);
+  gsl_vector *sv = gsl_vector_alloc(C);
+  double nuc, tr = 0.0;
+  assert_int_equal(ufm_seli(C, counts, sv, WW, K, &nuc), 0);
+  for (size_t a = 0; a < C; a++) {
+    tr += gsl_matrix_get(WW, a, a);
+    for (size_t b = 0; b < a; b++) {
+      assert_true(gsl_matrix_get(WW, a, b) == gsl_matrix_get(WW, b, a));
+      assert_true(gsl_matrix_get(K, a, b) == gsl_matrix_get(K, b, a));
+    }
+  }
+  assert_close(nuc, tr, 1e-12, 0);
+  assert_close(gsl_vector_get(sv, C - 1), 0.0, 0, 0);
+  double err1 = 0.0, err2 = 0.0;
+  gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, WW, WW, 0.0, X);
+  for (size_t a = 0; a < C; a++)
+    for (size_t b = 0; b < C; b++) {
+      const double pdp = (a == b ? (double)counts[a] : 0.0) -
+                         ((double)counts[a] + (double)counts[b]) / (double)C + N / ((double)C * C);
+      err1 = fmax(err1, fabs(gsl_matrix_get(X, a, b) - pdp));
+    }
+  gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, WW, K, 0.0, X);
+  for (size_t a = 0; a < C; a++)
+    for (size_t b = 0; b < C; b++)
+      err2 = fmax(err2, fabs(gsl_matrix_get(X, a, b) - ((a == b) - 1.0 / (double)C)));
+  printf("# SELI, C = %zu distinct-ish counts: |WW^2 - PDP| %.2e (max count 151), |WW K - P| %.2e\n",
+         C, err1, err2);
+  assert_true(err1 < 1e-12 * 151.0);
+  assert_true(err2 < 1e-12);
+  /* the LAPACK eigensolver on P D P itself, if built in */
+  gsl_matrix *A = gsl_matrix_alloc(C, C), *V = gsl_matrix_alloc(C, C);
+  gsl_vector *ev = gsl_vector_alloc(C);
+  for (size_t a = 0; a < C; a++)
+    for (size_t b = 0; b < C; b++)
+      gsl_matrix_set(A, a, b, (a == b ? (double)counts[a] : 0.0) -
+                                  ((double)counts[a] + (double)counts[b]) / (double)C +
+                                  N / ((double)C * C));
+  if (ufm_eigen_lapack(A, ev, V) == 0) {
+    double r = 0.0, o = 0.0;
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, A, V, 0.0, X);
+    for (size_t a = 0; a < C; a++)
+      for (size_t k = 0; k < C; k++)
+        r = fmax(r, fabs(gsl_matrix_get(X, a, k) - gsl_vector_get(ev, k) * gsl_matrix_get(V, a, k)));
+    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, V, V, 0.0, X);
+    for (size_t a = 0; a < C; a++)
+      for (size_t b = 0; b < C; b++) o = fmax(o, fabs(gsl_matrix_get(X, a, b) - (a == b)));
+    for (size_t k = 1; k < C; k++) assert_true(gsl_vector_get(ev, k - 1) <= gsl_vector_get(ev, k));
+    printf("# dsyevd on P D P: |A V - V diag(ev)| %.2e, |V^T V - I| %.2e\n", r, o);
+    assert_true(r < 1e-11 * 151.0);
+    assert_true(o < 1e-12);
+  } else {
+    printf("# built without LAPACK: ufm_seli used the Jacobi solver\n");
+  }
+  gsl_matrix_free(A);
+  gsl_matrix_free(V);
+  gsl_vector_free(ev);
+  gsl_matrix_free(WW);
+  gsl_matrix_free(K);
+  gsl_matrix_free(X);
+  gsl_vector_free(sv);
+}
+
 /* An exact SELI state: W = U L^{1/2} Q^T, h_i = Q L^{-1/2} U^T zhat_{y_i}, so
  * W W^T = U L U^T, H^T H = V L V^T and W H = Zhat: seli_W, seli_H and seli_Z
  * vanish (to their ~1e-8 resolution for H and Z), the nmargin is 1/||Zhat||_*. */
@@ -219,6 +296,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seli_balanced_is_etf), cmocka_unit_test(test_seli_hand_case),
+      cmocka_unit_test(test_seli_many_counts),
       cmocka_unit_test(test_metrics_on_seli_state), cmocka_unit_test(test_minority_collapse_threshold),
       cmocka_unit_test(test_projections),           cmocka_unit_test(test_ngd_step),
   };
