@@ -174,6 +174,9 @@ struct ufm_metrics_ws {
   double *ablk;       /* nthr x astride: the blocks of A                         */
   float *Mf;          /* p x C  M s in single precision (section 5), in scratch  */
   double *hmax;       /* p      max_i |h_ki|                                     */
+  double *dmax;       /* p      max_i |h_ki - mu_{k,y_i}|                        */
+  int dzero;          /* every deviation is exactly 0 (say one sample a class):
+                       * NC1 = 0 exactly, and NC1's factor is not needed        */
   double scale;       /* s, a power of two                                       */
   int f32;            /* the single-precision filter is safe at this state       */
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
@@ -382,6 +385,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   if (!mw->tiles_dd && k * C > na) na = k * C;
   mw->ablk = ufm_malloc(na * sizeof(double));
   mw->hmax = ufm_malloc((p ? p : 1) * sizeof(double));
+  mw->dmax = ufm_malloc((p ? p : 1) * sizeof(double));
   mw->iwork = ufm_malloc((8 * k + 1) * sizeof(int));
   mw->ug = ufm_malloc(C * sizeof(double));
   mw->s2 = ufm_malloc(C * sizeof(double));
@@ -411,6 +415,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->ablk);
   free(mw->svd_work);
   free(mw->hmax);
+  free(mw->dmax);
   free(mw->iwork);
   free(mw->ug);
   free(mw->s2);
@@ -491,28 +496,36 @@ static inline __attribute__((always_inline)) double sum_max4(const double *x, si
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-/* sum_i (x_i - c)^2, i < n, likewise. */
-static inline __attribute__((always_inline)) double sumsq_dev4(const double *x, size_t n, double c)
+/* sum_i (x_i - c)^2, i < n, likewise, and max(*mx, max_i |x_i - c|). */
+static inline __attribute__((always_inline)) double sumsq_dev4(const double *x, size_t n, double c,
+                                                               double *mx)
 {
-  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  double s[4] = {0.0, 0.0, 0.0, 0.0}, a[4] = {0.0, 0.0, 0.0, 0.0};
   size_t i = 0;
   for (; i + 4 <= n; i += 4)
     for (size_t l = 0; l < 4; l++) {
-      const double d = x[i + l] - c;
+      const double d = x[i + l] - c, v = fabs(d);
       s[l] += d * d;
+      a[l] = v > a[l] ? v : a[l];
     }
   for (size_t l = 0; i < n; i++, l++) {
-    const double d = x[i] - c;
+    const double d = x[i] - c, v = fabs(d);
     s[l] += d * d;
+    a[l] = v > a[l] ? v : a[l];
   }
+  a[0] = a[1] > a[0] ? a[1] : a[0];
+  a[2] = a[3] > a[2] ? a[3] : a[2];
+  a[0] = a[2] > a[0] ? a[2] : a[0];
+  *mx = a[0] > *mx ? a[0] : *mx;
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 /* Row k of H: its class means into mk, its global mean (returned), max_i
  * |h_i| into *mx, M's row into Mk and the scatter's part into pk (if not
- * NULL), the row read twice while it is in cache. */
+ * NULL; then max_i |h_i - mu_{y_i}| into *dx), the row read twice while it
+ * is in cache. */
 UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *mk, double *Mk,
-                                   double *pk, double *mx)
+                                   double *pk, double *mx, double *dx)
 {
   const size_t C = m->C;
   double tot = 0.0, amax = 0.0; /* the classes' columns are 0..N in order */
@@ -524,27 +537,29 @@ UFM_CLONES static double means_row(const ufm_model *m, const double *h, double *
   }
   *mx = amax;
   const double g = tot / (double)m->N;
+  double dmax = 0.0;
   for (size_t c = 0; c < C; c++) {
     Mk[c] = mk[c] - g;
-    if (pk) pk[c] = sumsq_dev4(h + m->offset[c], m->offset[c + 1] - m->offset[c], mk[c]);
+    if (pk) pk[c] = sumsq_dev4(h + m->offset[c], m->offset[c + 1] - m->offset[c], mk[c], &dmax);
   }
+  *dx = dmax;
   return g;
 }
 
 /* One pass per row of H (rows in parallel, each row's sums in a fixed
  * order): mu (p x C, row-major), muG, M = mu - muG, hmax[k] = max_i |H_ki|
- * and part[k][c] = sum_{i in c} (H_ki - mu_kc)^2; then
- * s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The scatter is summed
- * from deviations, not as E h^2 - mu^2, which would cancel to noise exactly
- * when features collapse. */
+ * and part[k][c] = sum_{i in c} (H_ki - mu_kc)^2, dmax[k] = max_i |H_ki -
+ * mu_{k,y_i}|; then s_c^2 = (1/n_c) sum_k part[k][c], rows in order. The
+ * scatter is summed from deviations, not as E h^2 - mu^2, which would
+ * cancel to noise exactly when features collapse. */
 static void class_means(const ufm_model *m, double *mu, double *muG, double *M, double *part,
-                        double *s2, double *hmax)
+                        double *s2, double *hmax, double *dmax)
 {
   const size_t C = m->C, p = m->p, N = m->N;
 #pragma omp parallel for schedule(static) if (p * N >= UFM_PAR_MIN)
   for (size_t k = 0; k < p; k++)
     muG[k] = means_row(m, m->H->data + k * N, mu + k * C, M + k * C, part ? part + k * C : NULL,
-                       hmax + k);
+                       hmax + k, dmax + k);
   if (!part) return;
   for (size_t c = 0; c < C; c++) s2[c] = 0.0;
   for (size_t k = 0; k < p; k++)
@@ -745,9 +760,11 @@ static int thin_svd(ufm_metrics_ws *mw)
  * B B^T = Q^T (L^T L)^-1 Q = (M' M'^T)^+. About 4 p C^2
  * multiply-adds of BLAS-3 on one thread, a third of dgesdd's time at
  * C = 1000 (whose bidiagonalisation alone is half matrix-vector work).
+ * certify_only (every deviation is 0, so NC1 = 0 needs no B): stop after
+ * the certificate, with mw->r = C - 1 and no B.
  * Returns 0 with mw->U = B (row stride r = C - 1); 1 if (i) or (ii) fails,
  * and the caller runs the SVD; -1 if LAPACK reports an error. */
-static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
+static int thin_lq(ufm_metrics_ws *mw, const size_t *counts, int certify_only)
 {
 #ifdef HAVE_LAPACK_DGESDD
   const size_t p = mw->p, C = mw->C, c1 = C - 1;
@@ -802,6 +819,12 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts)
   dpotrf_("U", &n1, R, &n1, &info, 1);
   if (info > 0) return 1;
   if (info < 0) return -1;
+  if (certify_only) { /* the rank is C - 1; B itself is not needed */
+    mw->U = NULL;
+    mw->ldu = c1;
+    mw->r = c1;
+    return 0;
+  }
   /* M'^T = L Q: A is M'^T column-major ((C-1) x p, ld C-1) */
   dgelqf_(&n1, &nn1, A, &n1, tau, work, &lw, &info);
   if (info != 0) return -1;
@@ -1158,6 +1181,7 @@ static void dd_mirror(size_t a, size_t na, size_t b, size_t nb, double *X)
 static double dd_finish_nc1(const ufm_metrics_ws *mw, size_t a, size_t na, size_t b, size_t nb,
                             const double *X, double *Y, double *acc)
 {
+  if (mw->dzero) return 0.0; /* X = 0, and B may not have been formed */
   const size_t ldu = mw->ldu, r = mw->r;
   const double *S = mw->S->data;
   gsl_matrix_const_view Xv = gsl_matrix_const_view_array(X, na, nb);
@@ -1833,7 +1857,10 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   /* class means (in the scratch region until the SVD), the scatter, the
    * Gram of M and what follows from them */
   double *mu = mw->scratch;
-  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2, mw->hmax);
+  class_means(m, mu, mw->muG->data, mw->M->data, mu + p * C, mw->s2, mw->hmax, mw->dmax);
+  mw->dzero = 1; /* D = 0: no deviation, and every s_c^2 exactly 0 (not NaN) */
+  for (size_t k = 0; k < p; k++) mw->dzero &= mw->dmax[k] == 0.0;
+  for (size_t c = 0; c < C; c++) mw->dzero &= mw->s2[c] == 0.0;
   double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->G);
   for (size_t c = 0; c < C; c++) mw->mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->G, c, c), 0.0));
@@ -1864,7 +1891,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
 #pragma omp single nowait
     {
       int st = 1;
-      if (mw->qr && mw->lapack) st = thin_lq(mw, m->counts);
+      if (mw->qr && mw->lapack) st = thin_lq(mw, m->counts, mw->dzero);
       mw->basis_qr = st == 0;
       svd_st = st != 0 ? thin_svd(mw) : 0;
     }
@@ -1925,7 +1952,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   } else {
     double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
     for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
-    if (mw->r > 0) nc1 = nc1_blocks(m, mw);
+    if (mw->r > 0 && !mw->dzero) nc1 = nc1_blocks(m, mw);
     out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
   }
   out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;

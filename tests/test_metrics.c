@@ -373,6 +373,11 @@ static void test_against_reference(void **s)
   /* p > N: two column blocks of U_r^T H, three tiles of H^T H */
   const size_t c5b[5] = {60, 60, 50, 50, 50};
   random_case(5, 300, c5b, 0, 19);
+  /* one sample a class: D = 0, NC1 exactly 0 (p > N, and p <= N) */
+  size_t ones[40];
+  for (size_t c = 0; c < 40; c++) ones[c] = 1;
+  random_case(40, 300, ones, 1, 21);
+  random_case(30, 20, ones, 0, 22);
 }
 
 /* Collapsed features with p < C-1: NC1 is finite and ~0, not 0/0. */
@@ -569,6 +574,51 @@ static void test_lq_path(void **s)
   eval_qr(m, 1, 0, b, NULL);
   assert_memory_equal(a, b, sizeof a);
   ufm_model_free(m);
+}
+
+/* Every deviation exactly 0 (one sample a class; or every sample of a
+ * class equal, 8192 of them, with small integer entries so that the means
+ * are exact, and D D^T in slabs): NC1 is exactly 0 without NC1's factor, and the rank of M is
+ * still certified by the LQ path's Cholesky test (C - 1) where LAPACK is
+ * built in, or taken from the SVD. */
+static void test_zero_deviations(void **s)
+{
+  (void)s;
+  size_t ones[40], c8[8];
+  for (size_t c = 0; c < 40; c++) ones[c] = 1;
+  for (size_t c = 0; c < 8; c++) c8[c] = 8192;
+  const size_t Cs[3] = {40, 30, 8}, ps[3] = {300, 20, 16};
+  const size_t *counts[3] = {ones, ones, c8};
+  for (int t = 0; t < 3; t++) {
+    ufm_model *m = random_state(Cs[t], ps[t], counts[t], 90 + (unsigned long)t);
+    for (size_t c = 0; c < m->C; c++) /* every sample its class's first, in integers */
+      for (size_t k = 0; k < m->p; k++) {
+        const double v = round(4.0 * gsl_matrix_get(m->H, k, m->offset[c]));
+        for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) gsl_matrix_set(m->H, k, i, v);
+      }
+    for (int lapack = 0; lapack < 2; lapack++) {
+      double out[UFM_NMETRICS];
+      int used_qr = 0;
+      ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+      ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+      ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+      const int have = ufm_metrics_use_lapack(mw, lapack) == lapack;
+      assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+      ufm_metrics_eval(&pb, m, ws, mw, out);
+      used_qr = ufm_metrics_used_qr(mw);
+      const size_t rank = ufm_metrics_rank(mw), want = m->C - 1 < m->p ? m->C - 1 : m->p;
+      printf("# zero deviations C=%zu p=%zu N=%zu, %s: nc1 %g, cdnv %g, rank %zu, LQ path %d\n",
+             m->C, m->p, m->N, lapack ? "LAPACK" : "GSL", out[UFM_M_NC1], out[UFM_M_CDNV], rank,
+             used_qr);
+      assert_true(out[UFM_M_NC1] == 0.0);
+      assert_true(out[UFM_M_CDNV] == 0.0);
+      assert_int_equal(rank, want);
+      if (lapack && have && m->C - 1 <= m->p) assert_int_equal(used_qr, 1);
+      ufm_metrics_ws_free(mw);
+      ufm_grad_ws_free(ws);
+    }
+    ufm_model_free(m);
+  }
 }
 
 /* The nearest-class-centre rule's single-precision filter cannot separate
@@ -773,6 +823,7 @@ int main(void)
       cmocka_unit_test(test_hand_case),
       cmocka_unit_test(test_against_reference),
       cmocka_unit_test(test_collapsed_low_dim),
+      cmocka_unit_test(test_zero_deviations),
       cmocka_unit_test(test_svd_paths),
       cmocka_unit_test(test_thread_bits),
       cmocka_unit_test(test_lq_path),
