@@ -8,8 +8,11 @@
  * three bare dgemm calls (the same shapes, transposes and threads as the
  * step's), the step itself and one full metrics evaluation are timed in
  * alternation, `reps` times, and the best of each is kept (the machine is
- * shared, so the minimum is the least disturbed estimate and the ratios of
- * minima the fairest). The NumPy and PyTorch scripts beside this file are
+ * shared, so the minimum is the least disturbed estimate); the ratios are
+ * given both as ratios of the minima and as the median of the ratios
+ * within each rep (one lucky sample of either side moves the first; a
+ * burst of load from other tenants hits a rep's back-to-back samples
+ * alike, so the second is the steadier). The NumPy and PyTorch scripts beside this file are
  * then run on the same sizes by the Debian interpreter and report their own
  * best time per step. Last, each size is run again as whole processes of K
  * steps (ufm run, and the scripts), timed from start to exit.
@@ -91,6 +94,8 @@ static const bench_size NAMED[] = {{"S", 10, 64, 50}, {"M", 100, 512, 100}, {"L"
 
 typedef struct {
   double step, dgemm, metrics; /* best seconds per call */
+  /* the ratios within each rep (step/dgemm, metrics/step): median, min, max */
+  double pr_med, pr_min, pr_max, mr_med, mr_min, mr_max;
   double numpy, torch;         /* best seconds per step; NAN when not run */
   /* whole processes (section 4): K steps each, wall seconds; NAN when not run */
   long K;
@@ -116,6 +121,17 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *GT, bare_ws *b)
   gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, GT, m->H, 0.0, b->gW);
   gsl_blas_dgemm(CblasTrans, CblasTrans, 1.0, m->W, GT, 0.0, b->gH);
   openblas_set_num_threads(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median_sorted(const double *x, size_t n)
+{
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 /* Calls of f per timing sample so that one sample lasts about `target` s. */
@@ -166,6 +182,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   long kd = calls_for(one_d, target), ks = calls_for(one_s, target), km = calls_for(one_m, target);
 
   r->step = r->dgemm = r->metrics = INFINITY;
+  double *pr = ufm_malloc(2 * (size_t)reps * sizeof(double)), *mr = pr + reps;
   for (int rep = 0; rep < reps; rep++) {
     t = now();
     for (long k = 0; k < kd; k++) bare_dgemms(m, GT, &b);
@@ -186,9 +203,20 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     if (d < r->dgemm) r->dgemm = d;
     if (s < r->step) r->step = s;
     if (me < r->metrics) r->metrics = me;
+    pr[rep] = s / d;
+    mr[rep] = me / s;
     fprintf(stderr, "  %s rep %d: dgemm %.4g ms, step %.4g ms (ratio %.3f), metrics %.4g ms (load %.2f)\n",
             sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, load1());
   }
+  qsort(pr, (size_t)reps, sizeof(double), cmp_double);
+  qsort(mr, (size_t)reps, sizeof(double), cmp_double);
+  r->pr_med = median_sorted(pr, (size_t)reps);
+  r->pr_min = pr[0];
+  r->pr_max = pr[reps - 1];
+  r->mr_med = median_sorted(mr, (size_t)reps);
+  r->mr_min = mr[0];
+  r->mr_max = mr[reps - 1];
+  free(pr);
   gsl_matrix_free(GT);
   gsl_matrix_free(b.ZT);
   gsl_matrix_free(b.gW);
@@ -372,6 +400,12 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
     if (have_torch && isfinite(r->torch)) printf(" %.2fx |\n", r->torch / r->step);
     else printf(" — |\n");
   }
+  printf("\nThe same ratios within each rep (its dgemm, step and metrics samples ran back to\n"
+         "back, so a burst of load from elsewhere hits them alike): median [min, max] over the "
+         "reps.\n\n| size | step/dgemm | metrics/step |\n|---|---|---|\n");
+  for (size_t k = 0; k < ns; k++)
+    printf("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |\n", sizes[k].name, res[k].pr_med,
+           res[k].pr_min, res[k].pr_max, res[k].mr_med, res[k].mr_min, res[k].mr_max);
 }
 
 static void print_cell(double x, const char *fmt)
