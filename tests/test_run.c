@@ -322,6 +322,17 @@ static void test_path_choice(void **state)
   assert_false(ufm_grad_fused_auto(33, 4, 10));      /* above UFM_GRAD_FUSED_CMAX */
 }
 
+/* Gaussian operands of op(A) op(B) (M x K times K x N, stored transposed
+ * where ta, tb say). */
+static void gemm_operands(gsl_rng *r, int ta, int tb, size_t M, size_t N, size_t K, gsl_matrix **A,
+                          gsl_matrix **B)
+{
+  *A = ta ? gsl_matrix_alloc(K, M) : gsl_matrix_alloc(M, K);
+  *B = tb ? gsl_matrix_alloc(N, K) : gsl_matrix_alloc(K, N);
+  for (size_t i = 0; i < (*A)->size1 * (*A)->size2; i++) (*A)->data[i] = gsl_ran_gaussian(r, 1.0);
+  for (size_t i = 0; i < (*B)->size1 * (*B)->size2; i++) (*B)->data[i] = gsl_ran_gaussian(r, 1.0);
+}
+
 /* ufm_gemm_long (grad_W = G H^T cut along N): the piece rule, the same bits
  * on 1 and 2 threads and as the documented order (piece products added in
  * order), for all four transpose pairs, and the plain product to rounding. */
@@ -340,13 +351,11 @@ static void test_gemm_long(void **state)
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++) {
       CBLAS_TRANSPOSE_t TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-      gsl_matrix *A = ta ? gsl_matrix_alloc(K, M) : gsl_matrix_alloc(M, K);
-      gsl_matrix *B = tb ? gsl_matrix_alloc(N, K) : gsl_matrix_alloc(K, N);
+      gsl_matrix *A, *B;
+      gemm_operands(r, ta, tb, M, N, K, &A, &B);
       gsl_matrix *C1 = gsl_matrix_alloc(M, N), *C2 = gsl_matrix_alloc(M, N),
                  *R = gsl_matrix_alloc(M, N), *P = gsl_matrix_alloc(M, N),
                  *F = gsl_matrix_alloc(M, N);
-      for (size_t i = 0; i < A->size1 * A->size2; i++) A->data[i] = gsl_ran_gaussian(r, 1.0);
-      for (size_t i = 0; i < B->size1 * B->size2; i++) B->data[i] = gsl_ran_gaussian(r, 1.0);
       double *work = malloc(nwork * sizeof(double));
       ufm_set_threads(1);
       ufm_gemm_long(TA, TB, A, B, C1, work, nwork);
@@ -409,12 +418,10 @@ static void test_gemm_blocks(void **state)
       for (int tb = 0; tb < 2; tb++) {
         const size_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         CBLAS_TRANSPOSE_t TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
-        gsl_matrix *A = ta ? gsl_matrix_alloc(K, M) : gsl_matrix_alloc(M, K);
-        gsl_matrix *B = tb ? gsl_matrix_alloc(N, K) : gsl_matrix_alloc(K, N);
+        gsl_matrix *A, *B;
+        gemm_operands(r, ta, tb, M, N, K, &A, &B);
         gsl_matrix *C1 = gsl_matrix_alloc(M, N), *C2 = gsl_matrix_alloc(M, N),
                    *R = gsl_matrix_alloc(M, N), *F = gsl_matrix_alloc(M, N);
-        for (size_t i = 0; i < A->size1 * A->size2; i++) A->data[i] = gsl_ran_gaussian(r, 1.0);
-        for (size_t i = 0; i < B->size1 * B->size2; i++) B->data[i] = gsl_ran_gaussian(r, 1.0);
         ufm_set_threads(1);
         ufm_gemm(TA, TB, 1.0, A, B, 0.0, C1);
         ufm_set_threads(2);
