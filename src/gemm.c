@@ -8,8 +8,8 @@
  * count is. Row pieces are the faster (OpenBLAS SkylakeX, 8 pieces on 2
  * threads: G H^T at C = 1000, p = 1024, N = 1000 took 16.0 ms in rows and
  * 18.5 in columns; 500 x 1000 products 10-20% less in rows), but a short,
- * wide C (100 x 10^4) needs columns (Z = W H: 7.9 against 14.8 ms). Small products
- * (below 2^18 multiply-adds) are one piece. When the inner dimension is more
+ * wide C (100 x 10^4) needs columns (Z = W H: 7.9 against 14.8 ms). Small
+ * products (below 2^18 multiply-adds) are one piece. When the inner dimension is more
  * than 4 times that side (grad_W = G H^T: K = N), every piece packs all of
  * the other operand again (80 MB of G at C = 1000, N = 10^4), so pieces are
  * then at least 256 wide: 2 pieces at p = 512, 4 at p = 1024 (at 64 wide,

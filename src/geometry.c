@@ -41,7 +41,7 @@ int ufm_etf(gsl_matrix *E)
  * even with a many-fold eigenvalue (gsl_eigen_jacobi's stop test is an
  * exact zero, which it then hunts for over millions of rotations). Stops
  * when the off-diagonal mass is below 1e-32 of the total. Some 10 C^3
- * operations a sweep with strided access: about 5 minutes at C = 1000. */
+ * operations a sweep with strided access: a minute or more at C = 1000. */
 static void jacobi_eigen(gsl_matrix *Am, gsl_vector *ev, gsl_matrix *Vm)
 {
   const size_t n = Am->size1, ta = Am->tda, tv = Vm->tda;

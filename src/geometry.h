@@ -27,8 +27,8 @@ int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl
 
 /* Eigen-decomposition of the symmetric n x n matrix A (not modified) by
  * LAPACK's dsyevd: eigenvalues in ascending order into ev (stride 1),
- * eigenvectors as the columns of V. About 1 s at n = 1000 on one core,
- * where plain C takes minutes. ufm's BLAS runs on one thread, so the bits
+ * eigenvectors as the columns of V. Well under a second at n = 1000 on
+ * one core, where plain C takes a minute or more. ufm's BLAS runs on one thread, so the bits
  * do not depend on the thread count. Returns 0, or -1 when ufm was built
  * without LAPACK or LAPACK fails (the caller then uses its own solver). */
 int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V);
