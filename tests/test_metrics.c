@@ -650,43 +650,6 @@ static void test_ncc_near_ties(void **s)
   ufm_model_free(m);
 }
 
-/* The nearest-centre count by brute force: first c minimising
- * ||h_i - mu_c||^2, the means as ufm_metrics_grams gives them back
- * (muG + M), against the classifier's argmax of W h_i + b. */
-static double ncc_brute(const ufm_model *m)
-{
-  const size_t C = m->C, p = m->p, N = m->N;
-  double *mu = calloc(C * p, sizeof(double));
-  for (size_t i = 0; i < N; i++)
-    for (size_t k = 0; k < p; k++) mu[(size_t)m->labels[i] * p + k] += gsl_matrix_get(m->H, k, i);
-  for (size_t c = 0; c < C; c++)
-    for (size_t k = 0; k < p; k++) mu[c * p + k] /= (double)m->counts[c];
-  size_t mis = 0;
-  for (size_t i = 0; i < N; i++) {
-    size_t best = 0, pred = 0;
-    double bd = INFINITY, bz = -INFINITY;
-    for (size_t c = 0; c < C; c++) {
-      double d = 0.0, z = gsl_vector_get(m->b, c);
-      for (size_t k = 0; k < p; k++) {
-        const double h = gsl_matrix_get(m->H, k, i), x = h - mu[c * p + k];
-        d += x * x;
-        z += gsl_matrix_get(m->W, c, k) * h;
-      }
-      if (d < bd) {
-        bd = d;
-        best = c;
-      }
-      if (z > bz) {
-        bz = z;
-        pred = c;
-      }
-    }
-    mis += best != pred;
-  }
-  free(mu);
-  return (double)mis / (double)N;
-}
-
 /* D D^T in two column slabs (p = 24, N = 43800: chunks of 10922 columns,
  * three per slab, the last of 56): the nearest-centre rule scores each
  * chunk as its slab forms it, or on its own when another thread took it.
@@ -709,7 +672,9 @@ static void test_ncc_slabs(void **s)
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   for (int big = 0; big < 2; big++) {
     if (big) gsl_matrix_scale(m->H, 1e-130);
-    const double nc4 = ncc_brute(m);
+    ref_metrics r;
+    reference(m, &r); /* NC4 by brute force: first c minimising ||h_i - mu_c||^2 */
+    const double nc4 = r.nc4;
     double first[UFM_NMETRICS];
     for (int run = 0; run < 6; run++) {
       const int threads = 1 + run / 2, apart = run % 2;
