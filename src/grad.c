@@ -178,7 +178,7 @@ decay_row_body(size_t L, const double *xr, double *gr, double lambda, double lr,
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target_clones("avx2", "default")))
+__attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void decay_row(size_t L, const double *xr, double *gr, double lambda, double lr, double *st)
 {
