@@ -163,6 +163,10 @@ struct ufm_metrics_ws {
   size_t *nstart;     /* nnblk + 1: the blocks' first columns (with slabs, the
                        * slabs' chunks of deviations)                           */
   size_t *blkmis;     /* nnblk  per-block NCC / classifier disagreements         */
+  size_t *blkcert;    /* nnblk  per-block samples the collapse test settled      */
+  int certify;        /* 1: try the collapse test first (section 5; default)     */
+  double *gdiag;      /* C      G's diagonal, for it                             */
+  double cmm, cgn;    /* its upper bounds on max_c ||M_c|| and on ||mu_G||       */
   int *nclaim;        /* nnblk  with slabs: the block is taken (section 5)       */
   int *nhow;          /* nnblk  and by whom: 1 its slab, 2 another thread        */
   long nsteal;        /* with slabs: the highest block not yet offered, + 1      */
@@ -263,20 +267,21 @@ static int lq_lwork(size_t p, size_t C)
 }
 
 /* Thread t's buffers of A (astride doubles): for a block of up to W =
- * nnb columns, its features Xf (p x W floats), their norms xn, the
- * filter's choice arg and the columns to rescore amb (W int32 each); for
+ * nnb columns, its features Xf (p x W floats), their norms xn, the norms
+ * of their deviations dn, the filter's choice arg, the columns to rescore
+ * amb and those the collapse test left idx (W int32 each); for
  * a sub-block of up to S = nsub columns, its scores Ef (C x S floats) and
  * the filter's U, cnt and cand; the rescoring batch Xa (p x NAMB) and its
  * scores Ea (C x NAMB). */
 typedef struct {
   float *Ef, *Xf;
-  double *xn, *U, *cnt, *cand, *Xa, *Ea;
-  int32_t *arg, *amb;
+  double *xn, *dn, *U, *cnt, *cand, *Xa, *Ea;
+  int32_t *arg, *amb, *idx;
 } ncc_bufs;
 
 static size_t ncc_stride(size_t C, size_t p, size_t W, size_t S)
 {
-  return (C * S + 1) / 2 + (p * W + 1) / 2 + 2 * W + 3 * S + (p + C) * NAMB;
+  return (C * S + 1) / 2 + (p * W + 1) / 2 + 2 * W + W + (W + 1) / 2 + 3 * S + (p + C) * NAMB;
 }
 
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
@@ -395,6 +400,9 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->mnorm = ufm_malloc(C * sizeof(double));
   mw->blkres = ufm_malloc((mw->nblk ? mw->nblk : 1) * sizeof(double));
   mw->blkmis = ufm_malloc((mw->nnblk ? mw->nnblk : 1) * sizeof(size_t));
+  mw->blkcert = ufm_calloc(mw->nnblk ? mw->nnblk : 1, sizeof(size_t));
+  mw->gdiag = ufm_malloc(C * sizeof(double));
+  mw->certify = 1;
   mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
@@ -425,6 +433,8 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->mnorm);
   free(mw->blkres);
   free(mw->blkmis);
+  free(mw->blkcert);
+  free(mw->gdiag);
   free(mw->nstart);
   free(mw->ufirst);
   free(mw->unext);
@@ -460,6 +470,15 @@ int ufm_metrics_use_qr(ufm_metrics_ws *mw, int on)
 int ufm_metrics_used_qr(const ufm_metrics_ws *mw) { return mw->basis_qr; }
 
 void ufm_metrics_ncc_apart(ufm_metrics_ws *mw, int on) { mw->ncc_apart = on != 0; }
+
+void ufm_metrics_ncc_certify(ufm_metrics_ws *mw, int on) { mw->certify = on != 0; }
+
+size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw)
+{
+  size_t n = 0;
+  for (size_t u = 0; u < mw->nnblk; u++) n += mw->blkcert[u];
+  return n;
+}
 
 size_t ufm_metrics_ncc_fused(const ufm_metrics_ws *mw)
 {
@@ -873,6 +892,27 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts, int certify_only)
  *   double-precision scores, exactly, whatever the filter decided; when
  *   the data are not finite or too large or small for the scaling, every
  *   sample goes the double way.
+ * Before the filter, a test that needs no scores settles the samples of
+ * a collapsed state (ncc_certify): with x~ = h_i - mu_G exactly, the
+ * double score of class c is within
+ *   E_c <= 1.01 (p + 4) u (||M_c|| + ||x~||)^2 + 4 eta
+ * (u = 2^-53, eta = (p + 4) 2^-1070 for underflow; G_cc, the dot product
+ * and x's rounding in any order) of T_c = ||x~ - M_c||^2 - ||x~||^2, and
+ * with y = y_i, delta = ||x~ - M_y|| and Delta_c = ||M_c - M_y|| >= 2 delta,
+ *   T_c - T_y >= (Delta_c - delta)^2 - delta^2 = Delta_c (Delta_c - 2 delta).
+ * So if Dmin_y (Dmin_y - 2 delta+) > 2.1 (p + 4) u (2 mmax+ + delta+)^2 +
+ * 8 eta with Dmin_y >= 2 delta+, every other class scores strictly more
+ * than y in double, whatever the order of the sums: y is the answer.
+ * Dmin_y <= min_{c != y} Delta_c comes from G (its error bound taken
+ * off), mmax+ >= max_c ||M_c|| from G's diagonal and delta+ >= delta from
+ * the computed deviation's norm (dn), the rounding of mu_y + mu_G and of
+ * h - mu taken into account; ||x~|| <= delta + ||M_y||. A sample closer to
+ * its own class centre than about half the distance to the nearest other
+ * is settled this way: every sample once the classes have collapsed,
+ * none near initialisation (then the test costs a few operations per
+ * sample and the deviations' norms, in a pass bound by memory anyway).
+ * The samples it leaves go to the filter (its features gathered first),
+ * or straight to the double rescoring without the filter.
  * The samples are scored in blocks (ncc_block), each block's count of
  * samples whose nearest centre is not the classifier's prediction in its
  * own slot; integer counts, so their sum does not depend on the order. */
@@ -903,6 +943,96 @@ static void ncc_prepare(const ufm_model *m, ufm_metrics_ws *mw)
     for (size_t c = 0; c < C; c++) Mf[k * C + c] = (float)(M[k * C + c] * sc);
 }
 
+/* The collapse test's global bounds (see above): mmax+ (cmm) and
+ * ||mu_G||+ (cgn), and G's diagonal. Non-finite data give a NaN bound,
+ * which settles no sample; with mmax+ < 2^500 no entry of G can have
+ * overflowed. */
+static void ncc_certify_prepare(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t C = m->C, p = m->p;
+  const double *G = mw->G->data, *g = mw->muG->data;
+  const double kp = (double)(p + 4) * 0x1p-53, tiny = sqrt((double)p) * 0x1p-500;
+  double mm = 0.0, gg = 0.0;
+  int finite = 1;
+  for (size_t c = 0; c < C; c++) {
+    mw->gdiag[c] = G[c * C + c];
+    finite &= isfinite(G[c * C + c]);
+    mm = mw->mnorm[c] > mm ? mw->mnorm[c] : mm;
+  }
+  for (size_t k = 0; k < p; k++) gg += g[k] * g[k];
+  mw->cmm = finite && mm < 0x1p500 ? (mm + tiny) * (1.0 + kp) : NAN;
+  mw->cgn = (sqrt(gg) + tiny) * (1.0 + kp);
+}
+
+/* Dmin_y for classes c0 .. c1 into D (from G's rows, C operations each):
+ * |fl(G_cc + G_yy - 2 G_cy) - Delta_c^2| <= 1.1 (p + 4) u (2 mmax+)^2 +
+ * 4 eta, the smallest over c first, then one square root (monotone). */
+static void ncc_dmin(const ufm_metrics_ws *mw, size_t c0, size_t c1, double *D)
+{
+  const size_t C = mw->C, p = mw->p;
+  const double kp = (double)(p + 4) * 0x1p-53, eta = (double)(p + 4) * 0x1p-1070;
+  const double off = 4.4 * kp * mw->cmm * mw->cmm + 4.0 * eta, *gd = mw->gdiag;
+  for (size_t y = c0; y <= c1; y++) {
+    const double *Gy = mw->G->data + y * C, gy = gd[y];
+    double lo = INFINITY;
+#pragma omp simd reduction(min : lo)
+    for (size_t c = 0; c < y; c++) {
+      const double v = (gd[c] + gy) - 2.0 * Gy[c];
+      lo = v < lo ? v : lo;
+    }
+#pragma omp simd reduction(min : lo)
+    for (size_t c = y + 1; c < C; c++) {
+      const double v = (gd[c] + gy) - 2.0 * Gy[c];
+      lo = v < lo ? v : lo;
+    }
+    const double v = lo - off;
+    D[y - c0] = v > 0.0 ? sqrt(v) * (1.0 - 0x1p-51) : 0.0;
+  }
+}
+
+/* Whether the collapse test is worth trying on columns i0 .. i0 + w: for
+ * some class y among them, s_y^2 < Dmin_y^2 (its root-mean-square
+ * deviation under twice the test's threshold Dmin_y/2). Dmin_y of their
+ * classes into D (C doubles at most). Speed only: near initialisation
+ * (no class qualifies) the deviations' norms are not formed and no sample
+ * is tested; the filter decides the same either way. */
+static int ncc_plan(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, size_t w, double *D)
+{
+  if (!mw->certify || isnan(mw->cmm) || w == 0) return 0;
+  const size_t c0 = (size_t)m->labels[i0], c1 = (size_t)m->labels[i0 + w - 1];
+  ncc_dmin(mw, c0, c1, D);
+  for (size_t y = c0; y <= c1; y++)
+    if (mw->s2[y] < D[y - c0] * D[y - c0]) return 1;
+  return 0;
+}
+
+/* The collapse test on block i0's w columns (their deviations' norms dn,
+ * Dmin_y from ncc_plan in D): arg[j] = y_j for the samples it settles;
+ * the others' columns, in order, into idx. Returns how many it settled. */
+static size_t ncc_certify(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, size_t w,
+                          const double *dn, const double *D, int32_t *restrict arg,
+                          int32_t *restrict idx)
+{
+  const size_t p = m->p, c0 = (size_t)m->labels[i0];
+  const double kp = (double)(p + 4) * 0x1p-53, eta = (double)(p + 4) * 0x1p-1070;
+  const double tiny = sqrt((double)p) * 0x1p-500, cmm = mw->cmm;
+  const double shift = 0x1p-52 * (cmm + mw->cgn); /* the rounding of mu_y + mu_G */
+  size_t nu = 0;
+  for (size_t j = 0; j < w; j++) {
+    const int32_t y = m->labels[i0 + j];
+    const double Dy = D[(size_t)y - c0];
+    const double dp = (dn[j] + tiny) * (1.0 + kp) + shift; /* delta+ */
+    const double q = 2.0 * cmm + dp;
+    const double rhs = (2.1 * kp * q * q + 8.0 * eta) * (1.0 + 0x1p-50);
+    const double lhs = Dy * (Dy - 2.0 * dp) * (1.0 - 0x1p-50);
+    if (Dy >= 2.0 * dp && lhs > rhs)
+      arg[j] = y;
+    else
+      idx[nu++] = (int32_t)j;
+  }
+  return w - nu;
+}
+
 /* Columns amb[0..na) of block i0 (w columns) rescored in double:
  * Xa = the centred columns (p x na), Ea = M^T Xa, first minimiser of
  * G_cc - 2 Ea_cj into arg. */
@@ -931,20 +1061,48 @@ static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, c
   }
 }
 
-/* Xf = fl(s (H_b - mu_G 1^T)) (p x w) and xn = the columns' norms. */
-UFM_CLONES static void ncc_convert(const double *H, size_t N, const double *g, size_t p, size_t w,
-                                   double sc, float *restrict Xf, double *restrict xn)
+/* Columns j0 .. j0 + w of H: Xf = fl(s (H_b - mu_G 1^T)) (p x w), xn =
+ * the columns' norms and, if dn is not NULL, the norms of their
+ * deviations h_i - mu_{y_i} (formed as deviations() forms them), in one
+ * pass. Without the filter (f32 = 0) s = 1 and Xf is not used. */
+UFM_CLONES static void ncc_convert(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
+                                   size_t w, float *restrict Xf, double *restrict xn,
+                                   double *restrict dn)
 {
+  const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
+  const double sc = mw->f32 ? mw->scale : 1.0;
   for (size_t j = 0; j < w; j++) xn[j] = 0.0;
-  for (size_t k = 0; k < p; k++) {
-    const double *h = H + k * N, gk = g[k];
-    float *xf = Xf + k * w;
+  if (!dn) {
+    for (size_t k = 0; k < p; k++) {
+      const double *h = m->H->data + k * N + j0, g = mw->muG->data[k];
+      float *xf = Xf + k * w;
 #pragma omp simd
-    for (size_t j = 0; j < w; j++) {
-      const double x = h[j] - gk;
-      xn[j] += x * x;
-      xf[j] = (float)(x * sc);
+      for (size_t j = 0; j < w; j++) {
+        const double x = h[j] - g;
+        xn[j] += x * x;
+        xf[j] = (float)(x * sc);
+      }
     }
+  } else {
+    for (size_t j = 0; j < w; j++) dn[j] = 0.0;
+    for (size_t k = 0; k < p; k++) {
+      const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
+      const double g = mw->muG->data[k];
+      float *xf = Xf + k * w;
+      for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+        const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+        const double mu = Mk[c] + g;
+#pragma omp simd
+        for (size_t j = lo; j < hi; j++) {
+          const double x = h[j] - g, d = h[j] - mu;
+          xn[j - j0] += x * x;
+          dn[j - j0] += d * d;
+          xf[j - j0] = (float)(x * sc);
+        }
+        lo = hi;
+      }
+    }
+    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
   }
   for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
 }
@@ -993,9 +1151,11 @@ static ncc_bufs ncc_buf(const ufm_metrics_ws *mw, size_t t)
   b.Xf = (float *)buf;
   buf += (p * W + 1) / 2;
   b.xn = buf;
-  b.arg = (int32_t *)(buf + W);
+  b.dn = buf + W;
+  b.arg = (int32_t *)(buf + 2 * W);
   b.amb = b.arg + W;
-  buf += 2 * W;
+  b.idx = b.amb + W;
+  buf += 3 * W + (W + 1) / 2;
   b.U = buf;
   b.cnt = buf + S;
   b.cand = buf + 2 * S;
@@ -1005,41 +1165,62 @@ static ncc_bufs ncc_buf(const ufm_metrics_ws *mw, size_t t)
 }
 
 /* Block blk (columns nstart[blk] .. nstart[blk + 1]) with thread t's
- * buffers, scored in sub-blocks of nsub columns: its count of samples
- * whose nearest centre is not the classifier's prediction into
- * blkmis[blk]. have_xf: Xf and xn already hold the block's features
- * (deviations_ncc), else they are converted here. */
+ * buffers: the collapse test first (if worth trying), then the filter on
+ * the columns it left (gathered to the front of Xf), in sub-blocks of
+ * nsub columns, then the double rescoring; its count of samples whose
+ * nearest centre is not the classifier's prediction into blkmis[blk], of
+ * those the test settled into blkcert[blk]. plan < 0: the features are
+ * formed here; else Xf, xn (and dn if plan, ncc_plan's answer, with Dmin
+ * in Ea) already hold them (deviations_ncc). */
 static void ncc_block(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics_ws *mw,
-                      size_t blk, size_t t, int have_xf)
+                      size_t blk, size_t t, int plan)
 {
-  const size_t C = m->C, p = m->p, N = m->N;
+  const size_t C = m->C, p = m->p;
   const double sc = mw->scale, inv2 = mw->f32 ? 2.0 / (sc * sc) : 0.0;
   const double beta = 2.02 * (double)(p + 4) * 0x1p-24;
   const double eta2 = mw->f32 ? 2.0 * (double)(p + 2) * 0x1p-126 / (sc * sc) : 0.0;
   const size_t i0 = mw->nstart[blk], w = mw->nstart[blk + 1] - i0;
   const ncc_bufs b = ncc_buf(mw, t);
-  size_t na = 0;
-  if (mw->f32) {
-    if (!have_xf) ncc_convert(m->H->data + i0, N, mw->muG->data, p, w, sc, b.Xf, b.xn);
-    for (size_t s0 = 0; s0 < w; s0 += mw->nsub) {
-      const size_t ws0 = w - s0 < mw->nsub ? w - s0 : mw->nsub;
+  if (plan < 0) {
+    plan = ncc_plan(m, mw, i0, w, b.Ea);
+    ncc_convert(m, mw, i0, w, b.Xf, b.xn, plan ? b.dn : NULL);
+  }
+  size_t na = 0, nu = w, settled = 0;
+  const int32_t *idx = NULL; /* NULL: every column, in order */
+  if (plan) {
+    settled = ncc_certify(m, mw, i0, w, b.dn, b.Ea, b.arg, b.idx);
+    nu = w - settled;
+    if (settled) idx = b.idx;
+  }
+  if (nu > 0 && mw->f32) {
+    if (idx) { /* the columns left, to the front (idx[j] >= j) */
+      for (size_t k = 0; k < p; k++) {
+        float *xf = b.Xf + k * w;
+        for (size_t j = 0; j < nu; j++) xf[j] = xf[idx[j]];
+      }
+      for (size_t j = 0; j < nu; j++) b.xn[j] = b.xn[idx[j]];
+    }
+    for (size_t s0 = 0; s0 < nu; s0 += mw->nsub) {
+      const size_t ws0 = nu - s0 < mw->nsub ? nu - s0 : mw->nsub;
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)ws0, (int)p, 1.0f,
                   mw->Mf, (int)C, b.Xf + s0, (int)w, 0.0f, b.Ef, (int)ws0);
       ncc_scan(b.Ef, C, ws0, mw->G->data, C + 1, mw->mnorm, b.xn + s0, inv2, beta, eta2, b.U,
                b.cnt, b.cand);
       for (size_t j = 0; j < ws0; j++) {
-        b.arg[s0 + j] = (int32_t)b.cand[j];
-        if (b.cnt[j] != 1.0) b.amb[na++] = (int32_t)(s0 + j); /* 0: NaN somewhere, rescore */
+        const int32_t col = idx ? idx[s0 + j] : (int32_t)(s0 + j);
+        b.arg[col] = (int32_t)b.cand[j];
+        if (b.cnt[j] != 1.0) b.amb[na++] = col; /* 0: NaN somewhere, rescore */
       }
     }
   } else {
-    for (size_t j = 0; j < w; j++) b.amb[na++] = (int32_t)j;
+    for (size_t j = 0; j < nu; j++) b.amb[na++] = idx ? idx[j] : (int32_t)j;
   }
   for (size_t j0 = 0; j0 < na; j0 += NAMB)
     ncc_exact(m, mw, i0, b.amb + j0, na - j0 < NAMB ? na - j0 : NAMB, b.Xa, b.Ea, b.arg);
   size_t mis = 0;
   for (size_t i = 0; i < w; i++) mis += ws->pred[i0 + i] != b.arg[i];
   mw->blkmis[blk] = mis;
+  mw->blkcert[blk] = settled;
 }
 
 /* Takes block u if no thread has: 1 if this call did, and then records
@@ -1063,9 +1244,9 @@ static void ncc_blocks(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws
 #pragma omp for schedule(dynamic, 1) nowait
   for (size_t blk = 0; blk < mw->nnblk; blk++) {
 #ifdef _OPENMP
-    ncc_block(m, ws, mw, blk, (size_t)omp_get_thread_num(), 0);
+    ncc_block(m, ws, mw, blk, (size_t)omp_get_thread_num(), -1);
 #else
-    ncc_block(m, ws, mw, blk, 0, 0);
+    ncc_block(m, ws, mw, blk, 0, -1);
 #endif
   }
 }
@@ -1084,7 +1265,7 @@ static void ncc_steal(const ufm_model *m, const ufm_grad_ws *ws, ufm_metrics_ws 
 #pragma omp atomic capture
     u = --mw->nsteal;
     if (u < 0) break;
-    if (ncc_claim(mw, (size_t)u, 2)) ncc_block(m, ws, mw, (size_t)u, t, 0);
+    if (ncc_claim(mw, (size_t)u, 2)) ncc_block(m, ws, mw, (size_t)u, t, -1);
   }
 }
 
@@ -1109,15 +1290,18 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
 }
 
 /* deviations() for all p rows and, in the same pass over H, what
- * ncc_convert makes of those columns: Xf = fl(s (H - mu_G 1^T)) and xn
- * (the same operations in the same order, so the same bits). */
+ * ncc_convert makes of those columns: Xf = fl(s (H - mu_G 1^T)), xn and
+ * dn if not NULL (the same operations in the same order, so the same
+ * bits). */
 UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
                                       size_t w, double *out, float *restrict Xf,
-                                      double *restrict xn)
+                                      double *restrict xn, double *restrict dn)
 {
   const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
-  const double sc = mw->scale;
+  const double sc = mw->f32 ? mw->scale : 1.0;
   for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+  if (dn)
+    for (size_t j = 0; j < w; j++) dn[j] = 0.0;
   for (size_t k = 0; k < p; k++) {
     const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
     const double g = mw->muG->data[k];
@@ -1126,17 +1310,30 @@ UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *
     for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
       const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
       const double mu = Mk[c] + g;
+      if (dn) {
 #pragma omp simd
-      for (size_t j = lo; j < hi; j++) {
-        const double x = h[j] - g;
-        o[j - j0] = h[j] - mu;
-        xn[j - j0] += x * x;
-        xf[j - j0] = (float)(x * sc);
+        for (size_t j = lo; j < hi; j++) {
+          const double x = h[j] - g, d = h[j] - mu;
+          o[j - j0] = d;
+          xn[j - j0] += x * x;
+          dn[j - j0] += d * d;
+          xf[j - j0] = (float)(x * sc);
+        }
+      } else {
+#pragma omp simd
+        for (size_t j = lo; j < hi; j++) {
+          const double x = h[j] - g;
+          o[j - j0] = h[j] - mu;
+          xn[j - j0] += x * x;
+          xf[j - j0] = (float)(x * sc);
+        }
       }
       lo = hi;
     }
   }
   for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+  if (dn)
+    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
 }
 
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
@@ -1296,7 +1493,7 @@ static void slab_balance(const ufm_model *m, const ufm_grad_ws *ws, const ufm_me
     }
     if (take == SIZE_MAX) return;
     if (ncc_claim(mw, take, 2)) {
-      ncc_block(m, ws, mw, take, t, 0);
+      ncc_block(m, ws, mw, take, t, -1);
       spent += mw->phis * (double)(mw->nstart[take + 1] - mw->nstart[take]);
     }
   }
@@ -1322,11 +1519,9 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
     slab_balance(m, ws, mw, q, u, t);
     if (ncc_claim(mw, u, 1)) {
       const ncc_bufs b = ncc_buf(mw, t);
-      if (mw->f32)
-        deviations_ncc(m, mw, j0, w, Da, b.Xf, b.xn);
-      else
-        deviations(m, mw, 0, p, j0, w, Da);
-      ncc_block(m, ws, mw, u, t, 1);
+      const int plan = ncc_plan(m, mw, j0, w, b.Ea);
+      deviations_ncc(m, mw, j0, w, Da, b.Xf, b.xn, plan ? b.dn : NULL);
+      ncc_block(m, ws, mw, u, t, plan);
     } else {
       deviations(m, mw, 0, p, j0, w, Da);
     }
@@ -1873,6 +2068,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     for (size_t c = 0; c < C; c++) mw->mg[c] += Mk[c] * g;
   }
   ncc_prepare(m, mw);
+  if (mw->certify) ncc_certify_prepare(m, mw);
 
   /* A: NC1's factor (LQ or SVD) on one thread, the metrics of the Grams
    * of M and W on another (on the same one if it is alone), while the

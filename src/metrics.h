@@ -71,4 +71,13 @@ int ufm_metrics_used_qr(const ufm_metrics_ws *mw);
 void ufm_metrics_ncc_apart(ufm_metrics_ws *mw, int on);
 size_t ufm_metrics_ncc_fused(const ufm_metrics_ws *mw);
 
+/* The nearest-centre rule first settles, without scoring them, the
+ * samples provably nearest their own class centre in double precision
+ * (a collapsed state; metrics.c, section 5). ufm_metrics_ncc_certify(mw,
+ * 0) turns that test off (for tests: the answer is the same either way);
+ * ufm_metrics_ncc_certified tells how many samples it settled in the last
+ * evaluation. */
+void ufm_metrics_ncc_certify(ufm_metrics_ws *mw, int on);
+size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw);
+
 #endif

@@ -704,6 +704,146 @@ static void test_ncc_slabs(void **s)
   ufm_model_free(m);
 }
 
+/* One evaluation on `threads` threads with the nearest-centre rule's
+ * collapse test on or off; returns how many samples the test settled. */
+static size_t eval_certify(const ufm_model *m, int threads, int on, double *out)
+{
+  ufm_set_threads(threads);
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ncc_certify(mw, on);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  const size_t n = ufm_metrics_ncc_certified(mw);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_set_threads(2);
+  return n;
+}
+
+/* The collapse test on and off, on 1 and 2 threads: the same bits in all
+ * four (the test only settles what the scores would decide); returns
+ * how many samples it settled and NC4. */
+static size_t certify_same_bits(const ufm_model *m, const char *name, double *nc4)
+{
+  double first[UFM_NMETRICS], out[UFM_NMETRICS];
+  const size_t n1 = eval_certify(m, 1, 1, first);
+  const size_t n2 = eval_certify(m, 2, 1, out);
+  assert_memory_equal(out, first, sizeof out);
+  assert_int_equal(n2, n1);
+  for (int threads = 1; threads <= 2; threads++) {
+    assert_int_equal(eval_certify(m, threads, 0, out), 0);
+    assert_memory_equal(out, first, sizeof out);
+  }
+  printf("# collapse test, %s: %zu of %zu samples settled, nc4 %.6g\n", name, n1, m->N,
+         first[UFM_M_NC4]);
+  *nc4 = first[UFM_M_NC4];
+  return n1;
+}
+
+/* The nearest-centre rule's collapse test (metrics.c, section 5):
+ * 1. collapsed states (h_i = 3 w_{y_i} + 0.01 noise), D D^T in slabs
+ *    (p = 24, N = 43800) and in blocks (p = 600, unequal counts): every
+ *    sample settled, NC4 that of the brute-force rule;
+ * 2. integer data with exact ties: class 0 at a = 0, class 1 around b =
+ *    (2, ..., 2) with samples at the midpoint m = (1, ..., 1) (equidistant
+ *    from both centres: the first, class 0, is the answer), their mirror
+ *    images 2b - m (at distance |b - a|/2 from b, the test's boundary) and
+ *    samples b +- e closer in: exactly the samples at a and at b +- e are
+ *    settled, and NC4 is the brute-force answer;
+ * 3. classes 0 and 1 with samples within 1e-17 .. 1e-15 of their
+ *    bisector (and every classifier prediction 0, so that NC4 counts
+ *    every sample whose nearest centre is not class 0): round-off decides
+ *    those, and the test must leave them to the scores. The same test
+ *    without its error terms (the bounds on G's, the deviations' and the
+ *    scores' round-off all dropped) settles some of them wrongly and
+ *    changes NC4 here; any one of the terms alone is enough to keep this
+ *    configuration right, so this does not check each on its own. */
+static void test_ncc_certify(void **s)
+{
+  (void)s;
+  double nc4;
+  ref_metrics r;
+  { /* 1 */
+    size_t c6[6], c40[40];
+    for (size_t c = 0; c < 6; c++) c6[c] = 7300;
+    for (size_t c = 0; c < 40; c++) c40[c] = 25 + c % 3;
+    const struct { size_t C, p; const size_t *counts; const char *name; } cases[] = {
+        {6, 24, c6, "collapsed, slabs"}, {40, 600, c40, "collapsed, blocks, unequal counts"}};
+    for (size_t j = 0; j < 2; j++) {
+      ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 81 + j);
+      for (size_t i = 0; i < m->N; i++)
+        for (size_t k = 0; k < m->p; k++)
+          gsl_matrix_set(m->H, k, i,
+                         3.0 * gsl_matrix_get(m->W, m->labels[i], k) + 0.01 * sin((double)(7 * k + 3 * i)));
+      assert_int_equal(certify_same_bits(m, cases[j].name, &nc4), m->N);
+      reference(m, &r);
+      assert_close(nc4, r.nc4, 0, 0);
+      ufm_model_free(m);
+    }
+  }
+  { /* 2: n0 = 40 at a; class 1: 10 at m, 10 at 2b - m, 20 at b +- e */
+    const size_t p = 6, cc[2] = {40, 40};
+    ufm_model *m = ufm_model_alloc(2, p, cc, 1);
+    ufm_model_init_random(m, 91, 1.0);
+    gsl_matrix_set_zero(m->H);
+    for (size_t i = 0; i < 40; i++) {
+      const size_t col = 40 + i;
+      for (size_t k = 0; k < p; k++) {
+        double v = 2.0;
+        if (i < 10) v = 1.0;
+        else if (i < 20) v = 3.0;
+        else if (k == i % p) v = i % 2 ? 3.0 : 1.0; /* b +- e_k */
+        gsl_matrix_set(m->H, k, col, v);
+      }
+    }
+    /* the b +- e_k pairs: i = 20 .. 39 alternate +e and -e on the same k */
+    for (size_t i = 20; i < 40; i += 2)
+      for (size_t k = 0; k < p; k++) {
+        gsl_matrix_set(m->H, k, 40 + i, 2.0 + (k == (i / 2) % p ? 1.0 : 0.0));
+        gsl_matrix_set(m->H, k, 41 + i, 2.0 - (k == (i / 2) % p ? 1.0 : 0.0));
+      }
+    assert_int_equal(certify_same_bits(m, "exact ties", &nc4), 40 + 20);
+    reference(m, &r);
+    assert_close(nc4, r.nc4, 0, 0);
+    ufm_model_free(m);
+  }
+  { /* 3: class 0 in pairs a +- e, class 1 in pairs h, 2b - h (so their
+     * means are a and b up to round-off), h within 1e-17 .. 1e-15 |b - a|
+     * of the bisector; class 2 far */
+    const size_t p = 40, cc[3] = {50, 400, 50};
+    ufm_model *m = random_state(3, p, cc, 97);
+    double a[40], b[40], u[40];
+    for (size_t k = 0; k < p; k++) {
+      a[k] = 1.0 / 3.0 + sin((double)k);
+      b[k] = 0.7 + cos((double)(3 * k));
+      u[k] = b[k] - a[k];
+    }
+    for (size_t i = 0; i < m->N; i++) {
+      const int y = m->labels[i];
+      const size_t j = i - m->offset[y];
+      for (size_t k = 0; k < p; k++) {
+        double v;
+        if (y == 0) v = a[k] + (j % 2 ? 0.05 : -0.05) * sin((double)(k + 5 * (j / 2)));
+        else if (y == 2) v = 10.0 + cos((double)(k * j));
+        else {
+          /* t along b - a from the midpoint, +- 1e-17 .. 1e-15 relative */
+          const double t = ldexp(j % 4 < 2 ? 1.0 : -1.0, -56 + (int)(j % 50) / 7) * (1.0 + 0.1 * (double)(j % 7));
+          const double h = 0.5 * (a[k] + b[k]) + t * u[k];
+          v = j % 2 ? 2.0 * b[k] - h : h;
+        }
+        gsl_matrix_set(m->H, k, i, v);
+      }
+    }
+    gsl_vector_set(m->b, 0, 1e6); /* every prediction class 0 */
+    const size_t settled = certify_same_bits(m, "near the bisector", &nc4);
+    assert_true(settled >= 50 && settled < m->N); /* class 0, 2 settled; not the bisector's */
+    assert_true(nc4 > 0.0);
+    ufm_model_free(m);
+  }
+}
+
 /* p >= 1024 (tiles of D D^T of side 512, the last partial), p <= N: NC1
  * and seli_H against direct formulas with the p x p matrix D D^T, the SVD
  * of M and the N x N matrix H^T H (BLAS at these sizes); the same bits on
@@ -794,6 +934,7 @@ int main(void)
       cmocka_unit_test(test_lq_path),
       cmocka_unit_test(test_ncc_near_ties),
       cmocka_unit_test(test_ncc_slabs),
+      cmocka_unit_test(test_ncc_certify),
       cmocka_unit_test(test_large_tiles),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
