@@ -914,8 +914,8 @@ static int thin_lq(ufm_metrics_ws *mw, const size_t *counts, int certify_only)
  * h - mu taken into account; ||x~|| <= delta + ||M_y||. A sample closer to
  * its own class centre than about half the distance to the nearest other
  * is settled this way: every sample once the classes have collapsed,
- * none near initialisation (then the test costs a few operations per
- * sample and the deviations' norms, in a pass bound by memory anyway).
+ * none near initialisation (where ncc_plan does not even try it, so that
+ * neither the deviations' norms nor the test cost anything).
  * The samples it leaves go to the filter (its features gathered first),
  * or straight to the double rescoring without the filter.
  * The samples are scored in blocks (ncc_block), each block's count of
@@ -948,6 +948,12 @@ static void ncc_prepare(const ufm_model *m, ufm_metrics_ws *mw)
     for (size_t c = 0; c < C; c++) Mf[k * C + c] = (float)(M[k * C + c] * sc);
 }
 
+/* The collapse test's constants: (p + 4) u, the underflow term eta and
+ * sqrt(p) 2^-500, the most a norm's sum of squares loses to underflow */
+#define CERT_KP(p) ((double)((p) + 4) * 0x1p-53)
+#define CERT_ETA(p) ((double)((p) + 4) * 0x1p-1070)
+#define CERT_TINY(p) (sqrt((double)(p)) * 0x1p-500)
+
 /* The collapse test's global bounds (see above): mmax+ (cmm) and
  * ||mu_G||+ (cgn), and G's diagonal. Non-finite data give a NaN bound,
  * which settles no sample; with mmax+ < 2^500 no entry of G can have
@@ -956,7 +962,7 @@ static void ncc_certify_prepare(const ufm_model *m, ufm_metrics_ws *mw)
 {
   const size_t C = m->C, p = m->p;
   const double *G = mw->G->data, *g = mw->muG->data;
-  const double kp = (double)(p + 4) * 0x1p-53, tiny = sqrt((double)p) * 0x1p-500;
+  const double kp = CERT_KP(p), tiny = CERT_TINY(p);
   double mm = 0.0, gg = 0.0;
   int finite = 1;
   for (size_t c = 0; c < C; c++) {
@@ -975,8 +981,7 @@ static void ncc_certify_prepare(const ufm_model *m, ufm_metrics_ws *mw)
 static void ncc_dmin(const ufm_metrics_ws *mw, size_t c0, size_t c1, double *D)
 {
   const size_t C = mw->C, p = mw->p;
-  const double kp = (double)(p + 4) * 0x1p-53, eta = (double)(p + 4) * 0x1p-1070;
-  const double off = 4.4 * kp * mw->cmm * mw->cmm + 4.0 * eta, *gd = mw->gdiag;
+  const double off = 4.4 * CERT_KP(p) * mw->cmm * mw->cmm + 4.0 * CERT_ETA(p), *gd = mw->gdiag;
   for (size_t y = c0; y <= c1; y++) {
     const double *Gy = mw->G->data + y * C, gy = gd[y];
     double lo = INFINITY;
@@ -1019,8 +1024,7 @@ static size_t ncc_certify(const ufm_model *m, const ufm_metrics_ws *mw, size_t i
                           int32_t *restrict idx)
 {
   const size_t p = m->p, c0 = (size_t)m->labels[i0];
-  const double kp = (double)(p + 4) * 0x1p-53, eta = (double)(p + 4) * 0x1p-1070;
-  const double tiny = sqrt((double)p) * 0x1p-500, cmm = mw->cmm;
+  const double kp = CERT_KP(p), eta = CERT_ETA(p), tiny = CERT_TINY(p), cmm = mw->cmm;
   const double shift = 0x1p-52 * (cmm + mw->cgn); /* the rounding of mu_y + mu_G */
   size_t nu = 0;
   for (size_t j = 0; j < w; j++) {
@@ -1066,50 +1070,57 @@ static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, c
   }
 }
 
-/* Columns j0 .. j0 + w of H: Xf = fl(s (H_b - mu_G 1^T)) (p x w), xn =
- * the columns' norms and, if dn is not NULL, the norms of their
- * deviations h_i - mu_{y_i} (formed as deviations() forms them), in one
- * pass. Without the filter (f32 = 0) s = 1 and Xf is not used. */
-UFM_CLONES static void ncc_convert(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
-                                   size_t w, float *restrict Xf, double *restrict xn,
-                                   double *restrict dn)
+/* Columns j0 .. j0 + w of H, in one pass: Xf = fl(s (H_b - mu_G 1^T))
+ * (p x w) and xn, the columns' norms; if out is not NULL, the deviations
+ * h_i - mu_{y_i} (p x w, formed as deviations() forms them, for D D^T);
+ * if dn is not NULL, their norms (the collapse test). The flags are
+ * constants where deviations_ncc calls this, so each combination compiles
+ * to its own loop; the operations are the same in all, so the same bits.
+ * Without the filter (f32 = 0) s = 1 and Xf is not used. */
+static inline __attribute__((always_inline)) void features_body(
+    const ufm_model *m, const ufm_metrics_ws *mw, size_t j0, size_t w, double *out,
+    float *restrict Xf, double *restrict xn, double *restrict dn, const int wd, const int wn)
 {
   const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
   const double sc = mw->f32 ? mw->scale : 1.0;
   for (size_t j = 0; j < w; j++) xn[j] = 0.0;
-  if (!dn) {
-    for (size_t k = 0; k < p; k++) {
-      const double *h = m->H->data + k * N + j0, g = mw->muG->data[k];
-      float *xf = Xf + k * w;
-#pragma omp simd
-      for (size_t j = 0; j < w; j++) {
-        const double x = h[j] - g;
-        xn[j] += x * x;
-        xf[j] = (float)(x * sc);
-      }
-    }
-  } else {
+  if (wn)
     for (size_t j = 0; j < w; j++) dn[j] = 0.0;
-    for (size_t k = 0; k < p; k++) {
-      const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
-      const double g = mw->muG->data[k];
-      float *xf = Xf + k * w;
-      for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
-        const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
-        const double mu = Mk[c] + g;
+  for (size_t k = 0; k < p; k++) {
+    const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
+    const double g = mw->muG->data[k];
+    double *o = wd ? out + k * w : NULL;
+    float *xf = Xf + k * w;
+    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+      const double mu = Mk[c] + g;
 #pragma omp simd
-        for (size_t j = lo; j < hi; j++) {
-          const double x = h[j] - g, d = h[j] - mu;
-          xn[j - j0] += x * x;
-          dn[j - j0] += d * d;
-          xf[j - j0] = (float)(x * sc);
-        }
-        lo = hi;
+      for (size_t j = lo; j < hi; j++) {
+        const double x = h[j] - g, d = h[j] - mu;
+        if (wd) o[j - j0] = d;
+        xn[j - j0] += x * x;
+        if (wn) dn[j - j0] += d * d;
+        xf[j - j0] = (float)(x * sc);
       }
+      lo = hi;
     }
-    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
   }
   for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+  if (wn)
+    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
+}
+
+/* features_body with out and dn each given or NULL: with out, a slab's
+ * chunk formed and scored in the same pass over H; without, a block
+ * scored on its own. */
+UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
+                                      size_t w, double *out, float *restrict Xf,
+                                      double *restrict xn, double *restrict dn)
+{
+  if (out && dn) features_body(m, mw, j0, w, out, Xf, xn, dn, 1, 1);
+  else if (out) features_body(m, mw, j0, w, out, Xf, xn, NULL, 1, 0);
+  else if (dn) features_body(m, mw, j0, w, NULL, Xf, xn, dn, 0, 1);
+  else features_body(m, mw, j0, w, NULL, Xf, xn, NULL, 0, 0);
 }
 
 /* From the filter's scores Ef (C x w): U_j = min_c (f_cj + d_cj), then
@@ -1188,7 +1199,7 @@ static void ncc_block(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metri
   const ncc_bufs b = ncc_buf(mw, t);
   if (plan < 0) {
     plan = ncc_plan(m, mw, i0, w, b.Ea);
-    ncc_convert(m, mw, i0, w, b.Xf, b.xn, plan ? b.dn : NULL);
+    deviations_ncc(m, mw, i0, w, NULL, b.Xf, b.xn, plan ? b.dn : NULL);
   }
   size_t na = 0, nu = w, settled = 0;
   const int32_t *idx = NULL; /* NULL: every column, in order */
@@ -1292,53 +1303,6 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
       lo = hi;
     }
   }
-}
-
-/* deviations() for all p rows and, in the same pass over H, what
- * ncc_convert makes of those columns: Xf = fl(s (H - mu_G 1^T)), xn and
- * dn if not NULL (the same operations in the same order, so the same
- * bits). */
-UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
-                                      size_t w, double *out, float *restrict Xf,
-                                      double *restrict xn, double *restrict dn)
-{
-  const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
-  const double sc = mw->f32 ? mw->scale : 1.0;
-  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
-  if (dn)
-    for (size_t j = 0; j < w; j++) dn[j] = 0.0;
-  for (size_t k = 0; k < p; k++) {
-    const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
-    const double g = mw->muG->data[k];
-    double *o = out + k * w;
-    float *xf = Xf + k * w;
-    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
-      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
-      const double mu = Mk[c] + g;
-      if (dn) {
-#pragma omp simd
-        for (size_t j = lo; j < hi; j++) {
-          const double x = h[j] - g, d = h[j] - mu;
-          o[j - j0] = d;
-          xn[j - j0] += x * x;
-          dn[j - j0] += d * d;
-          xf[j - j0] = (float)(x * sc);
-        }
-      } else {
-#pragma omp simd
-        for (size_t j = lo; j < hi; j++) {
-          const double x = h[j] - g;
-          o[j - j0] = h[j] - mu;
-          xn[j - j0] += x * x;
-          xf[j - j0] = (float)(x * sc);
-        }
-      }
-      lo = hi;
-    }
-  }
-  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
-  if (dn)
-    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
 }
 
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
