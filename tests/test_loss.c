@@ -513,7 +513,9 @@ static void test_nonfinite_detected(void **s)
 /* The bias gradient G 1 that ufm_loss_batch sums as it writes G^T: the
  * same rows and records as without it, the groups of the documented order
  * bit for bit, 1 and 2 threads bit for bit, and the exact sum of the rows
- * (long double) to rounding; 1, 4 and the maximum of 64 groups. */
+ * (long double) to rounding; 1, 4 and the maximum of 64 groups (4 groups
+ * of 250 samples: blocks of 8 that straddle no group, a last one of 2).
+ * ufm_loss_batch_cm, reading the logits class-major, gives the same bits. */
 static void test_batch_gsum(void **state)
 {
   (void)state;
@@ -526,7 +528,7 @@ static void test_batch_gsum(void **state)
     gsl_rng_set(r, 4242 + N);
     double *Z0 = malloc(N * C * sizeof(double)), *ZT = malloc(N * C * sizeof(double)),
            *Z1 = malloc(N * C * sizeof(double)), *work = malloc(ng * C * sizeof(double)),
-           b[37], gs[37], gs1[37], want[37];
+           *Zcm = malloc(N * C * sizeof(double)), b[37], gs[37], gs1[37], gcm[37], want[37];
     double *li = malloc(N * sizeof(double)), *li1 = malloc(N * sizeof(double)),
            *mg = malloc(N * sizeof(double)), *mg1 = malloc(N * sizeof(double));
     int32_t *lab = malloc(N * sizeof(int32_t)), *pr = malloc(N * sizeof(int32_t)),
@@ -546,9 +548,21 @@ static void test_batch_gsum(void **state)
         assert_memory_equal(li, li1, N * sizeof(double));
         assert_memory_equal(mg, mg1, N * sizeof(double));
         assert_memory_equal(pr, pr1, N * sizeof(int32_t));
+        /* from the class-major Z (the step's path for C <= p), into a Z^T
+         * of NaNs: every row filled, the same bits, the same G 1 */
+        for (size_t i = 0; i < N; i++)
+          for (size_t c = 0; c < C; c++) Zcm[c * N + i] = Z0[i * C + c];
+        for (size_t i = 0; i < N * C; i++) ZT[i] = NAN;
+        ufm_loss_batch_cm(L, N, C, Zcm, ZT, b, lab, li, pr, mg, NULL, gcm, work);
+        assert_memory_equal(ZT, Z1, N * C * sizeof(double));
+        assert_memory_equal(li, li1, N * sizeof(double));
+        assert_memory_equal(mg, mg1, N * sizeof(double));
+        assert_memory_equal(pr, pr1, N * sizeof(int32_t));
+        assert_memory_equal(gcm, th == 1 ? gs1 : gs, sizeof gcm);
       }
       ufm_set_threads(threads);
-      printf("# %s N=%zu, %zu groups: 1 and 2 threads give the same bits\n", L->name, N, ng);
+      printf("# %s N=%zu, %zu groups: 1 and 2 threads give the same bits, from Z^T and from Z\n",
+             L->name, N, ng);
       assert_memory_equal(gs, gs1, sizeof gs);
       for (size_t c = 0; c < C; c++) {
         double tot = 0.0; /* the documented order */
@@ -573,6 +587,7 @@ static void test_batch_gsum(void **state)
     free(Z0);
     free(ZT);
     free(Z1);
+    free(Zcm);
     free(work);
     free(li);
     free(li1);
