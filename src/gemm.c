@@ -58,6 +58,30 @@ size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork)
   return nk;
 }
 
+void ufm_gemm_long_piece(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
+                         const gsl_matrix *B, gsl_matrix *C, double *work, size_t nk, size_t q)
+{
+  const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
+  const size_t k0 = q * K / nk, len = (q + 1) * K / nk - k0;
+  gsl_matrix_const_view a = ta == CblasNoTrans ? gsl_matrix_const_submatrix(A, 0, k0, M, len)
+                                               : gsl_matrix_const_submatrix(A, k0, 0, len, M);
+  gsl_matrix_const_view b = tb == CblasNoTrans ? gsl_matrix_const_submatrix(B, k0, 0, len, N)
+                                               : gsl_matrix_const_submatrix(B, 0, k0, N, len);
+  gsl_matrix_view out = q == 0 ? gsl_matrix_submatrix(C, 0, 0, M, N)
+                               : gsl_matrix_view_array(work + (q - 1) * M * N, M, N);
+  gsl_blas_dgemm(ta, tb, 1.0, &a.matrix, &b.matrix, 0.0, &out.matrix);
+}
+
+void ufm_gemm_long_add(gsl_matrix *C, const double *work, size_t nk, size_t i)
+{
+  const size_t M = C->size1, N = C->size2;
+  double *c = C->data + i * C->tda;
+  for (size_t q = 1; q < nk; q++) {
+    const double *w = work + (q - 1) * M * N + i * N;
+    for (size_t j = 0; j < N; j++) c[j] += w[j];
+  }
+}
+
 void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
                    const gsl_matrix *B, gsl_matrix *C, double *work, size_t nwork)
 {
@@ -70,24 +94,9 @@ void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix 
 #pragma omp parallel
   {
 #pragma omp for schedule(dynamic, 1)
-    for (size_t q = 0; q < nk; q++) {
-      const size_t k0 = q * K / nk, len = (q + 1) * K / nk - k0;
-      gsl_matrix_const_view a = ta == CblasNoTrans ? gsl_matrix_const_submatrix(A, 0, k0, M, len)
-                                                   : gsl_matrix_const_submatrix(A, k0, 0, len, M);
-      gsl_matrix_const_view b = tb == CblasNoTrans ? gsl_matrix_const_submatrix(B, k0, 0, len, N)
-                                                   : gsl_matrix_const_submatrix(B, 0, k0, N, len);
-      gsl_matrix_view out = q == 0 ? gsl_matrix_submatrix(C, 0, 0, M, N)
-                                   : gsl_matrix_view_array(work + (q - 1) * M * N, M, N);
-      gsl_blas_dgemm(ta, tb, 1.0, &a.matrix, &b.matrix, 0.0, &out.matrix);
-    }
+    for (size_t q = 0; q < nk; q++) ufm_gemm_long_piece(ta, tb, A, B, C, work, nk, q);
     /* C += piece 1, piece 2, ... in order, row by row */
 #pragma omp for schedule(static)
-    for (size_t i = 0; i < M; i++) {
-      double *c = C->data + i * C->tda;
-      for (size_t q = 1; q < nk; q++) {
-        const double *w = work + (q - 1) * M * N + i * N;
-        for (size_t j = 0; j < N; j++) c[j] += w[j];
-      }
-    }
+    for (size_t i = 0; i < M; i++) ufm_gemm_long_add(C, work, nk, i);
   }
 }

@@ -29,4 +29,12 @@ size_t ufm_gemm_long_pieces(size_t M, size_t N, size_t K, size_t nwork);
 void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
                    const gsl_matrix *B, gsl_matrix *C, double *work, size_t nwork);
 
+/* ufm_gemm_long's two steps, for a caller that runs other work beside the
+ * pieces (grad.c): piece q of nk (the first into C, piece q > 0 into work
+ * + (q - 1) M N), and, once all are done, row i of C plus the pieces in
+ * order. ufm_gemm_long is these two loops over OpenMP threads. */
+void ufm_gemm_long_piece(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix *A,
+                         const gsl_matrix *B, gsl_matrix *C, double *work, size_t nk, size_t q);
+void ufm_gemm_long_add(gsl_matrix *C, const double *work, size_t nk, size_t i);
+
 #endif

@@ -25,6 +25,8 @@ typedef struct {
   double *zstat;   /* 2N: ||z_i||^2, z_{i,y_i} - mean_c z_ic (for seli_Z)          */
   double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
   double *gbpart;  /* ufm_loss_groups(N) x C: the bias gradient's group sums     */
+  double *gwork;   /* (gw_nk - 1) C p: grad_W's pieces beside the decay pass, or NULL */
+  size_t gw_nk;    /* grad_W's pieces along N when gwork is set (grad.c section 4) */
   /* the fused small-C step (grad.c): per slot of column blocks, a partial
    * grad_W and bias gradient, block buffers and partial reductions; NULL
    * when C is too large for it */

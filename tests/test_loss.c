@@ -405,7 +405,9 @@ static double rel_diff(const double *x, const double *ref, size_t n)
 static void test_fused_matches_products(void **s)
 {
   (void)s;
-  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700}, {2, 3, 1}, {32, 70, 160}, {10, 64, 500}};
+  /* C <= p: the products path forms Z = W H; {32, 20, 640}: C > p, Z^T = H^T W^T */
+  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700},  {2, 3, 1},
+                              {32, 70, 160}, {10, 64, 500}, {32, 20, 640}};
   const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
   for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
     for (int li = 0; li < 2; li++)
@@ -446,6 +448,56 @@ static void test_fused_matches_products(void **s)
         ufm_model_free(m);
         free(counts);
       }
+}
+
+/* grad_W's pieces beside the decay pass (grad.c, gradW_beside_decay) give
+ * the bits of the plain order (ufm_gemm_long, then grad_H, then
+ * decay_pass), on 1 and 2 threads: gradients, norms, maxima and the folded
+ * next H, at shapes with C < p (Z = W H) and C > p (Z^T = H^T W^T), with
+ * the H step folded in (gd) and not (lr = 0, as for momentum). */
+static void test_products_orders(void **s)
+{
+  (void)s;
+  const size_t shapes[][3] = {{40, 64, 10000}, {80, 48, 8000}};
+  const int threads = ufm_threads();
+  for (size_t q = 0; q < 2; q++)
+    for (int fold = 0; fold < 2; fold++) {
+      const size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
+      size_t *counts = malloc(C * sizeof *counts);
+      for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
+      ufm_model *m = ufm_model_alloc(C, p, counts, 1);
+      ufm_model_init_random(m, 99 + q, 0.4);
+      ufm_problem pb = {&ufm_loss_ce, 2.385e-2, 1.7e-2, 3.1e-2};
+      ufm_grad_ws *w[3];
+      for (int k = 0; k < 3; k++) {
+        w[k] = ufm_grad_ws_alloc(C, p, N);
+        w[k]->path = UFM_GRAD_PRODUCTS;
+        w[k]->fold_lr = fold ? 0.3 : 0.0;
+        assert_non_null(w[k]->gwork); /* these shapes take the tasks */
+      }
+      free(w[2]->gwork); /* the plain order */
+      w[2]->gwork = NULL;
+      for (int k = 0; k < 3; k++) {
+        ufm_set_threads(k == 1 ? 1 : 2);
+        assert_int_equal(ufm_grad_eval(&pb, m, w[k]), UFM_OK);
+      }
+      ufm_set_threads(threads);
+      for (int k = 1; k < 3; k++) {
+        assert_memory_equal(w[0]->gW->data, w[k]->gW->data, C * p * sizeof(double));
+        assert_memory_equal(w[0]->gH->data, w[k]->gH->data, p * N * sizeof(double));
+        assert_memory_equal(w[0]->gb->data, w[k]->gb->data, C * sizeof(double));
+        assert_true(w[0]->normH2 == w[k]->normH2 && w[0]->normW2 == w[k]->normW2);
+        assert_true(w[0]->gnorm2 == w[k]->gnorm2 && w[0]->gmax == w[k]->gmax);
+        assert_true(w[0]->thetamax == w[k]->thetamax && w[0]->loss == w[k]->loss);
+        assert_int_equal(w[0]->h_next, w[k]->h_next);
+      }
+      assert_int_equal(w[0]->h_next, fold);
+      printf("# C=%zu p=%zu N=%zu, %s: tasks on 2 and 1 threads = the plain order, bit for bit\n",
+             C, p, N, fold ? "H step folded in" : "gradient only");
+      for (int k = 0; k < 3; k++) ufm_grad_ws_free(w[k]);
+      ufm_model_free(m);
+      free(counts);
+    }
 }
 
 /* One GD step is theta - lr grad(theta) for every block, taken at the same point. */
@@ -608,6 +660,7 @@ int main(void)
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
       cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
+      cmocka_unit_test(test_products_orders),
       cmocka_unit_test(test_batch_reference),  cmocka_unit_test(test_batch_gsum),
   };
   return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
