@@ -4,9 +4,7 @@
  *           4. the three products  5. evaluation
  *
  * Large C (the three products):
- *   Z      = W H                    dgemm (C x N)     for C <= p, in grad_H's buffer; the loss
- *                                                     pass reads it into Z^T + 1 b^T, G^T
- *   Z^T    = H^T W^T (+ 1 b^T)      dgemm (N x C)     for C > p; the loss pass turns it into G^T
+ *   Z      = W H (+ b 1^T)          dgemm (C x N)     then the loss pass turns Z into G
  *   grad_W = G H^T + lambda_W W     dgemm (C x p)     then a pass adding the decay
  *   grad_H = W^T G + lambda_H H     dgemm (p x N)     then a pass adding the decay
  * The decay passes also collect, row by row, the squared norms of state and
@@ -59,11 +57,11 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->C = C;
   ws->p = p;
   ws->N = N;
-  ws->ZT = gsl_matrix_alloc(N, C);
+  ws->G = gsl_matrix_alloc(C, N);
   ws->gW = gsl_matrix_alloc(C, p);
   ws->gH = gsl_matrix_alloc(p, N);
   ws->gb = gsl_vector_calloc(C);
-  if (!ws->ZT || !ws->gW || !ws->gH || !ws->gb) {
+  if (!ws->G || !ws->gW || !ws->gH || !ws->gb) {
     ufm_grad_ws_free(ws);
     return NULL;
   }
@@ -73,6 +71,7 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->zstat = ufm_malloc(2 * N * sizeof(double));
   ws->rows = ufm_malloc(2 * (p + C) * sizeof(double));
   ws->gbpart = ufm_malloc(ufm_loss_groups(N) * C * sizeof(double));
+  ws->lrows = ufm_malloc(ufm_loss_groups(N) * 8 * C * sizeof(double));
   /* grad_W's pieces need work space of their own to run beside the decay
    * pass (section 4): allowed up to p N / 8 doubles (M: 2.9 MB; not at L,
    * whose pieces would take 24 MB and which then keeps the old order) */
@@ -99,7 +98,7 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
 void ufm_grad_ws_free(ufm_grad_ws *ws)
 {
   if (!ws) return;
-  if (ws->ZT) gsl_matrix_free(ws->ZT);
+  if (ws->G) gsl_matrix_free(ws->G);
   if (ws->gW) gsl_matrix_free(ws->gW);
   if (ws->gH) gsl_matrix_free(ws->gH);
   if (ws->gb) gsl_vector_free(ws->gb);
@@ -109,6 +108,7 @@ void ufm_grad_ws_free(ufm_grad_ws *ws)
   free(ws->zstat);
   free(ws->rows);
   free(ws->gbpart);
+  free(ws->lrows);
   free(ws->gwork);
   free(ws->slots);
   free(ws);
@@ -425,10 +425,9 @@ static void fused_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
     ufm_loss_block_stats(C, len, FB, zb, m->labels + i0, ws->pred + i0, ws->margin + i0,
                          ws->zstat + 2 * i0);
     pb->loss->block(C, len, FB, zb, m->labels + i0, scale, ws->loss_i + i0);
-    double *GT = ws->ZT->data + i0 * C; /* G^T too, as the three-product path leaves it */
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = 0; c < C; c++) { /* G too, as the three-product path leaves it */
       double *g = zb + c * FB;
-      for (size_t l = 0; l < len; l++) GT[l * C + c] = g[l];
+      memcpy(ws->G->data + c * N + i0, g, len * sizeof(double));
       for (size_t l = len; l < FB; l++) g[l] = 0.0;
     }
     fused_gradH(C, p, W, zb, hb, ldh, pb->lambda_H, lr, ws->gH->data + i0, N, len, st);
@@ -511,7 +510,7 @@ static void gradW_beside_decay(const ufm_model *m, ufm_grad_ws *ws, double lambd
     for (size_t t = 0; t < T; t++) {
       const size_t grp = t / (1 + per), pos = t % (1 + per);
       if (grp < nk && pos == 0) {
-        ufm_gemm_long_piece(CblasTrans, CblasTrans, ws->ZT, m->H, ws->gW, ws->gwork, nk, grp);
+        ufm_gemm_long_piece(CblasNoTrans, CblasTrans, ws->G, m->H, ws->gW, ws->gwork, nk, grp);
         continue;
       }
       const size_t d = grp < nk ? grp * per + pos - 1 : t - nk; /* the chunk of rows */
@@ -538,24 +537,16 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
                           double *hmax, double *ghmax)
 {
   const size_t C = m->C, p = m->p, N = m->N;
-  /* logits, then the loss pass turns them into G^T and, with a bias, sums
-   * its columns as it goes (G 1, in groups of samples fixed by N: a second
-   * pass over G^T cost 2 % of the step at C = 1000). For C <= p the logits
-   * are the class-major Z = W H, in gH's buffer (free until grad_H), and
-   * the loss pass fills Z^T's rows from it: OpenBLAS forms W H faster than
-   * H^T W^T (M: 11.3 against 14.8 ms; a few entries' last bits differ) */
-  const double *b = m->bias ? m->b->data : NULL;
-  double *gb = m->bias ? ws->gb->data : NULL;
-  if (C <= p) {
-    gsl_matrix_view Z = gsl_matrix_view_array(ws->gH->data, C, N);
-    ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, &Z.matrix);
-    ufm_loss_batch_cm(pb->loss, N, C, Z.matrix.data, ws->ZT->data, b, m->labels, ws->loss_i,
-                      ws->pred, ws->margin, ws->zstat, gb, ws->gbpart);
-  } else {
-    ufm_gemm(CblasTrans, CblasTrans, 1.0, m->H, m->W, 0.0, ws->ZT);
-    ufm_loss_batch(pb->loss, N, C, ws->ZT->data, b, m->labels, ws->loss_i, ws->pred, ws->margin,
-                   ws->zstat, gb, ws->gbpart);
-  }
+  /* the logits Z = W H (class-major), then the loss pass turns them into G
+   * in place and, with a bias, sums its rows as it goes (G 1, in groups of
+   * samples fixed by N: a second pass over G cost 2 % of the step at
+   * C = 1000). OpenBLAS forms W H faster than H^T W^T at small C (M: 11.3
+   * against 14.8 ms), and G H^T, W^T G faster from G than from G^T (M:
+   * 0.7 ms a step); the loss pass takes Z's columns eight at a time */
+  ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, ws->G);
+  ufm_loss_batch_cm(pb->loss, N, C, ws->G->data, m->bias ? m->b->data : NULL, m->labels,
+                    ws->loss_i, ws->pred, ws->margin, ws->zstat, m->bias ? ws->gb->data : NULL,
+                    ws->gbpart, ws->lrows);
 
   /* the step of H folded in (grad.h): lr as ufm_optim_iterate would take it */
   ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
@@ -564,15 +555,15 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
     lr = ws->fold_ngd && ws->loss > 0 ? ws->fold_lr / ws->loss : ws->fold_lr;
   double *rx = ws->rows + C, *rg = ws->rows + (p + C) + C;
 
-  /* grad_W = G H^T, grad_H = W^T G (G = (G^T)^T), both from the same point */
+  /* grad_W = G H^T, grad_H = W^T G, both from the same point */
   if (ws->gwork) {
-    ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
+    ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
     gradW_beside_decay(m, ws, pb->lambda_H, lr, rx, rg, hmax, ghmax);
   } else {
     /* grad_W's inner dimension is N: in pieces of the samples, the partial
      * products in gH's buffer (free until grad_H is formed) */
-    ufm_gemm_long(CblasTrans, CblasTrans, ws->ZT, m->H, ws->gW, ws->gH->data, p * N);
-    ufm_gemm(CblasTrans, CblasTrans, 1.0, m->W, ws->ZT, 0.0, ws->gH);
+    ufm_gemm_long(CblasNoTrans, CblasTrans, ws->G, m->H, ws->gW, ws->gH->data, p * N);
+    ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
     decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax, lr);
   }
   ws->h_next = lr > 0.0;

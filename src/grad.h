@@ -15,7 +15,7 @@ typedef struct {
  * losses, predictions and margins, and the reductions below. */
 typedef struct {
   size_t C, p, N;
-  gsl_matrix *ZT;  /* N x C: the logits Z^T + 1 b^T, then G^T = (1/N) dLoss/dZ^T */
+  gsl_matrix *G;   /* C x N: the logits Z = W H + b 1^T, then G = (1/N) dLoss/dZ  */
   gsl_matrix *gW;  /* C x p: grad_W = G H^T + lambda_W W                          */
   gsl_matrix *gH;  /* p x N: grad_H = W^T G + lambda_H H (the next H if h_next)  */
   gsl_vector *gb;  /* C:     grad_b = G 1 + lambda_b b (zero without bias)        */
@@ -25,6 +25,7 @@ typedef struct {
   double *zstat;   /* 2N: ||z_i||^2, z_{i,y_i} - mean_c z_ic (for seli_Z)          */
   double *rows;    /* scratch: per-row partial sums, 2 (p + C) doubles            */
   double *gbpart;  /* ufm_loss_groups(N) x C: the bias gradient's group sums     */
+  double *lrows;   /* ufm_loss_groups(N) x 8 C: the loss pass's rows (loss.h)      */
   double *gwork;   /* (gw_nk - 1) C p: grad_W's pieces beside the decay pass, or NULL */
   size_t gw_nk;    /* grad_W's pieces along N when gwork is set (grad.c section 4) */
   /* the fused small-C step (grad.c): per slot of column blocks, a partial

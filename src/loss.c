@@ -276,25 +276,17 @@ size_t ufm_loss_groups(size_t N)
   return g < 1 ? 1 : g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
 }
 
-/* Rows i .. i + len - 1 of Z^T (len <= 8) from the class-major Z (C x N):
- * each class's len logits are one read of consecutive doubles, and the len
- * rows written (8 C doubles) stay in L1 for the passes that follow. The C
- * rows of Z are too many streams for the hardware prefetcher: each class's
- * line of two blocks ahead is asked for here (without, the loads' misses
+/* The batch pass, over rows of Z^T (sample-major, in place) or, with Z,
+ * over the class-major Z (C x N) in place: then each group copies its
+ * samples eight at a time into its own rows (8 C doubles, in L1), runs the
+ * same row passes on them and writes the rows back into Z's columns, so
+ * the bits are those of the sample-major pass. Z's C rows are too many
+ * streams for the hardware prefetcher: each class's line of two blocks
+ * ahead is asked for as a block is read (without it the loads' misses
  * took 1.5 % of a step at M). */
-static void rows_from_cm(size_t N, size_t C, const double *Z, double *ZT, size_t i, size_t len)
-{
-  const int ahead = i + 24 <= N;
-  for (size_t c = 0; c < C; c++) {
-    const double *src = Z + c * N + i;
-    if (ahead) __builtin_prefetch(src + 16);
-    for (size_t l = 0; l < len; l++) ZT[(i + l) * C + c] = src[l];
-  }
-}
-
-static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, const double *Z, double *ZT,
+static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, double *ZT,
                          const double *b, const int32_t *labels, double *loss_i, int32_t *pred,
-                         double *margin, double *zstat, double *gsum, double *work)
+                         double *margin, double *zstat, double *gsum, double *work, double *rows)
 {
   const double scale = 1.0 / (double)N;
   /* the two built-in losses get the max from the scan and prefetch the next
@@ -305,13 +297,21 @@ static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, const doubl
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
   for (size_t q = 0; q < ng; q++) {
     const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
-    double *part = gsum ? work + q * C : NULL;
+    double *part = gsum ? work + q * C : NULL, *rq = Z ? rows + q * 8 * C : NULL;
     if (part)
       for (size_t c = 0; c < C; c++) part[c] = 0.0;
     for (size_t i = i0; i < i1; i++) {
-      double *z = ZT + i * C;
+      const size_t l = (i - i0) % 8, len = i1 - (i - l) < 8 ? i1 - (i - l) : 8;
+      double *z = Z ? rq + l * C : ZT + i * C;
+      if (Z && l == 0) { /* the block's logits into rq */
+        const int ahead = i + 24 <= N;
+        for (size_t c = 0; c < C; c++) {
+          const double *src = Z + c * N + i;
+          if (ahead) __builtin_prefetch(src + 16);
+          for (size_t k = 0; k < len; k++) rq[k * C + c] = src[k];
+        }
+      }
       int32_t y = labels[i];
-      if (Z && (i - i0) % 8 == 0) rows_from_cm(N, C, Z, ZT, i, i1 - i < 8 ? i1 - i : 8);
       row_scan r;
       rp->scan(C, z, b, y, &r); /* adds the bias */
       pred[i] = (int32_t)r.a;
@@ -320,12 +320,19 @@ static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, const doubl
         zstat[2 * i] = r.sq;
         zstat[2 * i + 1] = z[y] - r.sum / (double)C;
       }
-      const double *next = i + 1 < N ? z + C : NULL;
+      const double *next = i + 1 < N && (!Z || l + 1 < len) ? z + C : NULL;
       loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
                   : mse ? rp->mse(C, z, y, scale, next)
                         : L->sample(C, z, y, scale);
       if (part) /* the row just written, while it is in cache */
         for (size_t c = 0; c < C; c++) part[c] += z[c];
+      if (Z && l + 1 == len) { /* the block's G back into Z's columns */
+        const size_t i_0 = i - l;
+        for (size_t c = 0; c < C; c++) {
+          double *dst = Z + c * N + i_0;
+          for (size_t k = 0; k < len; k++) dst[k] = rq[k * C + c];
+        }
+      }
     }
   }
   if (gsum) {
@@ -342,14 +349,14 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work)
 {
-  return loss_batch(L, N, C, NULL, ZT, b, labels, loss_i, pred, margin, zstat, gsum, work);
+  return loss_batch(L, N, C, NULL, ZT, b, labels, loss_i, pred, margin, zstat, gsum, work, NULL);
 }
 
-double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, const double *Z, double *ZT,
-                         const double *b, const int32_t *labels, double *loss_i, int32_t *pred,
-                         double *margin, double *zstat, double *gsum, double *work)
+double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
+                         const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
+                         double *zstat, double *gsum, double *work, double *rows)
 {
-  return loss_batch(L, N, C, Z, ZT, b, labels, loss_i, pred, margin, zstat, gsum, work);
+  return loss_batch(L, N, C, Z, NULL, b, labels, loss_i, pred, margin, zstat, gsum, work, rows);
 }
 
 /* ------------------------------------------------------- 6. class-major blocks */

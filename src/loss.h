@@ -48,14 +48,15 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work);
 
-/* The same pass, with the logits read from the class-major Z (C x N, row
- * c = logit c of every sample, bias not yet added; Z and ZT must not
- * overlap): Z^T's rows are filled from Z eight samples at a time as the
- * pass reaches them, so ZT ends up exactly as ufm_loss_batch leaves it
- * given Z's transpose (the same bits). */
-double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, const double *Z, double *ZT,
-                         const double *b, const int32_t *labels, double *loss_i, int32_t *pred,
-                         double *margin, double *zstat, double *gsum, double *work);
+/* The same pass on the class-major Z (C x N: row c = logit c of every
+ * sample, bias not yet added), in place: on exit Z holds G = (1/N)
+ * dloss/dZ, class-major, with the same bits as ufm_loss_batch gives on
+ * Z's transpose (and the same records and G 1). rows: scratch of
+ * 8 C ufm_loss_groups(N) doubles (each group's samples pass through its
+ * own 8 C, eight at a time). */
+double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
+                         const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
+                         double *zstat, double *gsum, double *work, double *rows);
 
 /* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 1
  * and at most UFM_LOSS_GROUPS_MAX (so they are also the units the threads

@@ -405,7 +405,7 @@ static double rel_diff(const double *x, const double *ref, size_t n)
 static void test_fused_matches_products(void **s)
 {
   (void)s;
-  /* C <= p: the products path forms Z = W H; {32, 20, 640}: C > p, Z^T = H^T W^T */
+  /* {32, 20, 640}: C > p */
   const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700},  {2, 3, 1},
                               {32, 70, 160}, {10, 64, 500}, {32, 20, 640}};
   const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
@@ -431,7 +431,7 @@ static void test_fused_matches_products(void **s)
         assert_true(rel_diff(wf->gW->data, wp->gW->data, C * p) < 1e-12);
         assert_true(rel_diff(wf->gH->data, wp->gH->data, p * m->N) < 1e-12);
         assert_true(rel_diff(wf->gb->data, wp->gb->data, C) < 1e-12);
-        assert_true(rel_diff(wf->ZT->data, wp->ZT->data, C * m->N) < 1e-12);
+        assert_true(rel_diff(wf->G->data, wp->G->data, C * m->N) < 1e-12);
         assert_true(rel_diff(wf->loss_i, wp->loss_i, m->N) < 1e-12);
         assert_true(rel_diff(wf->margin, wp->margin, m->N) < 1e-12);
         assert_true(rel_diff(wf->zstat, wp->zstat, 2 * m->N) < 1e-12);
@@ -453,8 +453,8 @@ static void test_fused_matches_products(void **s)
 /* grad_W's pieces beside the decay pass (grad.c, gradW_beside_decay) give
  * the bits of the plain order (ufm_gemm_long, then grad_H, then
  * decay_pass), on 1 and 2 threads: gradients, norms, maxima and the folded
- * next H, at shapes with C < p (Z = W H) and C > p (Z^T = H^T W^T), with
- * the H step folded in (gd) and not (lr = 0, as for momentum). */
+ * next H, at shapes with C < p and C > p, with the H step folded in (gd)
+ * and not (lr = 0, as for momentum). */
 static void test_products_orders(void **s)
 {
   (void)s;
@@ -567,7 +567,7 @@ static void test_nonfinite_detected(void **s)
  * bit for bit, 1 and 2 threads bit for bit, and the exact sum of the rows
  * (long double) to rounding; 1, 4 and the maximum of 64 groups (4 groups
  * of 250 samples: blocks of 8 that straddle no group, a last one of 2).
- * ufm_loss_batch_cm, reading the logits class-major, gives the same bits. */
+ * ufm_loss_batch_cm, in place on the class-major logits, gives the same bits. */
 static void test_batch_gsum(void **state)
 {
   (void)state;
@@ -580,7 +580,8 @@ static void test_batch_gsum(void **state)
     gsl_rng_set(r, 4242 + N);
     double *Z0 = malloc(N * C * sizeof(double)), *ZT = malloc(N * C * sizeof(double)),
            *Z1 = malloc(N * C * sizeof(double)), *work = malloc(ng * C * sizeof(double)),
-           *Zcm = malloc(N * C * sizeof(double)), b[37], gs[37], gs1[37], gcm[37], want[37];
+           *Zcm = malloc(N * C * sizeof(double)), *rows = malloc(8 * C * ng * sizeof(double)),
+           b[37], gs[37], gs1[37], gcm[37], want[37];
     double *li = malloc(N * sizeof(double)), *li1 = malloc(N * sizeof(double)),
            *mg = malloc(N * sizeof(double)), *mg1 = malloc(N * sizeof(double));
     int32_t *lab = malloc(N * sizeof(int32_t)), *pr = malloc(N * sizeof(int32_t)),
@@ -600,12 +601,14 @@ static void test_batch_gsum(void **state)
         assert_memory_equal(li, li1, N * sizeof(double));
         assert_memory_equal(mg, mg1, N * sizeof(double));
         assert_memory_equal(pr, pr1, N * sizeof(int32_t));
-        /* from the class-major Z (the step's path for C <= p), into a Z^T
-         * of NaNs: every row filled, the same bits, the same G 1 */
+        /* on the class-major Z in place (the step's pass), its scratch rows
+         * NaN first: G is Z1's transpose bit for bit, the same G 1 */
         for (size_t i = 0; i < N; i++)
           for (size_t c = 0; c < C; c++) Zcm[c * N + i] = Z0[i * C + c];
-        for (size_t i = 0; i < N * C; i++) ZT[i] = NAN;
-        ufm_loss_batch_cm(L, N, C, Zcm, ZT, b, lab, li, pr, mg, NULL, gcm, work);
+        for (size_t i = 0; i < 8 * C * ng; i++) rows[i] = NAN;
+        ufm_loss_batch_cm(L, N, C, Zcm, b, lab, li, pr, mg, NULL, gcm, work, rows);
+        for (size_t i = 0; i < N; i++)
+          for (size_t c = 0; c < C; c++) ZT[i * C + c] = Zcm[c * N + i];
         assert_memory_equal(ZT, Z1, N * C * sizeof(double));
         assert_memory_equal(li, li1, N * sizeof(double));
         assert_memory_equal(mg, mg1, N * sizeof(double));
@@ -640,6 +643,7 @@ static void test_batch_gsum(void **state)
     free(ZT);
     free(Z1);
     free(Zcm);
+    free(rows);
     free(work);
     free(li);
     free(li1);
