@@ -5,9 +5,9 @@
  *           6. main
  *
  * Everything is measured in this one process and run: for each size the
- * three bare dgemm calls (the step's shapes, in the layout OpenBLAS does
- * fastest, on all threads), the step itself and one full metrics evaluation are timed in
- * alternation, `reps` times, and the best of each is kept (the machine is
+ * three bare dgemm calls (the step's shapes and layout, the fastest with
+ * OpenBLAS, on all threads), the step itself and one full metrics
+ * evaluation are timed in alternation, `reps` times, and the best of each is kept (the machine is
  * shared, so the minimum is the least disturbed estimate); the ratios are
  * given both as ratios of the minima and as the median of the ratios
  * within each rep (one lucky sample of either side moves the first; a

@@ -7,6 +7,9 @@
  *   Z      = W H (+ b 1^T)          dgemm (C x N)     then the loss pass turns Z into G
  *   grad_W = G H^T + lambda_W W     dgemm (C x p)     then a pass adding the decay
  *   grad_H = W^T G + lambda_H H     dgemm (p x N)     then a pass adding the decay
+ * (G class-major, C x N, as Z: the layouts OpenBLAS does fastest). Where
+ * its work space is small, grad_H comes first and grad_W's pieces run
+ * beside grad_H's decay pass (gradW_beside_decay).
  * The decay passes also collect, row by row, the squared norms of state and
  * gradient and the largest entries, so nothing else has to read H again.
  * Partial sums are kept per row and added in row order: the result does not
@@ -531,7 +534,7 @@ static void gradW_beside_decay(const ufm_model *m, ufm_grad_ws *ws, double lambd
   *gmax = nan_seen ? NAN : gm;
 }
 
-/* Z^T, the loss pass, grad_W and grad_H with their decay; the norms of W, H
+/* Z, the loss pass, grad_W and grad_H with their decay; the norms of W, H
  * and the gradient blocks (without grad_b) into ws, *g2 and the maxima. */
 static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *g2,
                           double *hmax, double *ghmax)

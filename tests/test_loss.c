@@ -405,7 +405,6 @@ static double rel_diff(const double *x, const double *ref, size_t n)
 static void test_fused_matches_products(void **s)
 {
   (void)s;
-  /* {32, 20, 640}: C > p */
   const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700},  {2, 3, 1},
                               {32, 70, 160}, {10, 64, 500}, {32, 20, 640}};
   const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
