@@ -547,9 +547,9 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
    * against 14.8 ms), and G H^T, W^T G faster from G than from G^T (M:
    * 0.7 ms a step); the loss pass takes Z's columns eight at a time */
   ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, ws->G);
-  ufm_loss_batch_cm(pb->loss, N, C, ws->G->data, m->bias ? m->b->data : NULL, m->labels,
-                    ws->loss_i, ws->pred, ws->margin, ws->zstat, m->bias ? ws->gb->data : NULL,
-                    ws->gbpart, ws->lrows);
+  ufm_loss_batch(pb->loss, N, C, ws->G->data, m->bias ? m->b->data : NULL, m->labels,
+                 ws->loss_i, ws->pred, ws->margin, ws->zstat, m->bias ? ws->gb->data : NULL,
+                 ws->gbpart, ws->lrows);
 
   /* the step of H folded in (grad.h): lr as ufm_optim_iterate would take it */
   ws->loss = sum_in_order(ws->loss_i, N) / (double)N;

@@ -62,7 +62,8 @@ UFM_SIMD_END
 
 /* ------------------------------------------------------ 2. sample-major rows */
 
-/* The passes over one sample's logits (a row of Z^T) of ufm_loss_batch and
+/* The passes over one sample's logits (C contiguous doubles: a row of Z^T,
+ * as ufm_loss_batch lays a block of samples out in its rows) of ufm_loss_batch and
  * the per-sample functions: loss_rows.h, compiled for SSE2 (every x86-64),
  * AVX2 and AVX-512F (GCC on x86-64; elsewhere the first alone), the widest
  * this CPU runs chosen at run time. All give the same bits (see there;
@@ -276,34 +277,32 @@ size_t ufm_loss_groups(size_t N)
   return g < 1 ? 1 : g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
 }
 
-/* The batch pass, over rows of Z^T (sample-major, in place) or, with Z,
- * over the class-major Z (C x N) in place: then each group copies its
- * samples eight at a time into its own rows (8 C doubles, in L1), runs the
- * same row passes on them and writes the rows back into Z's columns, so
- * the bits are those of the sample-major pass. Z's C rows are too many
- * streams for the hardware prefetcher: each class's line of two blocks
- * ahead is asked for as a block is read (without it the loads' misses
- * took 1.5 % of a step at M). */
-static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, double *ZT,
-                         const double *b, const int32_t *labels, double *loss_i, int32_t *pred,
-                         double *margin, double *zstat, double *gsum, double *work, double *rows)
+/* The batch pass, in place on the class-major Z (C x N): each group copies
+ * its samples eight at a time into its own rows (8 C doubles, in L1), runs
+ * the sample-major row passes on them and writes the rows back into Z's
+ * columns. Z's C rows are too many streams for the hardware prefetcher:
+ * each class's line of two blocks ahead is asked for as a block is read
+ * (without it the loads' misses took 1.5 % of a step at M). */
+double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
+                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
+                      double *zstat, double *gsum, double *work, double *rows)
 {
   const double scale = 1.0 / (double)N;
   /* the two built-in losses get the max from the scan and prefetch the next
-   * row (with schedule(static) a thread's next one) while they compute */
+   * row of the block while they compute */
   const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
   const row_passes *rp = row_passes_here();
   const size_t ng = ufm_loss_groups(N);
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
   for (size_t q = 0; q < ng; q++) {
     const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
-    double *part = gsum ? work + q * C : NULL, *rq = Z ? rows + q * 8 * C : NULL;
+    double *part = gsum ? work + q * C : NULL, *rq = rows + q * 8 * C;
     if (part)
       for (size_t c = 0; c < C; c++) part[c] = 0.0;
     for (size_t i = i0; i < i1; i++) {
       const size_t l = (i - i0) % 8, len = i1 - (i - l) < 8 ? i1 - (i - l) : 8;
-      double *z = Z ? rq + l * C : ZT + i * C;
-      if (Z && l == 0) { /* the block's logits into rq */
+      double *z = rq + l * C;
+      if (l == 0) { /* the block's logits into rq */
         const int ahead = i + 24 <= N;
         for (size_t c = 0; c < C; c++) {
           const double *src = Z + c * N + i;
@@ -320,16 +319,16 @@ static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, 
         zstat[2 * i] = r.sq;
         zstat[2 * i + 1] = z[y] - r.sum / (double)C;
       }
-      const double *next = i + 1 < N && (!Z || l + 1 < len) ? z + C : NULL;
+      const double *next = l + 1 < len ? z + C : NULL;
       loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
                   : mse ? rp->mse(C, z, y, scale, next)
                         : L->sample(C, z, y, scale);
       if (part) /* the row just written, while it is in cache */
         for (size_t c = 0; c < C; c++) part[c] += z[c];
-      if (Z && l + 1 == len) { /* the block's G back into Z's columns */
-        const size_t i_0 = i - l;
+      if (l + 1 == len) { /* the block's G back into Z's columns */
+        const size_t ib = i - l;
         for (size_t c = 0; c < C; c++) {
-          double *dst = Z + c * N + i_0;
+          double *dst = Z + c * N + ib;
           for (size_t k = 0; k < len; k++) dst[k] = rq[k * C + c];
         }
       }
@@ -343,20 +342,6 @@ static double loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, 
   double sum = 0.0;
   for (size_t i = 0; i < N; i++) sum += loss_i[i];
   return sum / (double)N;
-}
-
-double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
-                      const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                      double *zstat, double *gsum, double *work)
-{
-  return loss_batch(L, N, C, NULL, ZT, b, labels, loss_i, pred, margin, zstat, gsum, work, NULL);
-}
-
-double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
-                         const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                         double *zstat, double *gsum, double *work, double *rows)
-{
-  return loss_batch(L, N, C, Z, NULL, b, labels, loss_i, pred, margin, zstat, gsum, work, rows);
 }
 
 /* ------------------------------------------------------- 6. class-major blocks */

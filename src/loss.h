@@ -33,30 +33,24 @@ const ufm_loss_type *ufm_loss_lookup(const char *name);
 /* "ce, mse": the names, for error messages. */
 const char *ufm_loss_names(void);
 
-/* The batch pass over Z^T (N x C, row i = logits of sample i, bias not yet
- * added). For every sample: add b (if not NULL), record the predicted class
- * pred[i] = argmax_c z_ic (first on ties) and the margin
- * margin[i] = z_{i,y_i} - max_{c != y_i} z_ic, then overwrite the row with
- * (1/N) dloss/dz_i and store loss_i[i]. Returns the mean loss, summed in
- * sample order (the same bits on any thread count).
- * If gsum is not NULL, also the column sums of the new Z^T (the bias
- * gradient G 1) into gsum (C): the samples in ufm_loss_groups(N) groups of
- * consecutive ones, fixed by N, each group's rows added in sample order
- * into its own C doubles of work (ufm_loss_groups(N) x C) as they are
- * written, then the groups in order (the same bits on any thread count). */
-double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *ZT, const double *b,
+/* The batch pass, in place on the class-major logits Z (C x N: row c =
+ * logit c of every sample, bias not yet added). For every sample i: add b
+ * (if not NULL), record the predicted class pred[i] = argmax_c z_ci (first
+ * on ties) and the margin margin[i] = z_{y_i,i} - max_{c != y_i} z_ci, then
+ * overwrite column i with (1/N) dloss/dz_i (so Z ends as G) and store
+ * loss_i[i]; zstat (if not NULL) gets ||z_i||^2 and z_{y_i,i} - mean_c z_ci.
+ * Returns the mean loss, summed in sample order (the same bits on any
+ * thread count). Each sample's logits pass through the sample-major row
+ * passes (vectorised over the classes), eight samples at a time, in rows
+ * of scratch: rows holds 8 C ufm_loss_groups(N) doubles.
+ * If gsum is not NULL, also the row sums of G (the bias gradient G 1) into
+ * gsum (C): the samples in ufm_loss_groups(N) groups of consecutive ones,
+ * fixed by N, each group's samples added in sample order into its own C
+ * doubles of work (ufm_loss_groups(N) x C) as they are written, then the
+ * groups in order (the same bits on any thread count). */
+double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                      double *zstat, double *gsum, double *work);
-
-/* The same pass on the class-major Z (C x N: row c = logit c of every
- * sample, bias not yet added), in place: on exit Z holds G = (1/N)
- * dloss/dZ, class-major, with the same bits as ufm_loss_batch gives on
- * Z's transpose (and the same records and G 1). rows: scratch of
- * 8 C ufm_loss_groups(N) doubles (each group's samples pass through its
- * own 8 C, eight at a time). */
-double ufm_loss_batch_cm(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
-                         const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
-                         double *zstat, double *gsum, double *work, double *rows);
+                      double *zstat, double *gsum, double *work, double *rows);
 
 /* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 1
  * and at most UFM_LOSS_GROUPS_MAX (so they are also the units the threads
