@@ -74,7 +74,7 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   ws->zstat = ufm_malloc(2 * N * sizeof(double));
   ws->rows = ufm_malloc(2 * (p + C) * sizeof(double));
   ws->gbpart = ufm_malloc(ufm_loss_groups(N) * C * sizeof(double));
-  ws->lrows = ufm_malloc(ufm_loss_groups(N) * 8 * C * sizeof(double));
+  ws->lrows = ufm_malloc(ufm_loss_rows_len(N, C) * sizeof(double));
   /* grad_W's pieces need work space of their own to run beside the decay
    * pass (section 4): allowed up to p N / 8 doubles (M: 2.9 MB; not at L,
    * whose pieces would take 24 MB and which then keeps the old order) */
@@ -209,6 +209,20 @@ static void decay_row(size_t L, const double *xr, double *gr, double lambda, dou
  * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
  * lambda x) instead: the next state of a gradient step, the norms and
  * maxima still those of x and of the gradient. */
+/* Row r of decay_pass: its sums into xs[r], gs[r], its maxima and NaN flag
+ * into the caller's running ones (gradW_beside_decay takes rows the same way). */
+static inline void decay_one(size_t r, size_t L, const double *x, double *g, double lambda,
+                             double lr, double *xs, double *gs, double *xm, double *gm, int *nan_seen)
+{
+  double st[5];
+  decay_row(L, x + r * L, g + r * L, lambda, lr, st);
+  xs[r] = st[0];
+  gs[r] = st[1];
+  if (st[2] > *xm) *xm = st[2];
+  if (st[3] > *gm) *gm = st[3];
+  if (st[4] != 0.0) *nan_seen = 1;
+}
+
 static void decay_pass(size_t R, size_t L, const double *x, double *g, double lambda, double *xs,
                        double *gs, double *xmax, double *gmax, double lr)
 {
@@ -216,15 +230,7 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
   int nan_seen = 0;
 #pragma omp parallel for schedule(static) reduction(max : xm, gm) reduction(| : nan_seen) \
     if (R * L >= UFM_PAR_MIN)
-  for (size_t r = 0; r < R; r++) {
-    double st[5];
-    decay_row(L, x + r * L, g + r * L, lambda, lr, st);
-    xs[r] = st[0];
-    gs[r] = st[1];
-    if (st[2] > xm) xm = st[2];
-    if (st[3] > gm) gm = st[3];
-    if (st[4] != 0.0) nan_seen = 1;
-  }
+  for (size_t r = 0; r < R; r++) decay_one(r, L, x, g, lambda, lr, xs, gs, &xm, &gm, &nan_seen);
   *xmax = nan_seen ? NAN : xm;
   *gmax = nan_seen ? NAN : gm;
 }
@@ -517,15 +523,8 @@ static void gradW_beside_decay(const ufm_model *m, ufm_grad_ws *ws, double lambd
         continue;
       }
       const size_t d = grp < nk ? grp * per + pos - 1 : t - nk; /* the chunk of rows */
-      for (size_t r = d * DECAY_ROWS; r < (d + 1) * DECAY_ROWS && r < p; r++) {
-        double st[5];
-        decay_row(N, m->H->data + r * N, ws->gH->data + r * N, lambda, lr, st);
-        xs[r] = st[0];
-        gs[r] = st[1];
-        if (st[2] > xm) xm = st[2];
-        if (st[3] > gm) gm = st[3];
-        if (st[4] != 0.0) nan_seen = 1;
-      }
+      for (size_t r = d * DECAY_ROWS; r < (d + 1) * DECAY_ROWS && r < p; r++)
+        decay_one(r, N, m->H->data, ws->gH->data, lambda, lr, xs, gs, &xm, &gm, &nan_seen);
     }
 #pragma omp for schedule(static)
     for (size_t i = 0; i < C; i++) ufm_gemm_long_add(ws->gW, ws->gwork, nk, i);

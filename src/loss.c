@@ -277,6 +277,8 @@ size_t ufm_loss_groups(size_t N)
   return g < 1 ? 1 : g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
 }
 
+size_t ufm_loss_rows_len(size_t N, size_t C) { return ufm_loss_groups(N) * UFM_LOSS_BLOCK * C; }
+
 /* The batch pass, in place on the class-major Z (C x N): each group copies
  * its samples eight at a time into its own rows (8 C doubles, in L1), runs
  * the sample-major row passes on them and writes the rows back into Z's
@@ -296,11 +298,12 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, con
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
   for (size_t q = 0; q < ng; q++) {
     const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
-    double *part = gsum ? work + q * C : NULL, *rq = rows + q * 8 * C;
+    double *part = gsum ? work + q * C : NULL, *rq = rows + q * UFM_LOSS_BLOCK * C;
     if (part)
       for (size_t c = 0; c < C; c++) part[c] = 0.0;
     for (size_t i = i0; i < i1; i++) {
-      const size_t l = (i - i0) % 8, len = i1 - (i - l) < 8 ? i1 - (i - l) : 8;
+      const size_t l = (i - i0) % UFM_LOSS_BLOCK,
+                   len = i1 - (i - l) < UFM_LOSS_BLOCK ? i1 - (i - l) : UFM_LOSS_BLOCK;
       double *z = rq + l * C;
       if (l == 0) { /* the block's logits into rq */
         const int ahead = i + 24 <= N;

@@ -41,8 +41,8 @@ const char *ufm_loss_names(void);
  * loss_i[i]; zstat (if not NULL) gets ||z_i||^2 and z_{y_i,i} - mean_c z_ci.
  * Returns the mean loss, summed in sample order (the same bits on any
  * thread count). Each sample's logits pass through the sample-major row
- * passes (vectorised over the classes), eight samples at a time, in rows
- * of scratch: rows holds 8 C ufm_loss_groups(N) doubles.
+ * passes (vectorised over the classes), UFM_LOSS_BLOCK samples at a time,
+ * in rows of scratch: rows holds ufm_loss_rows_len(N, C) doubles.
  * If gsum is not NULL, also the row sums of G (the bias gradient G 1) into
  * gsum (C): the samples in ufm_loss_groups(N) groups of consecutive ones,
  * fixed by N, each group's samples added in sample order into its own C
@@ -51,6 +51,11 @@ const char *ufm_loss_names(void);
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work, double *rows);
+
+/* ufm_loss_batch's samples per block of scratch rows, and the scratch it
+ * needs: UFM_LOSS_BLOCK C doubles for each of its groups. */
+#define UFM_LOSS_BLOCK 8
+size_t ufm_loss_rows_len(size_t N, size_t C);
 
 /* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 1
  * and at most UFM_LOSS_GROUPS_MAX (so they are also the units the threads

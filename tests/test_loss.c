@@ -183,12 +183,13 @@ static double batch_t(const ufm_loss_type *L, size_t N, size_t C, double *ZT, co
                       const int32_t *lab, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work)
 {
-  double *Z = malloc(N * C * sizeof(double)), *rows = malloc(8 * C * ufm_loss_groups(N) * sizeof(double));
+  const size_t nr = ufm_loss_rows_len(N, C);
+  double *Z = malloc(N * C * sizeof(double)), *rows = malloc(nr * sizeof(double));
   assert_non_null(Z);
   assert_non_null(rows);
   for (size_t i = 0; i < N; i++)
     for (size_t c = 0; c < C; c++) Z[c * N + i] = ZT[i * C + c];
-  for (size_t k = 0; k < 8 * C * ufm_loss_groups(N); k++) rows[k] = NAN; /* scratch: never read */
+  for (size_t k = 0; k < nr; k++) rows[k] = NAN; /* scratch: never read */
   double mean = ufm_loss_batch(L, N, C, Z, b, lab, loss_i, pred, margin, zstat, gsum, work, rows);
   for (size_t i = 0; i < N; i++)
     for (size_t c = 0; c < C; c++) ZT[i * C + c] = Z[c * N + i];
