@@ -6,8 +6,9 @@
  *
  * Everything is measured in this one process and run: for each size the
  * three bare dgemm calls (the step's shapes and layout, the fastest with
- * OpenBLAS, on all threads), the step itself and one full metrics
- * evaluation are timed in alternation, `reps` times, and the best of each is kept (the machine is
+ * OpenBLAS, on all threads), the step itself, one full metrics
+ * evaluation and the evaluation's two bare products (its floor, bare_eval)
+ * are timed in alternation, `reps` times, and the best of each is kept (the machine is
  * shared, so the minimum is the least disturbed estimate); the ratios are
  * given both as ratios of the minima and as the median of the ratios
  * within each rep (one lucky sample of either side moves the first; a
@@ -38,6 +39,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <gsl/gsl_blas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
 #ifndef UFM_BENCHDIR
 #define UFM_BENCHDIR "bench"
@@ -96,8 +103,11 @@ typedef struct {
   double step, dgemm, metrics; /* best seconds per call */
   double metrics_c;            /* the same at a collapsed state (every sample
                                 * settled by the nearest-centre collapse test) */
-  /* the ratios within each rep (step/dgemm, metrics/step): median, min, max */
-  double pr_med, pr_min, pr_max, mr_med, mr_min, mr_max;
+  double floor;                /* best seconds of the evaluation's two bare
+                                * products (bare_eval); NAN when not timed */
+  /* the ratios within each rep (step/dgemm, metrics/step, metrics/floor):
+   * median, min, max */
+  double pr_med, pr_min, pr_max, mr_med, mr_min, mr_max, fr_med, fr_min, fr_max;
   double numpy, torch;         /* best seconds per step; NAN when not run */
   /* whole processes (section 4): K steps each, wall seconds; NAN when not run */
   long K;
@@ -127,6 +137,48 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *G, bare_ws *b)
   gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, G, m->H, 0.0, b->gW);
   gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, m->W, G, 0.0, b->gH);
   openblas_set_num_threads(1);
+}
+
+/* The two products an exact metrics evaluation cannot avoid, bare, on
+ * every thread:
+ * - the Gram of H's shorter side (dsyrk, min(p,N)^2 max(p,N)/2
+ *   multiply-adds): seli_H's ||H^T H||_F needs it, and ufm forms it as
+ *   D D^T, of the within-class deviations, which also gives NC1;
+ * - every sample scored against every class centre (sgemm, C p N): the
+ *   nearest-centre rule's single-precision filter.
+ * Their time is the floor of an evaluation on the machine, as the three
+ * dgemm calls are the step's; the evaluation also reads H for the class
+ * means and the deviations, which this leaves out. OpenBLAS's own threading
+ * of one dsyrk call was slower than ufm's whole evaluation at M (51 against
+ * 45 ms), so each thread instead sums the Gram of its own share of the
+ * long dimension, one thread of BLAS each (the sums of the partial Grams
+ * are left out too), and takes its share of the samples to score. Timed
+ * only while the threads' Grams fit in 2^27 doubles (1 GiB). */
+typedef struct {
+  double *X; /* a Gram per thread */
+  float *Hf, *Mf, *Ef;
+} bare_ev;
+
+#define EVAL_FLOOR_MAX ((size_t)1 << 27)
+
+static void bare_eval(const ufm_model *m, bare_ev *e)
+{
+  const size_t C = m->C, p = m->p, N = m->N, q = p < N ? p : N;
+  const double *H = m->H->data;
+#pragma omp parallel num_threads(bare_threads)
+  {
+    const size_t T = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    const size_t j0 = t * N / T, j1 = (t + 1) * N / T, k0 = t * p / T, k1 = (t + 1) * p / T;
+    double *X = e->X + t * q * q;
+    if (p <= N)
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)(j1 - j0), 1.0, H + j0,
+                  (int)N, 0.0, X, (int)p);
+    else
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)N, (int)(k1 - k0), 1.0, H + k0 * N,
+                  (int)N, 0.0, X, (int)N);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)(j1 - j0), (int)p, 1.0f,
+                e->Mf, (int)C, e->Hf + j0, (int)N, 0.0f, e->Ef + j0, (int)N);
+  }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -162,6 +214,21 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   bare_ws b = {gsl_matrix_alloc(m->C, m->N), gsl_matrix_alloc(m->C, m->p),
                gsl_matrix_alloc(m->p, m->N)};
   gsl_matrix *G = gsl_matrix_alloc(m->C, m->N);
+  const size_t q = m->p < m->N ? m->p : m->N;
+  bare_ev e = {NULL, NULL, NULL, NULL};
+  if (q * q * (size_t)bare_threads <= EVAL_FLOOR_MAX) {
+    e.X = malloc(q * q * (size_t)bare_threads * sizeof(double));
+    e.Hf = malloc(m->p * m->N * sizeof(float));
+    e.Mf = malloc(m->p * m->C * sizeof(float));
+    e.Ef = malloc(m->C * m->N * sizeof(float));
+    if (!e.X || !e.Hf || !e.Mf || !e.Ef) {
+      fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
+      exit(1);
+    }
+    for (size_t k = 0; k < m->p * m->N; k++) e.Hf[k] = (float)m->H->data[k];
+    for (size_t k = 0; k < m->p; k++) /* any centres: W's rows will do */
+      for (size_t c = 0; c < m->C; c++) e.Mf[k * m->C + c] = (float)gsl_matrix_get(m->W, c, k);
+  }
   if (!ws || !mw || !opt || !b.Z || !b.gW || !b.gH || !G) {
     fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
     exit(1);
@@ -184,11 +251,18 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   t = now();
   ufm_grad_eval(&pb, m, ws);
   ufm_metrics_eval(&pb, m, ws, mw, vals);
-  double one_m = now() - t - one_s;
+  double one_m = now() - t - one_s, one_f = 0.0;
+  if (e.X) {
+    t = now();
+    bare_eval(m, &e);
+    one_f = now() - t;
+  }
   long kd = calls_for(one_d, target), ks = calls_for(one_s, target), km = calls_for(one_m, target);
+  long kf = calls_for(one_f, target);
 
   r->step = r->dgemm = r->metrics = INFINITY;
-  double *pr = ufm_malloc(2 * (size_t)reps * sizeof(double)), *mr = pr + reps;
+  r->floor = e.X ? INFINITY : NAN;
+  double *pr = ufm_malloc(3 * (size_t)reps * sizeof(double)), *mr = pr + reps, *fr = mr + reps;
   for (int rep = 0; rep < reps; rep++) {
     t = now();
     for (long k = 0; k < kd; k++) bare_dgemms(m, G, &b);
@@ -205,14 +279,23 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     ufm_grad_eval(&pb, m, ws);
     t = now();
     for (long k = 0; k < km; k++) ufm_metrics_eval(&pb, m, ws, mw, vals);
-    double me = (now() - t) / (double)km;
+    double me = (now() - t) / (double)km, f = NAN;
+    if (e.X) {
+      t = now();
+      for (long k = 0; k < kf; k++) bare_eval(m, &e);
+      f = (now() - t) / (double)kf;
+      if (f < r->floor) r->floor = f;
+    }
     if (d < r->dgemm) r->dgemm = d;
     if (s < r->step) r->step = s;
     if (me < r->metrics) r->metrics = me;
     pr[rep] = s / d;
     mr[rep] = me / s;
-    fprintf(stderr, "  %s rep %d: dgemm %.4g ms, step %.4g ms (ratio %.3f), metrics %.4g ms (load %.2f)\n",
-            sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, load1());
+    fr[rep] = me / f;
+    fprintf(stderr,
+            "  %s rep %d: dgemm %.4g ms, step %.4g ms (ratio %.3f), metrics %.4g ms, its two bare "
+            "products %.4g ms (load %.2f)\n",
+            sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, 1e3 * f, load1());
   }
   qsort(pr, (size_t)reps, sizeof(double), cmp_double);
   qsort(mr, (size_t)reps, sizeof(double), cmp_double);
@@ -222,7 +305,18 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   r->mr_med = median_sorted(mr, (size_t)reps);
   r->mr_min = mr[0];
   r->mr_max = mr[reps - 1];
+  if (e.X) {
+    qsort(fr, (size_t)reps, sizeof(double), cmp_double);
+    r->fr_med = median_sorted(fr, (size_t)reps);
+    r->fr_min = fr[0];
+    r->fr_max = fr[reps - 1];
+  } else
+    r->fr_med = r->fr_min = r->fr_max = NAN;
   free(pr);
+  free(e.X);
+  free(e.Hf);
+  free(e.Mf);
+  free(e.Ef);
   /* a collapsed state, as late log points of a run see it: h_i = 3 w_{y_i}
    * plus a small share of the current h_i */
   for (size_t k = 0; k < m->p; k++)
@@ -400,20 +494,26 @@ static long run_maxrss_kib(const char *ufm, const bench_size *sz, int threads)
 
 /* ------------------------------------------------------------------- 5. the table */
 
+static void print_cell(double x, const char *fmt);
+
 static void print_table(const bench_size *sizes, const bench_result *res, size_t ns, int have_np,
                         int have_torch)
 {
   printf("\n| size | C | p | N | ms/step | 3 dgemm ms | step/dgemm | GFLOP/s | metrics/step "
-         "| collapsed: metrics/step | NumPy ms | PyTorch ms | vs NumPy | vs PyTorch |\n");
-  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+         "| eval floor/step | metrics/floor | collapsed: metrics/step | NumPy ms | PyTorch ms "
+         "| vs NumPy | vs PyTorch |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t k = 0; k < ns; k++) {
     const bench_size *sz = &sizes[k];
     const bench_result *r = &res[k];
     double N = (double)(sz->C * sz->n);
     double flops = 6.0 * (double)sz->C * (double)sz->p * N;
-    printf("| %s | %zu | %zu | %.0f | %.4g | %.4g | %.3f | %.1f | %.3f | %.3f |", sz->name, sz->C,
-           sz->p, N, 1e3 * r->step, 1e3 * r->dgemm, r->step / r->dgemm, 1e-9 * flops / r->step,
-           r->metrics / r->step, r->metrics_c / r->step);
+    printf("| %s | %zu | %zu | %.0f | %.4g | %.4g | %.3f | %.1f | %.3f |", sz->name, sz->C, sz->p,
+           N, 1e3 * r->step, 1e3 * r->dgemm, r->step / r->dgemm, 1e-9 * flops / r->step,
+           r->metrics / r->step);
+    print_cell(r->floor / r->step, " %.3f |");
+    print_cell(r->metrics / r->floor, " %.3f |");
+    printf(" %.3f |", r->metrics_c / r->step);
     if (have_np && isfinite(r->numpy)) printf(" %.4g |", 1e3 * r->numpy);
     else printf(" — |");
     if (have_torch && isfinite(r->torch)) printf(" %.4g |", 1e3 * r->torch);
@@ -423,12 +523,21 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
     if (have_torch && isfinite(r->torch)) printf(" %.2fx |\n", r->torch / r->step);
     else printf(" — |\n");
   }
-  printf("\nThe same ratios within each rep (its dgemm, step and metrics samples ran back to\n"
-         "back, so a burst of load from elsewhere hits them alike): median [min, max] over the "
-         "reps.\n\n| size | step/dgemm | metrics/step |\n|---|---|---|\n");
-  for (size_t k = 0; k < ns; k++)
-    printf("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |\n", sizes[k].name, res[k].pr_med,
+  printf("\neval floor: the evaluation's two bare products, the Gram of H's shorter side "
+         "(dsyrk,\nmin(p,N)^2 max(p,N)/2, for seli_H's exact ||H^T H||_F and NC1) and the "
+         "nearest-centre\nscores (sgemm, C p N), on every thread: an evaluation costs at most "
+         "one step only where\nthis is well under 1.\n");
+  printf("\nThe same ratios within each rep (its dgemm, step, metrics and floor samples ran back "
+         "to\nback, so a burst of load from elsewhere hits them alike): median [min, max] over the "
+         "reps.\n\n| size | step/dgemm | metrics/step | metrics/floor |\n|---|---|---|---|\n");
+  for (size_t k = 0; k < ns; k++) {
+    printf("| %s | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] |", sizes[k].name, res[k].pr_med,
            res[k].pr_min, res[k].pr_max, res[k].mr_med, res[k].mr_min, res[k].mr_max);
+    if (isfinite(res[k].fr_med))
+      printf(" %.3f [%.3f, %.3f] |\n", res[k].fr_med, res[k].fr_min, res[k].fr_max);
+    else
+      printf(" — |\n");
+  }
 }
 
 static void print_cell(double x, const char *fmt)
@@ -467,8 +576,10 @@ static void usage(FILE *fp)
           "Usage: ufm-bench [options]\n\n"
           "Time a full-batch GD step (CE, bias, weight decay) at sizes S (C=10, p=64, n=50),\n"
           "M (C=100, p=512, n=100) and L (C=1000, p=1024, n=10) against the three bare\n"
-          "dgemm calls of the same shapes, one metrics evaluation, and the same step in\n"
-          "NumPy and PyTorch. Prints a Markdown table on stdout, progress on stderr.\n\n"
+          "dgemm calls of the same shapes, one metrics evaluation against its two bare\n"
+          "products (dsyrk of H's shorter side, sgemm of the nearest-centre scores), and\n"
+          "the same step in NumPy and PyTorch. Prints a Markdown table on stdout, progress\n"
+          "on stderr.\n\n"
           "  --sizes LIST     sizes to run: S, M, L or C:p:n, e.g. S,M,20:20:20 (default S,M,L)\n"
           "  --reps R         timing samples per quantity, the best is kept (default 5)\n"
           "  --time T         seconds per timing sample (default 0.3)\n"
