@@ -142,8 +142,9 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *G, bare_ws *b)
 /* The two products an exact metrics evaluation cannot avoid, bare, on
  * every thread:
  * - the Gram of H's shorter side (dsyrk, min(p,N)^2 max(p,N)/2
- *   multiply-adds): seli_H's ||H^T H||_F needs it, and ufm forms it as
- *   D D^T, of the within-class deviations, which also gives NC1;
+ *   multiply-adds): seli_H's ||H^T H||_F needs it, and for p <= N ufm
+ *   forms it as D D^T, of the within-class deviations, which also gives
+ *   NC1;
  * - every sample scored against every class centre (sgemm, C p N): the
  *   nearest-centre rule's single-precision filter.
  * Their time is the floor of an evaluation on the machine, as the three
