@@ -193,6 +193,15 @@ static double median_sorted(const double *x, size_t n)
   return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+/* The median, min and max of x (n values, sorted here). */
+static void summarise(double *x, size_t n, double *med, double *mn, double *mx)
+{
+  qsort(x, n, sizeof(double), cmp_double);
+  *med = median_sorted(x, n);
+  *mn = x[0];
+  *mx = x[n - 1];
+}
+
 /* Calls of f per timing sample so that one sample lasts about `target` s. */
 static long calls_for(double one, double target)
 {
@@ -218,14 +227,10 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   const size_t q = m->p < m->N ? m->p : m->N;
   bare_ev e = {NULL, NULL, NULL, NULL};
   if (q * q * (size_t)bare_threads <= EVAL_FLOOR_MAX) {
-    e.X = malloc(q * q * (size_t)bare_threads * sizeof(double));
-    e.Hf = malloc(m->p * m->N * sizeof(float));
-    e.Mf = malloc(m->p * m->C * sizeof(float));
-    e.Ef = malloc(m->C * m->N * sizeof(float));
-    if (!e.X || !e.Hf || !e.Mf || !e.Ef) {
-      fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
-      exit(1);
-    }
+    e.X = ufm_malloc(q * q * (size_t)bare_threads * sizeof(double));
+    e.Hf = ufm_malloc(m->p * m->N * sizeof(float));
+    e.Mf = ufm_malloc(m->p * m->C * sizeof(float));
+    e.Ef = ufm_malloc(m->C * m->N * sizeof(float));
     for (size_t k = 0; k < m->p * m->N; k++) e.Hf[k] = (float)m->H->data[k];
     for (size_t k = 0; k < m->p; k++) /* any centres: W's rows will do */
       for (size_t c = 0; c < m->C; c++) e.Mf[k * m->C + c] = (float)gsl_matrix_get(m->W, c, k);
@@ -298,21 +303,9 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
             "products %.4g ms (load %.2f)\n",
             sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, 1e3 * f, load1());
   }
-  qsort(pr, (size_t)reps, sizeof(double), cmp_double);
-  qsort(mr, (size_t)reps, sizeof(double), cmp_double);
-  r->pr_med = median_sorted(pr, (size_t)reps);
-  r->pr_min = pr[0];
-  r->pr_max = pr[reps - 1];
-  r->mr_med = median_sorted(mr, (size_t)reps);
-  r->mr_min = mr[0];
-  r->mr_max = mr[reps - 1];
-  if (e.X) {
-    qsort(fr, (size_t)reps, sizeof(double), cmp_double);
-    r->fr_med = median_sorted(fr, (size_t)reps);
-    r->fr_min = fr[0];
-    r->fr_max = fr[reps - 1];
-  } else
-    r->fr_med = r->fr_min = r->fr_max = NAN;
+  summarise(pr, (size_t)reps, &r->pr_med, &r->pr_min, &r->pr_max);
+  summarise(mr, (size_t)reps, &r->mr_med, &r->mr_min, &r->mr_max);
+  summarise(fr, (size_t)reps, &r->fr_med, &r->fr_min, &r->fr_max); /* NaN without a floor */
   free(pr);
   free(e.X);
   free(e.Hf);
@@ -495,7 +488,11 @@ static long run_maxrss_kib(const char *ufm, const bench_size *sz, int threads)
 
 /* ------------------------------------------------------------------- 5. the table */
 
-static void print_cell(double x, const char *fmt);
+static void print_cell(double x, const char *fmt)
+{
+  if (isfinite(x)) printf(fmt, x);
+  else printf(" — |");
+}
 
 static void print_table(const bench_size *sizes, const bench_result *res, size_t ns, int have_np,
                         int have_torch)
@@ -539,12 +536,6 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
     else
       printf(" — |\n");
   }
-}
-
-static void print_cell(double x, const char *fmt)
-{
-  if (isfinite(x)) printf(fmt, x);
-  else printf(" — |");
 }
 
 static void print_whole(const bench_size *sizes, const bench_result *res, size_t ns)

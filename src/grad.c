@@ -203,12 +203,6 @@ static void decay_row(size_t L, const double *xr, double *gr, double lambda, dou
   else decay_row_body(L, xr, gr, 0.0, 0.0, 0, st);
 }
 
-/* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
- * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
- * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
- * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
- * lambda x) instead: the next state of a gradient step, the norms and
- * maxima still those of x and of the gradient. */
 /* Row r of decay_pass: its sums into xs[r], gs[r], its maxima and NaN flag
  * into the caller's running ones (gradW_beside_decay takes rows the same way). */
 static inline void decay_one(size_t r, size_t L, const double *x, double *g, double lambda,
@@ -223,6 +217,12 @@ static inline void decay_one(size_t r, size_t L, const double *x, double *g, dou
   if (st[4] != 0.0) *nan_seen = 1;
 }
 
+/* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
+ * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
+ * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
+ * any entry is NaN). One pass over each row. With lr > 0, g <- x - lr (g +
+ * lambda x) instead: the next state of a gradient step, the norms and
+ * maxima still those of x and of the gradient. */
 static void decay_pass(size_t R, size_t L, const double *x, double *g, double lambda, double *xs,
                        double *gs, double *xmax, double *gmax, double lr)
 {

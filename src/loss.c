@@ -62,9 +62,9 @@ UFM_SIMD_END
 
 /* ------------------------------------------------------ 2. sample-major rows */
 
-/* The passes over one sample's logits (C contiguous doubles: a row of Z^T,
- * as ufm_loss_batch lays a block of samples out in its rows) of ufm_loss_batch and
- * the per-sample functions: loss_rows.h, compiled for SSE2 (every x86-64),
+/* The passes over one sample's logits (C contiguous doubles: one of the
+ * scratch rows ufm_loss_batch copies a block of samples into) of
+ * ufm_loss_batch and the per-sample functions: loss_rows.h, compiled for SSE2 (every x86-64),
  * AVX2 and AVX-512F (GCC on x86-64; elsewhere the first alone), the widest
  * this CPU runs chosen at run time. All give the same bits (see there;
  * test_loss checks); a row is one thread's. */
