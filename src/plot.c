@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "geometry.h"
@@ -16,6 +17,7 @@
 #include "npy.h"
 #include "sweep.h"
 #include "theory.h"
+#include "version.h" /* ufm_threads */
 #include "ufmconf.h" /* autoconf: UFM_GNUPLOT */
 
 #include <math.h>
@@ -55,20 +57,17 @@ static void gp_quote(char *dst, size_t cap, const char *s)
   dst[k] = '\0';
 }
 
-/* Run `gnuplot -e SETUP SCRIPT`, return its exit status (127: not found). */
-static int run_gnuplot(const char *setup, const char *script)
+/* Start `gnuplot -e SETUP SCRIPT`: its pid, or -1 if fork failed (a child
+ * that cannot exec gnuplot exits 127). */
+static pid_t spawn_gnuplot(const char *setup, const char *script)
 {
   pid_t pid = fork();
-  if (pid < 0) return -1;
   if (pid == 0) {
     execlp(UFM_GNUPLOT, UFM_GNUPLOT, "-e", setup, script, (char *)NULL);
     execlp("gnuplot", "gnuplot", "-e", setup, script, (char *)NULL);
     _exit(127);
   }
-  int ws;
-  while (waitpid(pid, &ws, 0) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+  return pid;
 }
 
 /* A growing string of gnuplot assignments: name='value'; ... */
@@ -116,45 +115,139 @@ static void gp_addnum(gpvars *v, const char *name, double x)
   v->len += (size_t)sprintf(v->buf + v->len, "%s%s=%s", v->len ? "; " : "", name, num);
 }
 
-/* Run plots/SCRIPT with the variables in v plus out_png/out_pdf, writing
- * DIR/BASE.png and DIR/BASE.pdf through temporary names. */
-static int draw(const char *script_name, gpvars *v, const ufm_figure *fig, const char *dir, const char *base,
-                char *errbuf)
+/* A directory's figures, each one gnuplot process drawing BASE.png and
+ * BASE.pdf under temporary names, at most `slots` at a time (ufm's thread
+ * count: gnuplot is single-threaded, and the figures of a run are
+ * independent). A figure is renamed into place when its gnuplot succeeds;
+ * the batch fails with the first failed figure in the order they were
+ * queued, whatever order they finish in. */
+#define MAXFIG 4
+typedef struct {
+  char *script, *png, *pdf, *tpng, *tpdf;
+  pid_t pid; /* running: > 0; finished or never started: 0 */
+  int st;    /* UFM_OK or UFM_EIO */
+  char err[UFM_ERRBUF];
+} figjob;
+
+typedef struct {
+  figjob job[MAXFIG];
+  size_t n, running, slots;
+  const char *dir;
+} figbatch;
+
+static void batch_init(figbatch *b, const char *dir)
 {
+  memset(b, 0, sizeof *b);
+  b->dir = dir;
+  int t = ufm_threads();
+  b->slots = t > 1 ? (size_t)t : 1;
+}
+
+/* Job k's gnuplot exited with wait status ws: rename its figures into place
+ * or record why not; remove its temporary files either way. */
+static void job_done(figbatch *b, figjob *j, int ws)
+{
+  int rc = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+  j->pid = 0;
+  b->running--;
+  if (rc == 127)
+    j->st = ufm_fail(j->err, UFM_EIO,
+                     "gnuplot not found: install it (apt-get install gnuplot-nox), then draw the "
+                     "figures with: ufm plot %s", b->dir);
+  else if (rc != 0)
+    j->st = ufm_fail(j->err, UFM_EIO, "gnuplot failed (status %d) drawing %s", rc, j->script);
+  else if (rename(j->tpng, j->png) != 0 || rename(j->tpdf, j->pdf) != 0)
+    j->st = ufm_fail(j->err, UFM_EIO, "%s: cannot rename figure into place: %s", b->dir, strerror(errno));
+  unlink(j->tpng);
+  unlink(j->tpdf);
+}
+
+/* Waits until one running gnuplot has exited (polling only the batch's
+ * own children: a sweep's other children are not ours to reap). */
+static void batch_wait_one(figbatch *b)
+{
+  const struct timespec tick = {0, 2000000};
+  for (;;) {
+    for (size_t k = 0; k < b->n; k++) {
+      figjob *j = &b->job[k];
+      int ws;
+      if (j->pid <= 0) continue;
+      pid_t r = waitpid(j->pid, &ws, WNOHANG);
+      if (r == j->pid) {
+        job_done(b, j, ws);
+        return;
+      }
+      if (r < 0 && errno != EINTR) { /* not waitable: count it as failed */
+        j->pid = 0;
+        b->running--;
+        j->st = ufm_fail(j->err, UFM_EIO, "%s: lost gnuplot drawing %s: %s", b->dir, j->script,
+                         strerror(errno));
+        unlink(j->tpng);
+        unlink(j->tpdf);
+        return;
+      }
+    }
+    nanosleep(&tick, NULL);
+  }
+}
+
+/* Queue plots/SCRIPT with the variables in v plus out_png/out_pdf, writing
+ * DIR/BASE.png and DIR/BASE.pdf; it starts once a slot is free. */
+static void draw(figbatch *b, const char *script_name, gpvars *v, const ufm_figure *fig,
+                 const char *base)
+{
+  if (b->n == MAXFIG) abort(); /* a programming error: MAXFIG is the most figures a directory has */
+  figjob *j = &b->job[b->n++];
+  const char *dir = b->dir;
   if (fig && fig->style == UFM_FIG_PAPER) {
     gp_add(v, "figstyle", "paper");
     gp_addnum(v, "figwidth", fig->width);
   }
-  char *script = ufm_path_join(ufm_plot_scriptdir(), script_name);
+  j->script = ufm_path_join(ufm_plot_scriptdir(), script_name);
   size_t n = strlen(dir) + strlen(base) + 48;
-  char *png = ufm_malloc(n), *pdf = ufm_malloc(n), *tpng = ufm_malloc(n), *tpdf = ufm_malloc(n);
-  snprintf(png, n, "%s/%s.png", dir, base);
-  snprintf(pdf, n, "%s/%s.pdf", dir, base);
-  snprintf(tpng, n, "%s.tmp.%ld", png, (long)getpid());
-  snprintf(tpdf, n, "%s.tmp.%ld", pdf, (long)getpid());
-  gp_add(v, "out_png", tpng);
-  gp_add(v, "out_pdf", tpdf);
-  int st = UFM_OK;
-  if (access(script, R_OK) != 0) {
-    st = ufm_fail(errbuf, UFM_EIO, "%s: plot script not found (set UFM_PLOTDIR)", script);
-  } else {
-    int rc = run_gnuplot(v->buf, script);
-    if (rc == 127)
-      st = ufm_fail(errbuf, UFM_EIO,
-                    "gnuplot not found: install it (apt-get install gnuplot-nox), then draw the "
-                    "figures with: ufm plot %s", dir);
-    else if (rc != 0)
-      st = ufm_fail(errbuf, UFM_EIO, "gnuplot failed (status %d) drawing %s", rc, script);
-    else if (rename(tpng, png) != 0 || rename(tpdf, pdf) != 0)
-      st = ufm_fail(errbuf, UFM_EIO, "%s: cannot rename figure into place: %s", dir, strerror(errno));
+  j->png = ufm_malloc(n);
+  j->pdf = ufm_malloc(n);
+  j->tpng = ufm_malloc(n);
+  j->tpdf = ufm_malloc(n);
+  snprintf(j->png, n, "%s/%s.png", dir, base);
+  snprintf(j->pdf, n, "%s/%s.pdf", dir, base);
+  snprintf(j->tpng, n, "%s.tmp.%ld", j->png, (long)getpid());
+  snprintf(j->tpdf, n, "%s.tmp.%ld", j->pdf, (long)getpid());
+  gp_add(v, "out_png", j->tpng);
+  gp_add(v, "out_pdf", j->tpdf);
+  j->st = UFM_OK;
+  if (access(j->script, R_OK) != 0) {
+    j->st = ufm_fail(j->err, UFM_EIO, "%s: plot script not found (set UFM_PLOTDIR)", j->script);
+    return;
   }
-  unlink(tpng);
-  unlink(tpdf);
-  free(script);
-  free(png);
-  free(pdf);
-  free(tpng);
-  free(tpdf);
+  while (b->running >= b->slots) batch_wait_one(b);
+  j->pid = spawn_gnuplot(v->buf, j->script);
+  if (j->pid < 0) {
+    j->pid = 0;
+    j->st = ufm_fail(j->err, UFM_EIO, "%s: cannot start gnuplot: %s", dir, strerror(errno));
+    return;
+  }
+  b->running++;
+}
+
+/* Waits for every queued figure; UFM_OK, or the first failure (in errbuf). */
+static int batch_finish(figbatch *b, char *errbuf)
+{
+  while (b->running > 0) batch_wait_one(b);
+  int st = UFM_OK;
+  for (size_t k = 0; k < b->n; k++) {
+    figjob *j = &b->job[k];
+    if (st == UFM_OK && j->st != UFM_OK) {
+      st = j->st;
+      if (errbuf) snprintf(errbuf, UFM_ERRBUF, "%s", j->err);
+    }
+    free(j->script);
+    free(j->png);
+    free(j->pdf);
+    free(j->tpng);
+    free(j->tpdf);
+  }
+  b->n = 0;
   return st;
 }
 
@@ -188,7 +281,7 @@ static size_t *run_counts(const char *dir, size_t *ret_C)
  * reads the bytes after the header directly; one colour scale, the largest
  * |entry|; above 300 classes every K-th row and column (K = ceil(C/300)),
  * about the pixels a panel has (C = 1000: 0.4 s instead of 13 s). */
-static int draw_grams(const char *path, const char *dir, const char *title, const ufm_figure *fig,
+static int draw_grams(figbatch *b, const char *path, const char *title, const ufm_figure *fig,
                       char *errbuf)
 {
   double *g = NULL;
@@ -216,15 +309,18 @@ static int draw_grams(const char *path, const char *dir, const char *title, cons
   gp_addnum(&h, "SKIP", skip);
   gp_addnum(&h, "R", R > 0.0 ? R : 1.0);
   gp_addnum(&h, "K", (double)((C + 299) / 300));
-  st = draw("grams.gp", &h, fig, dir, "grams", errbuf);
+  draw(b, "grams.gp", &h, fig, "grams");
   free(h.buf);
-  return st;
+  return UFM_OK;
 }
 
 /* The dashboard; and, when the run recorded its counts, the geometry figure
- * (margins, distances to SELI, minority cosines) and the Gram matrices. */
+ * (margins, distances to SELI, minority cosines) and the Gram matrices:
+ * drawn side by side (figbatch), each whole or not at all. */
 int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char *errbuf)
 {
+  figbatch b;
+  batch_init(&b, dir);
   gpvars v = {0};
   gp_add(&v, "dir", dir);
   gp_add(&v, "title", title);
@@ -233,9 +329,11 @@ int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char
   char *theory = ufm_path_join(dir, "theory.tsv");
   gp_add(&v, "theory", access(theory, R_OK) == 0 ? theory : "");
   free(theory);
-  int st = draw("dashboard.gp", &v, fig, dir, "dashboard", errbuf);
+  draw(&b, "dashboard.gp", &v, fig, "dashboard");
   free(v.buf);
-  size_t C = 0, *counts = st == UFM_OK ? run_counts(dir, &C) : NULL;
+  int gst = UFM_OK; /* reading grams.npy */
+  char gerr[UFM_ERRBUF] = "";
+  size_t C = 0, *counts = run_counts(dir, &C);
   if (counts && C >= 2) {
     double nuc;
     ufm_seli(C, counts, NULL, NULL, NULL, &nuc);
@@ -245,13 +343,18 @@ int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char
     gp_addnum(&g, "nmargin_opt", 1.0 / nuc);
     gp_addnum(&g, "C", (double)C);
     gp_addcols(&g);
-    st = draw("geometry.gp", &g, fig, dir, "geometry", errbuf);
+    draw(&b, "geometry.gp", &g, fig, "geometry");
     free(g.buf);
     char *grams = ufm_path_join(dir, "grams.npy");
-    if (st == UFM_OK && access(grams, R_OK) == 0) st = draw_grams(grams, dir, title, fig, errbuf);
+    if (access(grams, R_OK) == 0) gst = draw_grams(&b, grams, title, fig, gerr);
     free(grams);
   }
   free(counts);
+  int st = batch_finish(&b, errbuf);
+  if (st == UFM_OK && gst != UFM_OK) {
+    st = gst;
+    if (errbuf) snprintf(errbuf, UFM_ERRBUF, "%s", gerr);
+  }
   return st;
 }
 
@@ -394,6 +497,8 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, const ufm_figure *fig_o
   free(sumpath);
   if (!ok) return ufm_fail(errbuf, UFM_EIO, "%s: no readable summary.tsv", dir);
   const ufm_axis *ax = &sw->axes[0];
+  figbatch b;
+  batch_init(&b, dir);
   size_t ngroups = 1;
   for (size_t a = 1; a < sw->naxes; a++) ngroups *= sw->axes[a].n;
   int st = UFM_OK;
@@ -502,7 +607,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, const ufm_figure *fig_o
       gp_add(&v, "logy", sweep_logy_imb);
       free(mlist);
     }
-    st = draw("sweep.gp", &v, fig, dir, "sweep", errbuf);
+    draw(&b, "sweep.gp", &v, fig, "sweep");
     free(v.buf);
   }
   /* the runs' metrics against iteration, one curve per point, for small sweeps */
@@ -531,7 +636,7 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, const ufm_figure *fig_o
     gp_add(&v, "points", dl);
     gp_add(&v, "labels", nl);
     gp_addcols(&v);
-    st = draw("dynamics.gp", &v, fig, dir, "dynamics", errbuf);
+    draw(&b, "dynamics.gp", &v, fig, "dynamics");
     free(v.buf);
     free(dl);
     free(nl);
@@ -578,12 +683,15 @@ int ufm_plot_sweep(const ufm_sweep *sw, const char *dir, const ufm_figure *fig_o
       gp_add(&v, "ytlabels", ylabels);
       gp_addnum(&v, "nx", (double)ax->n);
       gp_addnum(&v, "ny", (double)ay->n);
-      st = draw("heatmap.gp", &v, fig, dir, "heatmap", errbuf);
+      draw(&b, "heatmap.gp", &v, fig, "heatmap");
       free(v.buf);
       free(ylabels);
     }
     free(heat);
   }
+  /* the data files' failure first: nothing after it was queued */
+  int fst = batch_finish(&b, st == UFM_OK ? errbuf : NULL);
+  if (st == UFM_OK) st = fst;
   for (size_t g = 0; g < ngroups; g++) free(gt[g]);
   free(gt);
   free(gtitles);

@@ -16,8 +16,10 @@ typedef struct {
 } ufm_figure;
 
 /* Draw the dashboard of run directory `dir` (its metrics.tsv) into
- * dir/dashboard.png and dir/dashboard.pdf, each written whole or not at all.
- * UFM_OK; UFM_EIO when gnuplot is missing or fails (message in errbuf). */
+ * dir/dashboard.png and dir/dashboard.pdf, and the geometry and Gram
+ * figures, each written whole or not at all, one gnuplot per figure and as
+ * many at a time as ufm_threads(). UFM_OK; UFM_EIO when gnuplot is missing
+ * or fails (the first such figure in errbuf; the others are still drawn). */
 int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char *errbuf);
 
 struct ufm_sweep;

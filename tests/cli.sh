@@ -218,6 +218,26 @@ if [ "$have_gnuplot" = 1 ]; then
   run "$UFM" plot "$R" figure_width=17furlongs
   check "plot refuses a bad figure_width (exit 2)" is_rc 2
   check "... naming the key" grep -q 'figure_width' "$T/err"
+  # one gnuplot per figure, as many at a time as threads: a figure whose
+  # script fails is named, and the others are drawn all the same
+  BP="$T/badplots"
+  mkdir -p "$BP"
+  cp "${UFM_PLOTDIR:-$HERE/../plots}"/*.gp "$BP"/
+  printf 'exit status 3\n' > "$BP/geometry.gp"
+  for th in 1 2; do
+    rm -f "$R"/dashboard.p?? "$R"/geometry.p?? "$R"/grams.p??
+    run env UFM_PLOTDIR="$BP" "$UFM" --threads "$th" plot "$R"
+    check "a failing figure script ($th thread(s)): plot exits 1" is_rc 1
+    check "... naming it" grep -q 'gnuplot failed (status 3) drawing .*/geometry.gp' "$T/err"
+    check "... the dashboard and Gram figures drawn all the same" \
+      sh -c "[ -s '$R/dashboard.png' ] && [ -s '$R/dashboard.pdf' ] && [ -s '$R/grams.png' ] && [ -s '$R/grams.pdf' ]"
+    check "... the failed figure not, nor any temporary file" \
+      sh -c "[ ! -e '$R/geometry.png' ] && [ ! -e '$R/geometry.pdf' ] && ! ls '$R' | grep -q tmp"
+  done
+  run "$UFM" --threads 2 plot "$R"
+  check "the three figures drawn side by side (2 threads): exit 0" is_rc 0
+  check "... dashboard, geometry and grams, PNG and PDF" \
+    sh -c "for f in dashboard geometry grams; do [ \"\$(od -An -tx1 -N8 '$R'/\$f.png | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \"\$(head -c 4 '$R'/\$f.pdf)\" = '%PDF' ] || exit 1; done"
 else
   echo "note - gnuplot not installed: 'ufm plot DIR' not checked"
 fi
