@@ -143,7 +143,7 @@ static void batch_init(figbatch *b, const char *dir)
   b->slots = t > 1 ? (size_t)t : 1;
 }
 
-/* Job k's gnuplot exited with wait status ws: rename its figures into place
+/* Job j's gnuplot exited with wait status ws: rename its figures into place
  * or record why not; remove its temporary files either way. */
 static void job_done(figbatch *b, figjob *j, int ws)
 {
