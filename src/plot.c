@@ -143,13 +143,21 @@ static void batch_init(figbatch *b, const char *dir)
   b->slots = t > 1 ? (size_t)t : 1;
 }
 
+/* Job j is over: no longer running, its temporary files removed (after a
+ * successful rename there are none). */
+static void job_end(figbatch *b, figjob *j)
+{
+  j->pid = 0;
+  b->running--;
+  unlink(j->tpng);
+  unlink(j->tpdf);
+}
+
 /* Job j's gnuplot exited with wait status ws: rename its figures into place
- * or record why not; remove its temporary files either way. */
+ * or record why not. */
 static void job_done(figbatch *b, figjob *j, int ws)
 {
   int rc = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
-  j->pid = 0;
-  b->running--;
   if (rc == 127)
     j->st = ufm_fail(j->err, UFM_EIO,
                      "gnuplot not found: install it (apt-get install gnuplot-nox), then draw the "
@@ -158,12 +166,11 @@ static void job_done(figbatch *b, figjob *j, int ws)
     j->st = ufm_fail(j->err, UFM_EIO, "gnuplot failed (status %d) drawing %s", rc, j->script);
   else if (rename(j->tpng, j->png) != 0 || rename(j->tpdf, j->pdf) != 0)
     j->st = ufm_fail(j->err, UFM_EIO, "%s: cannot rename figure into place: %s", b->dir, strerror(errno));
-  unlink(j->tpng);
-  unlink(j->tpdf);
+  job_end(b, j);
 }
 
-/* Waits until one running gnuplot has exited (polling only the batch's
- * own children: a sweep's other children are not ours to reap). */
+/* Waits until one running gnuplot has exited, polling only the batch's own
+ * children (whoever calls the library may have others, not ours to reap). */
 static void batch_wait_one(figbatch *b)
 {
   const struct timespec tick = {0, 2000000};
@@ -178,12 +185,9 @@ static void batch_wait_one(figbatch *b)
         return;
       }
       if (r < 0 && errno != EINTR) { /* not waitable: count it as failed */
-        j->pid = 0;
-        b->running--;
         j->st = ufm_fail(j->err, UFM_EIO, "%s: lost gnuplot drawing %s: %s", b->dir, j->script,
                          strerror(errno));
-        unlink(j->tpng);
-        unlink(j->tpdf);
+        job_end(b, j);
         return;
       }
     }
