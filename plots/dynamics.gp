@@ -35,6 +35,24 @@ array PT[6] = ["classifier W: distance to SELI", "classifier W: distance to simp
                "features H: distance to SELI", "normalised margin", "NC1", "training loss"]
 array PL[6] = [1, 1, 1, 0, 1, 1]
 
+# Which panels have anything to draw: a column nan throughout (seli_H with
+# compute_seli_H = false) or never positive on a log scale (NC1 exactly 0
+# when every class has one sample) would stop gnuplot ("all points y value
+# undefined"); such a panel says so instead. XMAX: the last iteration + 1.
+ok(m) = PL[m] ? val(PM[m]) > 0 : val(PM[m]) == val(PM[m])
+fin(m) = val(PM[m]) == val(PM[m])
+array NV[6]
+array NF[6]
+XMAX = 10
+do for [m=1:6] {
+    _v = 0; _f = 0
+    do for [k=1:words(points)] {
+        stats F(k) using ((ok(m) ? _v = _v + 1 : 0), (fin(m) ? _f = _f + 1 : 0), column(1) + 1) nooutput
+        if (exists("STATS_max") && STATS_max > XMAX) { XMAX = STATS_max }
+    }
+    NV[m] = _v; NF[m] = _f
+}
+
 do for [out in "png pdf"] {
     if (out eq "png") {
         if (!exists("out_png")) { continue }
@@ -52,8 +70,15 @@ do for [out in "png pdf"] {
         set xlabel (m > 3 ? "iteration + 1" : "")
         if (PL[m]) { set logscale y; set format y "10^{%L}" } else { unset logscale y; set format y "% g" }
         if (m == 1) { set key bottom left font ",8" noenhanced } else { unset key }
-        plot for [k=1:words(points)] F(k) using (column(1) + 1):(PL[m] ? pos(val(PM[m])) : val(PM[m])) \
-             with lines ls ((k - 1) % 8 + 1) title word(labels, k)
+        if (NV[m] > 0) {
+            plot for [k=1:words(points)] F(k) using (column(1) + 1):(PL[m] ? pos(val(PM[m])) : val(PM[m])) \
+                 with lines ls ((k - 1) % 8 + 1) title word(labels, k)
+        } else {
+            set label 1 sprintf("%s: %s", PM[m], NF[m] > 0 ? "no positive value" : "not computed") \
+                at graph 0.5, graph 0.5 center noenhanced
+            plot [1:XMAX] [(PL[m] ? 0.1 : -1):1] NaN notitle
+            unset label 1
+        }
     }
     unset multiplot
     unset output

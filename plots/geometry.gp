@@ -23,17 +23,20 @@ set encoding utf8
 set datafile separator tab
 set datafile columnheaders
 
-# the x range from the data (the panels' functions need one), and whether
-# there are minority classes at all (mc_cos_* are nan otherwise)
+# the x range from the data (the panels' functions need one), whether
+# there are minority classes at all (mc_cos_* are nan otherwise), and
+# whether seli_H was computed (nan throughout with compute_seli_H = false)
 # columns by number (ufm passes them: a "nan" read through column("name")
 # would invalidate the whole row); valid() first
 ci(name) = (name eq "iter") ? 1 : (exists("col_".name) ? value("col_".name) : 0)
 val(name) = (ci(name) > 0 && valid(ci(name))) ? column(ci(name)) : NaN
-_n = 0
+_n = 0; _h = 0
 # one column (two would make stats fit a line, and warn when there are two rows)
-stats F using ((val("mc_cos_W") == val("mc_cos_W") ? _n = _n + 1 : 0), column(1) + 1) nooutput
+stats F using ((val("mc_cos_W") == val("mc_cos_W") ? _n = _n + 1 : 0), \
+               (val("seli_H") == val("seli_H") ? _h = _h + 1 : 0), column(1) + 1) nooutput
 XMAX = (exists("STATS_max") && STATS_max > 1 ? STATS_max : 10)
 HAVE_MC = _n > 0
+SELI_H_TITLE = _h > 0 ? "seli\\_H" : "seli\\_H: not computed"
 set xrange [1:XMAX]
 
 set logscale x
@@ -75,7 +78,7 @@ do for [out in "png pdf"] {
     set format y "10^{%L}"
     set key bottom left
     plot F using (column(1) + 1):(pos(val("seli_W"))) with lines ls 2 title "seli\\_W", \
-         F using (column(1) + 1):(pos(val("seli_H"))) with lines ls 1 title "seli\\_H", \
+         F using (column(1) + 1):(pos(val("seli_H"))) with lines ls 1 title SELI_H_TITLE, \
          F using (column(1) + 1):(pos(val("seli_Z"))) with lines ls 3 title "seli\\_Z", \
          F using (column(1) + 1):(pos(val("etf_W"))) with lines ls 5 title "etf\\_W", \
          F using (column(1) + 1):(pos(val("etf_M"))) with lines ls 4 title "etf\\_M"

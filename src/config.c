@@ -65,6 +65,8 @@ static const keydef keys[] = {
      "directory with W.npy, H.npy (and b.npy) to start from, or none"},
     {"log_points", K_SIZE, OFF(log_points), "100", 1, 1e7, LO_INCL,
      "logged iterations, log-spaced (plus 0 and the last)"},
+    {"compute_seli_H", K_BOOL, OFF(compute_seli_H), "true", 0, 0, LO_INCL,
+     "compute seli_H, whose exact norm needs the Gram of H's shorter side (false: nan, cheaper)"},
     {"seeds", K_SIZE, OFF(seeds), "1", 1, 1e6, LO_INCL, "repeat with this many seeds (sweeps)"},
     {"constraint_W", K_DOUBLE, OFF(constraint_W), "0", 0, 1e12, LO_INCL,
      "layer-peeled bound E_W (0: none)"},

@@ -25,6 +25,7 @@ typedef struct {
   unsigned long seed;
   char *init_from; /* NULL: random initialisation */
   size_t log_points;
+  int compute_seli_H; /* 0: the seli_H column is NaN and its Gram is not formed (extension) */
   size_t seeds;
   double constraint_W, constraint_H;
   unsigned long checkpoint_every;

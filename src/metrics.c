@@ -35,8 +35,12 @@
  *      NC1 = Tr(B^T D D^T B)/N and, with the class means, seli_H as a sum
  *      of squares (section 7).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
- * the columns of H on the factor (U_r, or the LQ path's B) in blocks
- * (r p N) for NC1.
+ * the deviations on the factor (U_r, or the LQ path's B) in blocks
+ * (r p N) for NC1, D formed block by block.
+ * With seli_H off (compute_seli_H = false) no Gram is formed for it: for
+ * p > N no tiles of H^T H; for p <= N with p > 2 (C - 1) NC1 comes from
+ * that projection too, the cheaper product there (r p N against
+ * p^2 N / 2); below, D D^T stays NC1's product, without seli_H's sums.
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
  * (C x C), the blocks of A (C + p floats and a few doubles per column,
@@ -97,7 +101,7 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
     "seli_H",      "seli_Z",      "mc_dist_W"};
 
 /* Sizes fixed by the shapes alone (never by the thread count, so that every
- * partial sum is the same): columns per block of B (p > N), the side of a
+ * partial sum is the same): columns per block of nc1_blocks, the side of a
  * Gram tile, that of a tile of D D^T (as large as 512 allows: DGEMM runs
  * some 10% faster on 512 than on 256, and each row of deviations is formed
  * once per tile pair it belongs to, a pass over H bound by memory; for
@@ -115,6 +119,7 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * exact rescoring (section 5). */
 #define NBLOCK 512
 #define NAMB 64
+#define DPANEL 512 /* rows of D formed at once for U_r^T D (nc1_blocks) */
 /* Columns of B or classes per product with a tile of D D^T (section 5). */
 #define CBLK 256
 
@@ -142,7 +147,10 @@ struct ufm_metrics_ws {
   int lapack;         /* 1: dgesdd, 0: GSL's SVD                                 */
   int qr;             /* 1: try the LQ basis first (section 4), LAPACK only      */
   int basis_qr;       /* the last evaluation's basis came from the LQ path       */
-  int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T    */
+  int tiles_dd;       /* 1: p <= N, NC1 and ||H H^T|| from the tiles of D D^T;
+                       * 0: NC1 from U_r^T D (p > N, or seli_H off and p >
+                       * 2 (C - 1)), and for seli_H the tiles of H^T H (p > N) */
+  int seli_H;         /* 0: seli_H not computed (NaN), and no Gram formed for it */
   gsl_matrix *M;      /* p x C  centred means                                    */
   gsl_matrix *sq;     /* C x C  the SVD's square factor or the LQ path's         */
   gsl_matrix *G;      /* C x C  M^T M, for the whole evaluation                  */
@@ -156,12 +164,12 @@ struct ufm_metrics_ws {
   size_t ldu;
   double *V;          /* and V_M: V_M^T (k x C) or, v_rows, V_M (C x k)          */
   int v_rows;
-  double *ug;         /* C      U_r^T mu_G (p > N)                               */
+  double *ug;         /* C      seli_H's row sums (seli_H_dd)                    */
   double *s2;         /* C      s_c^2 = mean_{i in c} ||h_i - mu_c||^2           */
   double *wnorm;      /* C      ||w_c||                                          */
   double *mnorm;      /* C      ||mu_c - mu_G||                                  */
-  size_t nblk;        /* column blocks of NC1 (p > N)                            */
-  double *blkres;     /* nblk   per-block NC1 sums (p > N)                       */
+  size_t nblk;        /* column blocks of NC1 without D D^T (nc1_blocks)         */
+  double *blkres;     /* nblk   their NC1 sums                                   */
   size_t nnb, nnblk;  /* most columns per block of A (NBLOCK or N; the chunk
                        * width with slabs), blocks                              */
   size_t nsub;        /* columns scored at once (NBLOCK or N)                    */
@@ -291,6 +299,11 @@ static size_t ncc_stride(size_t C, size_t p, size_t W, size_t S)
 
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 {
+  return ufm_metrics_ws_alloc_seli(C, p, N, 1);
+}
+
+ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli_H)
+{
   ufm_metrics_ws *mw = ufm_calloc(1, sizeof *mw);
   size_t k = p < C ? p : C;
   mw->C = C;
@@ -302,7 +315,10 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
 #else
   mw->nthr = 1;
 #endif
-  mw->tiles_dd = p <= N;
+  /* without seli_H, D D^T (p^2 N / 2) only where it is still NC1's
+   * cheaper product, p <= 2 (C - 1); else U_r^T D (r p N, r <= C - 1) */
+  mw->seli_H = seli_H != 0;
+  mw->tiles_dd = p <= N && (mw->seli_H || p <= 2 * (C - 1));
   mw->M = gsl_matrix_alloc(p, C);
   mw->sq = gsl_matrix_alloc(C, C);
   mw->G = gsl_matrix_alloc(C, C);
@@ -322,14 +338,14 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   const size_t nb = N < BLOCK ? N : BLOCK, T = (size_t)mw->nthr;
   mw->nblk = (N + nb - 1) / nb;
   mw->dtile = DTILE(p);
-  mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : ntiles(N);
+  mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : p > N && mw->seli_H ? ntiles(N) : 0;
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
    * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums (a
    * single tile summed in two column slabs, p <= 512 and N long enough:
    * the slabs and their chunks of deviations are in a buffer of their own,
    * since they are summed during A, so only the last three); or (p > N) a
-   * block of U_r^T H */
+   * block of U_r^T D and a panel of D (nc1_blocks) */
   mw->nslab = 1;
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
@@ -339,7 +355,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
     if (mw->nslab > 1)
       mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
   } else {
-    mw->bstride = k * nb;
+    mw->bstride = k * nb + (p < DPANEL ? p : DPANEL) * nb;
   }
   /* the blocks of the nearest-class-centre rule: NBLOCK columns, or with
    * slabs their chunks of deviations, scored as each chunk is formed */
@@ -393,8 +409,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N)
   mw->Mf = (float *)(mw->scratch + off_Mf);
   /* A's buffers per thread (ncc_bufs) */
   mw->astride = ncc_stride(C, p, mw->nnb, mw->nsub);
-  size_t na = T * mw->astride; /* p > N: B = U_r^T mu (k x C) there afterwards */
-  if (!mw->tiles_dd && k * C > na) na = k * C;
+  const size_t na = T * mw->astride;
   mw->ablk = ufm_malloc(na * sizeof(double));
   mw->hmax = ufm_malloc((p ? p : 1) * sizeof(double));
   mw->dmax = ufm_malloc((p ? p : 1) * sizeof(double));
@@ -1407,8 +1422,8 @@ static void dd_finish(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, si
                       double *nc1, double *fro, double *cross)
 {
   dd_mirror(a, na, b, nb, X);
-  double s1 = dd_finish_nc1(mw, a, na, b, nb, X, Y, acc), s2, s3;
-  dd_finish_fro(m, mw, a, na, b, nb, X, Y, Mu, acc, &s2, &s3);
+  double s1 = dd_finish_nc1(mw, a, na, b, nb, X, Y, acc), s2 = 0.0, s3 = 0.0;
+  if (mw->seli_H) dd_finish_fro(m, mw, a, na, b, nb, X, Y, Mu, acc, &s2, &s3);
   *nc1 = wt * s1;
   *fro = wt * s2;
   *cross = wt * s3;
@@ -1516,7 +1531,8 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
         for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
     dd_mirror(0, p, 0, p, slabs);
     double s1 = 0.0;
-#pragma omp parallel num_threads(2) if (team(mw) > 1 && p * p * C >= 4 * UFM_PAR_MIN)
+    mw->tilefro[0] = mw->tilecross[0] = 0.0;
+#pragma omp parallel num_threads(2) if (team(mw) > 1 && mw->seli_H && p * p * C >= 4 * UFM_PAR_MIN)
     {
 #ifdef _OPENMP
       const size_t t = omp_get_num_threads() > 1 ? (size_t)omp_get_thread_num() : 0;
@@ -1530,7 +1546,8 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #pragma omp section
         s1 = dd_finish_nc1(mw, 0, p, 0, p, slabs, Y, acc);
 #pragma omp section
-        dd_finish_fro(m, mw, 0, p, 0, p, slabs, Y, Mu, acc, &mw->tilefro[0], &mw->tilecross[0]);
+        if (mw->seli_H)
+          dd_finish_fro(m, mw, 0, p, 0, p, slabs, Y, Mu, acc, &mw->tilefro[0], &mw->tilecross[0]);
       }
     }
     mw->tilenc1[0] = s1;
@@ -1555,36 +1572,23 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
   }
 }
 
-/* NC1 for p > N: with Q = U_r^T H and B = U_r^T mu (r x C, formed in sq
- * over V^T as S_r V_r^T + (U_r^T mu_G) 1^T),
- *   NC1 = (1/N) sum_k s_k^-2 sum_i (Q_ki - B_{k,y_i})^2;
- * with the LQ path's factor in place of U_r (B B^T = (M M^T)^+) the same
- * sum without the weights s_k^-2, B = U^T M + (U^T mu_G) 1^T by one dgemm
- * (the LQ path takes a third of dgesdd's time: C = 1000, p = 1024, N = 1000
- * went from 715 to 254 ms per evaluation). Q in column blocks, in parallel,
- * one slot per block. */
+/* NC1 without D D^T: for p > N, and without seli_H for p > 2 (C - 1), where
+ * U_r^T D (r p N multiply-adds) is the cheaper product. With U_r and the
+ * weights s_k^-2 of the SVD, or the LQ path's factor B (B B^T = (M M^T)^+)
+ * and weight 1,
+ *   NC1 = (1/N) sum_k w_k ||(U_r^T D)_k||^2,
+ * D formed block by block (BLOCK columns, in panels of DPANEL rows: no
+ * p x N buffer). Forming D keeps NC1 exact near collapse: h - mu_c is then
+ * exact (Sterbenz) and the class means' rounding adds to NC1 only at second
+ * order, where U_r^T H - U_r^T mu_Y would round at first order (NC1 some
+ * 1e-17 at 1e-7 from collapse came out 2e-9 off that way, session 11;
+ * tests/test_metrics). Blocks in parallel, one slot each, added in order. */
 static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, k = mw->ldu, r = mw->r, nb = N < BLOCK ? N : BLOCK;
+  const size_t C = m->C, p = m->p, N = m->N, ldu = mw->ldu, r = mw->r, k = mw->k;
+  const size_t nb = N < BLOCK ? N : BLOCK;
   const double *S = mw->S->data;
   const int qr = mw->basis_qr; /* U is the LQ path's B: no singular values */
-  /* B in the blocks of A, done with (sized for it) */
-  double *B = mw->ablk, *ug = mw->ug;
-  for (size_t j = 0; j < r; j++) {
-    double s = 0.0;
-    for (size_t kk = 0; kk < p; kk++) s += mw->U[kk * k + j] * mw->muG->data[kk];
-    ug[j] = s;
-  }
-  gsl_matrix_const_view Ur = gsl_matrix_const_view_array_with_tda(mw->U, p, r, k);
-  if (qr) { /* B = U^T M (r x C), then + U^T mu_G */
-    gsl_matrix_view Bv = gsl_matrix_view_array(B, r, C);
-    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, mw->M, 0.0, &Bv.matrix);
-    for (size_t j = 0; j < r; j++)
-      for (size_t c = 0; c < C; c++) B[j * C + c] += ug[j];
-  } else
-    for (size_t j = 0; j < r; j++)
-      for (size_t c = 0; c < C; c++)
-        B[j * C + c] = S[j] * (mw->v_rows ? mw->V[c * mw->k + j] : mw->V[j * C + c]) + ug[j];
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
     if (mw->nblk > 1 && r * p * N >= UFM_PAR_MIN)
   for (size_t blk = 0; blk < mw->nblk; blk++) {
@@ -1594,19 +1598,20 @@ static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
     const size_t t = 0;
 #endif
     const size_t i0 = blk * nb, w = N - i0 < nb ? N - i0 : nb;
-    double *Q = mw->scratch + p * C + t * mw->bstride;
-    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, w);
+    double *Q = mw->scratch + p * C + t * mw->bstride, *Dp = Q + k * nb;
     gsl_matrix_view Qv = gsl_matrix_view_array(Q, r, w);
-    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Ur.matrix, &Hb.matrix, 0.0, &Qv.matrix);
-    const int32_t *y = m->labels + i0;
+    for (size_t k0 = 0; k0 < p; k0 += DPANEL) {
+      const size_t kn = p - k0 < DPANEL ? p - k0 : DPANEL;
+      gsl_matrix_const_view Uk =
+          gsl_matrix_const_view_array_with_tda(mw->U + k0 * ldu, kn, r, ldu);
+      gsl_matrix_const_view Dv = gsl_matrix_const_view_array(Dp, kn, w);
+      deviations(m, mw, k0, kn, i0, w, Dp);
+      gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, &Uk.matrix, &Dv.matrix, k0 ? 1.0 : 0.0,
+                     &Qv.matrix);
+    }
     double nc1 = 0.0;
     for (size_t j = 0; j < r; j++) {
-      const double *qj = Q + j * w, *bj = B + j * C;
-      double s = 0.0;
-      for (size_t i = 0; i < w; i++) {
-        double d = qj[i] - bj[y[i]];
-        s += d * d;
-      }
+      const double s = ufm_sumsq(Q + j * w, w);
       nc1 += qr ? s : s / (S[j] * S[j]);
     }
     mw->blkres[blk] = nc1;
@@ -2027,7 +2032,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   mw->dzero = 1; /* D = 0: no deviation, and every s_c^2 exactly 0 (not NaN) */
   for (size_t k = 0; k < p; k++) mw->dzero &= mw->dmax[k] == 0.0;
   for (size_t c = 0; c < C; c++) mw->dzero &= mw->s2[c] == 0.0;
-  double inner_H = mw->tiles_dd ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
+  double inner_H = mw->tiles_dd || !mw->seli_H ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->G);
   for (size_t c = 0; c < C; c++) mw->mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->G, c, c), 0.0));
   /* M_c.mu_G, each a sum over k in order, M read row by row */
@@ -2069,7 +2074,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
                    &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
-      if (mw->tiles_dd) mm2 = seli_mm2(m, mw, mw->G);
+      if (mw->tiles_dd && mw->seli_H) mm2 = seli_mm2(m, mw, mw->G);
       gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
       gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
                    &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
@@ -2093,7 +2098,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     } else {
       ncc_blocks(m, ws, mw);
     }
-    if (!mw->tiles_dd) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
+    if (!mw->tiles_dd && mw->seli_H) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;
@@ -2115,12 +2120,16 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       cross += mw->tilecross[q];
     }
     nc1 /= (double)N;
-    out[UFM_M_SELI_H] = seli_H_dd(m, mw, mw->G, dd2, cross, mm2);
+    out[UFM_M_SELI_H] = mw->seli_H ? seli_H_dd(m, mw, mw->G, dd2, cross, mm2) : NAN;
   } else {
     double a2 = 0.0, b2 = (double)N * (double)(C - 1) / (double)C;
-    for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
     if (mw->r > 0 && !mw->dzero) nc1 = nc1_blocks(m, mw);
-    out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
+    if (mw->seli_H) {
+      for (size_t q = 0; q < mw->ntile; q++) a2 += mw->tilefro[q];
+      out[UFM_M_SELI_H] = sqrt(fmax(0.0, 2.0 - 2.0 * inner_H / sqrt(a2 * b2)));
+    } else {
+      out[UFM_M_SELI_H] = NAN;
+    }
   }
   out[UFM_M_NC1] = svd_st == 0 ? nc1 : NAN;
 

@@ -18,6 +18,13 @@ extern const char *const ufm_metric_names[UFM_NMETRICS];
 typedef struct ufm_metrics_ws ufm_metrics_ws;
 
 ufm_metrics_ws *ufm_metrics_ws_alloc(size_t C, size_t p, size_t N);
+/* The same with seli_H on (as above) or off (the experiment key
+ * compute_seli_H = false): then the seli_H column is NaN and neither
+ * Gram of H's sides is formed where that saves work: for p > N no tiles of
+ * H^T H; for p <= N with p > 2 (C - 1), NC1 from U_r^T D (r p N, D formed
+ * block by block) instead of the tiles of D D^T (p^2 N / 2). Every other
+ * column is the same quantity, to round-off. */
+ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli_H);
 void ufm_metrics_ws_free(ufm_metrics_ws *mw);
 
 /* All metrics at the model's current state into out[UFM_NMETRICS]. ws must
@@ -27,7 +34,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw);
  * nearest class centres, the tiles of D D^T (the
  * within-class deviations, p^2 N / 2) for NC1 and ||H H^T||_F, an LQ
  * factorisation of M (4 p C^2; the thin SVD of M when its rank is not
- * certified C - 1) overlapped with the first; for p > N, U_r^T H (r p N) and the
+ * certified C - 1) overlapped with the first; for p > N, U_r^T D (r p N) and the
  * tiles of H^T H (N^2 p / 2) instead; plus O(pN + C^2 p) work. Memory: no
  * p x p, N x N or N x C matrix (metrics.c, top). A quantity that is
  * undefined at this state (a cosine with a zero vector, say) is NaN. */

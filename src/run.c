@@ -391,7 +391,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   ufm_problem pb = {cfg->loss, cfg->lambda_W, cfg->lambda_H, cfg->lambda_b};
   apply_constraints(cfg, m); /* projected GD starts from a feasible point */
   ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
-  mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  mw = ufm_metrics_ws_alloc_seli(m->C, m->p, m->N, cfg->compute_seli_H);
   opt = ufm_optim_alloc(cfg->optimizer, m->C, m->p, m->N, cfg->lr, cfg->momentum);
   if (!ws || !mw || !opt) {
     st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory allocating the workspaces");
@@ -530,7 +530,7 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
     char perr[UFM_ERRBUF];
     ufm_figure fig = {cfg->figure_style, cfg->figure_width};
     if (ufm_plot_run(cfg->out, cfg->name, &fig, perr) != UFM_OK)
-      fprintf(stderr, "ufm: warning: no figures: %s\n", perr);
+      fprintf(stderr, "ufm: warning: figures incomplete: %s\n", perr);
     else if (!opts->quiet)
       fprintf(stderr, "%s: figure %s/dashboard.png (and .pdf)\n", cfg->name, cfg->out);
   }

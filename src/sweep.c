@@ -773,7 +773,7 @@ static int sweep_run_local(const ufm_sweep *sw, const ufm_sweep_opts *opts, char
   if (st == UFM_OK && !opts->noplot) {
     char perr2[UFM_ERRBUF];
     if (ufm_plot_sweep(sw, sw->out, NULL, perr2) != UFM_OK)
-      fprintf(stderr, "ufm: warning: no sweep figures: %s\n", perr2);
+      fprintf(stderr, "ufm: warning: sweep figures incomplete: %s\n", perr2);
     else if (!opts->quiet)
       fprintf(stderr, "%s: figures %s/sweep.png (and .pdf)\n", sw->name, sw->out);
   }
@@ -863,7 +863,7 @@ int ufm_sweep_merge(char *const *dirs, size_t ndirs, const char *out, int force,
   if (st == UFM_OK) st = ufm_sweep_tables(&sw, out, errbuf);
   if (st == UFM_OK) {
     char perr[UFM_ERRBUF];
-    if (ufm_plot_sweep(&sw, out, NULL, perr) != UFM_OK) fprintf(stderr, "ufm: warning: no sweep figures: %s\n", perr);
+    if (ufm_plot_sweep(&sw, out, NULL, perr) != UFM_OK) fprintf(stderr, "ufm: warning: sweep figures incomplete: %s\n", perr);
   }
   ufm_sweep_free(&sw);
   return st;

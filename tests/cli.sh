@@ -424,7 +424,31 @@ if [ "$have_gnuplot" = 1 ]; then
   run "$UFM" run --quiet out="$T/nanpanel" classes=4 majority=3 n=4 dim=4 imbalance=step ratio=1,2 iterations=20
   check "a sweep with an all-NaN metric exits 0 and says nothing" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
   check "... and draws sweep.pdf (the all-NaN panel says so)" [ "$(head -c 4 "$T/nanpanel/sweep.pdf")" = "%PDF" ]
+  # compute_seli_H = false: seli_H is nan at every iteration of every point
+  run "$UFM" run --quiet out="$T/noseli" compute_seli_H=false classes=4 dim=12 n=5 imbalance=step ratio=1,2 iterations=20
+  check "compute_seli_H=false: a sweep exits 0 and says nothing" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  check "... seli_H is nan in every row of both points' metrics.tsv and of results.tsv" \
+    sh -c "for f in '$T/noseli/p0000/metrics.tsv' '$T/noseli/p0001/metrics.tsv' '$T/noseli/results.tsv'; do
+             awk -F '\t' 'NR == 1 { for (j = 1; j <= NF; j++) if (\$j == \"seli_H\") c = j; next }
+                           { n++; if (!c || \$c != \"nan\") bad = 1 } END { exit bad || n < 2 }' \"\$f\" || exit 1
+           done"
+  check "... the others are numbers (nc1 in p0001's last row)" \
+    sh -c "awk -F '\t' 'NR == 1 { for (j = 1; j <= NF; j++) if (\$j == \"nc1\") c = j; next } { v = \$c } END { exit !(c && v + 0 > 0) }' '$T/noseli/p0001/metrics.tsv'"
+  check "... config.ini records compute_seli_H = false" grep -q '^compute_seli_H = false' "$T/noseli/p0001/config.ini"
+  check "... and dynamics.pdf is drawn (its seli_H panel says 'not computed')" \
+    [ "$(head -c 4 "$T/noseli/dynamics.pdf")" = "%PDF" ]
+  # one sample a class: NC1 exactly 0 everywhere, nothing positive for its log panel
+  run "$UFM" run --quiet out="$T/nc1zero" classes=4 dim=8 n=1 lr=1,2 iterations=20
+  check "a sweep whose NC1 is exactly 0 exits 0, says nothing and draws dynamics.pdf" \
+    sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ] && [ \"\$(head -c 4 '$T/nc1zero/dynamics.pdf')\" = '%PDF' ]"
+  run "$UFM" run --quiet out="$T/noseli1" compute_seli_H=false classes=4 dim=12 n=5 iterations=20
+  check "compute_seli_H=false: a run exits 0 and says nothing" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
+  check "... and draws geometry.png (seli_H 'not computed')" \
+    [ "$(magic "$T/noseli1/geometry.png" 8)" = 89504e470d0a1a0a ]
 fi
+run "$UFM" run --quiet out="$T/badseli" compute_seli_H=maybe
+check "compute_seli_H=maybe exits 2 naming the key, writing nothing" \
+  sh -c "[ $rc -eq 2 ] && grep -q 'compute_seli_H' '$T/err' && [ ! -e '$T/badseli' ]"
 run "$UFM" run --quiet --shard 0/2 out="$T/sh" classes=3,4
 check "--shard 0/2 is refused (I runs from 1)" is_rc 2
 run "$UFM" run --quiet out="$T/badlist" classes=3,,4

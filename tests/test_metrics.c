@@ -917,6 +917,109 @@ static void test_large_tiles(void **s)
   ufm_model_free(m);
 }
 
+/* ------------------------------------- 8. compute_seli_H = false */
+
+/* One evaluation with seli_H on or off, LQ path allowed or not, on the
+ * current thread count. */
+static void eval_seli(const ufm_model *m, int seli_H, int qr, double *out)
+{
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc_seli(m->C, m->p, m->N, seli_H);
+  ufm_metrics_use_qr(mw, qr);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+}
+
+/* Off and on give every column but seli_H alike (NaN where on is NaN),
+ * to rtol; off's seli_H is NaN and on's finite; off gives the same bits
+ * on 1 and 2 threads. */
+static void seli_off_case(const ufm_model *m, const char *what, double rtol)
+{
+  for (int qr = 0; qr < 2; qr++) {
+    double on[UFM_NMETRICS], off[UFM_NMETRICS], off1[UFM_NMETRICS];
+    ufm_set_threads(2);
+    eval_seli(m, 1, qr, on);
+    eval_seli(m, 0, qr, off);
+    ufm_set_threads(1);
+    eval_seli(m, 0, qr, off1);
+    ufm_set_threads(2);
+    printf("# seli_H off, %s (C=%zu p=%zu N=%zu, LQ %s): nc1 %.17g on, %.17g off\n", what, m->C,
+           m->p, m->N, qr ? "allowed" : "off", on[UFM_M_NC1], off[UFM_M_NC1]);
+    assert_true(isfinite(on[UFM_M_SELI_H]));
+    assert_true(isnan(off[UFM_M_SELI_H]));
+    for (int j = 0; j < UFM_NMETRICS; j++) {
+      if (j == UFM_M_SELI_H) continue;
+      if (isnan(on[j])) {
+        assert_true(isnan(off[j]));
+        continue;
+      }
+      assert_close(off[j], on[j], rtol, 0);
+    }
+    assert_memory_equal(off, off1, sizeof off);
+  }
+}
+
+/* compute_seli_H = false: the paths it changes. NC1 from U_r^T D (p <= N,
+ * p > 2 (C - 1)) in one block and panel, in three blocks and two panels
+ * (p = 600 > DPANEL), with unequal counts; the tiles of D D^T kept where
+ * they are NC1's cheaper product (p <= 2 (C - 1)), also in column slabs;
+ * p > N without the tiles of H^T H. Then a state 1e-7 from collapse, whose
+ * NC1 (some 1e-17) U_r^T D gives as the tiles do, to 1e-14: D formed, the
+ * means' rounding enters at second order (U_r^T H - U_r^T mu_Y came out
+ * 2e-9 off); and zero deviations give NC1 = 0 exactly. */
+static void test_without_seli_H(void **s)
+{
+  (void)s;
+  size_t c5[5], c5b[5], c10[10], c40[40];
+  for (size_t c = 0; c < 5; c++) c5[c] = 40 + c, c5b[c] = 150;
+  for (size_t c = 0; c < 10; c++) c10[c] = 10;
+  for (size_t c = 0; c < 40; c++) c40[c] = 410;
+  const size_t c6[6] = {30, 30, 30, 3, 3, 3}, c5p[5] = {60, 60, 50, 50, 50};
+  struct { size_t C, p; const size_t *counts; const char *what; } cases[] = {
+      {5, 64, c5, "U_r^T D, one block"},
+      {5, 600, c5b, "U_r^T D, three blocks, two panels"},
+      {6, 40, c6, "U_r^T D, step imbalance"},
+      {10, 12, c10, "tiles of D D^T"},
+      {40, 64, c40, "D D^T in slabs"},
+      {5, 300, c5p, "p > N"},
+  };
+  for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
+    ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 300 + j);
+    seli_off_case(m, cases[j].what, 1e-12);
+    ufm_model_free(m);
+  }
+  /* near collapse: h_i = 3 w_{y_i} + 1e-7 noise, the means far apart */
+  ufm_model *m = random_state(5, 64, c5, 310);
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, 311);
+  for (size_t i = 0; i < m->N; i++)
+    for (size_t k = 0; k < m->p; k++)
+      gsl_matrix_set(m->H, k, i,
+                     3.0 * gsl_matrix_get(m->W, m->labels[i], k) + 1e-7 * gsl_ran_gaussian(r, 1.0));
+  gsl_rng_free(r);
+  double on[UFM_NMETRICS], off[UFM_NMETRICS];
+  eval_seli(m, 1, 1, on);
+  eval_seli(m, 0, 1, off);
+  printf("# seli_H off, 1e-7 from collapse: nc1 %.17g on, %.17g off\n", on[UFM_M_NC1],
+         off[UFM_M_NC1]);
+  assert_true(on[UFM_M_NC1] > 1e-17 && on[UFM_M_NC1] < 1e-11);
+  assert_close(off[UFM_M_NC1], on[UFM_M_NC1], 1e-14, 0);
+  /* zero deviations: every sample its class's first, in integers (exact means) */
+  for (size_t c = 0; c < m->C; c++)
+    for (size_t k = 0; k < m->p; k++) {
+      const double v = round(4.0 * gsl_matrix_get(m->H, k, m->offset[c]));
+      for (size_t i = m->offset[c]; i < m->offset[c + 1]; i++) gsl_matrix_set(m->H, k, i, v);
+    }
+  eval_seli(m, 0, 1, off);
+  assert_true(off[UFM_M_NC1] == 0.0);
+  eval_seli(m, 0, 0, off);
+  assert_true(off[UFM_M_NC1] == 0.0);
+  ufm_model_free(m);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -932,6 +1035,7 @@ int main(void)
       cmocka_unit_test(test_ncc_slabs),
       cmocka_unit_test(test_ncc_certify),
       cmocka_unit_test(test_large_tiles),
+      cmocka_unit_test(test_without_seli_H),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
