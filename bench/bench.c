@@ -103,6 +103,8 @@ typedef struct {
   double step, dgemm, metrics; /* best seconds per call */
   double metrics_c;            /* the same at a collapsed state (every sample
                                 * settled by the nearest-centre collapse test) */
+  double metrics_ns;           /* the same with compute_seli_H = false (no Gram
+                                * of H's shorter side where NC1 can do without) */
   double floor;                /* best seconds of the evaluation's two bare
                                 * products (bare_eval); NAN when not timed */
   /* the ratios within each rep (step/dgemm, metrics/step, metrics/floor):
@@ -111,7 +113,7 @@ typedef struct {
   double numpy, torch;         /* best seconds per step; NAN when not run */
   /* whole processes (section 4): K steps each, wall seconds; NAN when not run */
   long K;
-  double w_ufm, w_ufm_default, w_numpy, w_torch;
+  double w_ufm, w_ufm_default, w_ufm_noseli, w_numpy, w_torch;
 } bench_result;
 
 /* The three products of a step, bare: Z = W H, grad_W = G H^T,
@@ -219,6 +221,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   ufm_problem pb = {&ufm_loss_ce, LAMBDA_W, LAMBDA_H, LAMBDA_B};
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw0 = ufm_metrics_ws_alloc_seli(m->C, m->p, m->N, 0);
   ufm_optim *opt = ufm_optim_alloc(&ufm_optim_gd, m->C, m->p, m->N, LR, 0.0);
   if (opt && ws) ufm_optim_prepare(opt, ws); /* as ufm run does */
   bare_ws b = {gsl_matrix_alloc(m->C, m->N), gsl_matrix_alloc(m->C, m->p),
@@ -235,7 +238,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     for (size_t k = 0; k < m->p; k++) /* any centres: W's rows will do */
       for (size_t c = 0; c < m->C; c++) e.Mf[k * m->C + c] = (float)gsl_matrix_get(m->W, c, k);
   }
-  if (!ws || !mw || !opt || !b.Z || !b.gW || !b.gH || !G) {
+  if (!ws || !mw || !mw0 || !opt || !b.Z || !b.gW || !b.gH || !G) {
     fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
     exit(1);
   }
@@ -266,7 +269,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   long kd = calls_for(one_d, target), ks = calls_for(one_s, target), km = calls_for(one_m, target);
   long kf = calls_for(one_f, target);
 
-  r->step = r->dgemm = r->metrics = INFINITY;
+  r->step = r->dgemm = r->metrics = r->metrics_ns = INFINITY;
   r->floor = e.X ? INFINITY : NAN;
   double *pr = ufm_malloc(3 * (size_t)reps * sizeof(double)), *mr = pr + reps, *fr = mr + reps;
   for (int rep = 0; rep < reps; rep++) {
@@ -286,6 +289,10 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     t = now();
     for (long k = 0; k < km; k++) ufm_metrics_eval(&pb, m, ws, mw, vals);
     double me = (now() - t) / (double)km, f = NAN;
+    t = now();
+    for (long k = 0; k < km; k++) ufm_metrics_eval(&pb, m, ws, mw0, vals);
+    const double me0 = (now() - t) / (double)km;
+    if (me0 < r->metrics_ns) r->metrics_ns = me0;
     if (e.X) {
       t = now();
       for (long k = 0; k < kf; k++) bare_eval(m, &e);
@@ -300,8 +307,8 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     fr[rep] = me / f;
     fprintf(stderr,
             "  %s rep %d: dgemm %.4g ms, step %.4g ms (ratio %.3f), metrics %.4g ms, its two bare "
-            "products %.4g ms (load %.2f)\n",
-            sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, 1e3 * f, load1());
+            "products %.4g ms, metrics without seli_H %.4g ms (load %.2f)\n",
+            sz->name, rep + 1, 1e3 * d, 1e3 * s, s / d, 1e3 * me, 1e3 * f, 1e3 * me0, load1());
   }
   summarise(pr, (size_t)reps, &r->pr_med, &r->pr_min, &r->pr_max);
   summarise(mr, (size_t)reps, &r->mr_med, &r->mr_min, &r->mr_max);
@@ -334,6 +341,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   gsl_matrix_free(b.gH);
   ufm_optim_free(opt);
   ufm_metrics_ws_free(mw);
+  ufm_metrics_ws_free(mw0);
   ufm_grad_ws_free(ws);
   ufm_model_free(m);
   free(counts);
@@ -409,15 +417,16 @@ static void remove_tmpdir(const char *dir)
 }
 
 /* K steps of the experiment as a user runs them, each a whole process:
- * `ufm run` (log_points=1: metrics at 0 and K only, no figures; and once
- * more with the defaults, log_points=100 and the figures) and the NumPy and
+ * `ufm run` (log_points=1: metrics at 0 and K only, no figures; once more
+ * with the defaults, log_points=100 and the figures; and with the defaults
+ * and compute_seli_H=false) and the NumPy and
  * PyTorch scripts in their STEPS mode (import, initialisation, K steps). */
 static void bench_whole(const char *ufm, const char *python, const char *np_script,
                         const char *torch_script, const bench_size *sz, long K, int threads,
                         int have_np, int have_torch, bench_result *r)
 {
   r->K = K;
-  r->w_ufm = r->w_ufm_default = r->w_numpy = r->w_torch = NAN;
+  r->w_ufm = r->w_ufm_default = r->w_ufm_noseli = r->w_numpy = r->w_torch = NAN;
   char dir[] = "/tmp/ufm-bench-XXXXXX";
   if (!mkdtemp(dir)) return;
   char a[12][96];
@@ -440,8 +449,10 @@ static void bench_whole(const char *ufm, const char *python, const char *np_scri
   r->w_ufm = wall_of(uv, NULL, NULL);
   char *ud[] = {(char *)ufm, "--threads", th, "run", "--quiet", "--force", "loss=ce",
                 "bias=true", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
-                a[10], NULL};
+                a[10], NULL, NULL};
   r->w_ufm_default = wall_of(ud, NULL, NULL);
+  ud[19] = "compute_seli_H=false";
+  r->w_ufm_noseli = wall_of(ud, NULL, NULL);
   char C[24], p[24], n[24], sc[24], lr[24], lw[24], lh[24], lb[24], ks[24];
   snprintf(C, sizeof C, "%zu", sz->C);
   snprintf(p, sizeof p, "%zu", sz->p);
@@ -498,9 +509,9 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
                         int have_torch)
 {
   printf("\n| size | C | p | N | ms/step | 3 dgemm ms | step/dgemm | GFLOP/s | metrics/step "
-         "| eval floor/step | metrics/floor | collapsed: metrics/step | NumPy ms | PyTorch ms "
-         "| vs NumPy | vs PyTorch |\n");
-  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+         "| eval floor/step | metrics/floor | collapsed: metrics/step | no seli_H: metrics/step "
+         "| NumPy ms | PyTorch ms | vs NumPy | vs PyTorch |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t k = 0; k < ns; k++) {
     const bench_size *sz = &sizes[k];
     const bench_result *r = &res[k];
@@ -512,6 +523,7 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
     print_cell(r->floor / r->step, " %.3f |");
     print_cell(r->metrics / r->floor, " %.3f |");
     printf(" %.3f |", r->metrics_c / r->step);
+    printf(" %.3f |", r->metrics_ns / r->step);
     if (have_np && isfinite(r->numpy)) printf(" %.4g |", 1e3 * r->numpy);
     else printf(" — |");
     if (have_torch && isfinite(r->torch)) printf(" %.4g |", 1e3 * r->torch);
@@ -524,7 +536,9 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
   printf("\neval floor: the evaluation's two bare products, the Gram of H's shorter side "
          "(dsyrk,\nmin(p,N)^2 max(p,N)/2, for seli_H's exact ||H^T H||_F and NC1) and the "
          "nearest-centre\nscores (sgemm, C p N), on every thread: an evaluation costs at most "
-         "one step only where\nthis is well under 1.\n");
+         "one step only where\nthis is well under 1. no seli_H: the evaluation with "
+         "compute_seli_H = false (seli_H not\ncomputed; NC1 from U_r^T D, r p N, where that is "
+         "cheaper than the Gram, p > 2 (C - 1)).\n");
   printf("\nThe same ratios within each rep (its dgemm, step, metrics and floor samples ran back "
          "to\nback, so a burst of load from elsewhere hits them alike): median [min, max] over the "
          "reps.\n\n| size | step/dgemm | metrics/step | metrics/floor |\n|---|---|---|---|\n");
@@ -542,16 +556,19 @@ static void print_whole(const bench_size *sizes, const bench_result *res, size_t
 {
   printf("\nWhole processes, start to exit (wall seconds): K steps of the same experiment; "
          "`ufm run` with\nlog_points=1 and --no-plot (metrics at 0 and K, the state and "
-         "summary written), and with the\ndefaults (log_points=100, every figure); NumPy and "
-         "PyTorch: interpreter start, import,\ninitialisation, K steps.\n\n");
-  printf("| size | K | ufm s | ufm, defaults s | NumPy s | PyTorch s | NumPy / ufm | PyTorch / ufm |\n");
-  printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+         "summary written), with the\ndefaults (log_points=100, every figure), and with the "
+         "defaults and compute_seli_H=false;\nNumPy and PyTorch: interpreter start, import, "
+         "initialisation, K steps.\n\n");
+  printf("| size | K | ufm s | ufm, defaults s | ufm, defaults, no seli_H s | NumPy s | PyTorch s "
+         "| NumPy / ufm | PyTorch / ufm |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t k = 0; k < ns; k++) {
     const bench_result *r = &res[k];
     if (r->K <= 0) continue;
     printf("| %s | %ld |", sizes[k].name, r->K);
     print_cell(r->w_ufm, " %.3f |");
     print_cell(r->w_ufm_default, " %.3f |");
+    print_cell(r->w_ufm_noseli, " %.3f |");
     print_cell(r->w_numpy, " %.3f |");
     print_cell(r->w_torch, " %.3f |");
     print_cell(r->w_numpy / r->w_ufm, " %.2fx |");
