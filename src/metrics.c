@@ -33,7 +33,9 @@
  *      tiles of side p, ceil(p/2) (512 < p < 1024) or 512, or the slabs of
  *      A added), which give
  *      NC1 = Tr(B^T D D^T B)/N and, with the class means, seli_H as a sum
- *      of squares (section 7).
+ *      of squares (section 7); with slabs, as inner products of their sum
+ *      with B B^T and sum_c n_c mu_c mu_c^T, two p x p matrices (p <= 512)
+ *      formed during A (slabs_finish).
  * For p > N, A also takes the tiles of H^T H (for seli_H), and B projects
  * the deviations on the factor (U_r, or the LQ path's B) in blocks
  * (r p N) for NC1, D formed block by block.
@@ -202,6 +204,10 @@ struct ufm_metrics_ws {
   size_t dtile;       /* the side of a tile of D D^T                             */
   size_t dchunk;      /* columns of deviations formed at once                    */
   size_t nslab;       /* column slabs of a single tile of D D^T                  */
+  double *pinv;       /* nslab > 1: P1 = B B^T = (M M^T)^+ and P2 = sum_c n_c mu_c
+                       * mu_c^T (upper triangles, p x p each), formed during A,
+                       * then two p x C buffers for their factors and C roots
+                       * of the counts (section 5)                              */
   double *slabbuf;    /* nslab > 1: the slabs' partial sums (p x p each), then a
                        * chunk of deviations (p x dchunk) per thread            */
   double *tilefro;    /* ntile  their squared Frobenius norms (of H H^T)         */
@@ -354,6 +360,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
     mw->bstride = (mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch) + 2 * ts * CBLK + C;
     if (mw->nslab > 1)
       mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
+    if (mw->nslab > 1) mw->pinv = ufm_malloc((2 * p * p + 2 * p * C + C) * sizeof(double));
   } else {
     mw->bstride = k * nb + (p < DPANEL ? p : DPANEL) * nb;
   }
@@ -442,6 +449,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   if (mw->svwork) gsl_vector_free(mw->svwork);
   free(mw->scratch);
   free(mw->slabbuf);
+  free(mw->pinv);
   free(mw->ablk);
   free(mw->svd_work);
   free(mw->hmax);
@@ -1515,42 +1523,103 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
   mw->unext[q] = mw->ufirst[q + 1];
 }
 
+/* With slabs (p <= 512) D D^T is finished by inner products with two p x p
+ * matrices formed during A, each by one DSYRK (p^2 C / 2 multiply-adds) on
+ * a thread that has the factors at hand:
+ *   NC1 = <D D^T, P1>/N,  P1 = B B^T = (M M^T)^+ (B from the LQ path, or
+ *         U_r S_r^-1), on the thread that formed B, after it;
+ *   sum_c n_c mu_c^T D D^T mu_c = <D D^T, P2>, P2 = sum_c n_c mu_c mu_c^T
+ *         (seli_H), on the thread of the Gram metrics;
+ * so that after A only one pass over the slabs' upper triangles is left
+ * (slabs_finish), where the products D D^T B and D D^T Mu took 1.2 ms each
+ * on one thread at C = 100, p = 512 (session 11). The upper triangles only;
+ * P1 is not formed when NC1 is 0 without it (no deviation, or rank 0). */
+static void slab_pinv_B(ufm_metrics_ws *mw)
+{
+  const size_t p = mw->p, r = mw->r;
+  if (mw->dzero || r == 0) return;
+  const double *B = mw->U;
+  size_t ld = mw->ldu;
+  if (!mw->basis_qr) { /* U_r S_r^-1 */
+    double *Bs = mw->pinv + 2 * p * p;
+    const double *S = mw->S->data;
+    for (size_t k = 0; k < p; k++)
+      for (size_t j = 0; j < r; j++) Bs[k * r + j] = mw->U[k * ld + j] / S[j];
+    B = Bs;
+    ld = r;
+  }
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)r, 1.0, B, (int)ld, 0.0,
+              mw->pinv, (int)p);
+}
+
+static void slab_pinv_mu(const ufm_model *m, ufm_metrics_ws *mw)
+{
+  const size_t p = m->p, C = m->C;
+  double *Mu = mw->pinv + 2 * p * p + p * C, *rn = Mu + p * C;
+  for (size_t c = 0; c < C; c++) rn[c] = sqrt((double)m->counts[c]);
+  for (size_t k = 0; k < p; k++) {
+    const double *Mk = mw->M->data + k * C, g = mw->muG->data[k];
+    for (size_t c = 0; c < C; c++) Mu[k * C + c] = (Mk[c] + g) * rn[c];
+  }
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)C, 1.0, Mu, (int)C, 0.0,
+              mw->pinv + p * p, (int)p);
+}
+
+/* The slabs' sum X = D D^T, element by element over its upper triangle
+ * (weight 2 off the diagonal), into <X, P1>, ||X||_F^2 and <X, P2>; rows in
+ * blocks of PROWS in parallel, a slot each, added in order. */
+#define PROWS 32
+static void slabs_finish(const ufm_model *m, ufm_metrics_ws *mw, double *nc1, double *fro,
+                         double *cross)
+{
+  const size_t p = m->p, ns = mw->nslab, nb = (p + PROWS - 1) / PROWS;
+  double *X0 = mw->slabbuf, *X1 = mw->slabbuf + p * p;
+  const double *P1 = mw->pinv, *P2 = mw->pinv + p * p;
+  const int with_nc1 = !mw->dzero && mw->r > 0, with_seli = mw->seli_H;
+  double res[3 * (512 / PROWS)];
+  for (size_t s = 2; s < ns; s++) /* never with two slabs, as now */
+    for (size_t i = 0; i < p; i++)
+      for (size_t j = i; j < p; j++) X1[i * p + j] += mw->slabbuf[s * p * p + i * p + j];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) if (p * p >= UFM_PAR_MIN)
+  for (size_t b = 0; b < nb; b++) {
+    const size_t i1 = (b + 1) * PROWS < p ? (b + 1) * PROWS : p;
+    double s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (size_t i = b * PROWS; i < i1; i++) {
+      const double *x0 = X0 + i * p, *x1 = X1 + i * p, *p1 = P1 + i * p, *p2 = P2 + i * p;
+      double r1 = 0.0, r2 = 0.0, r3 = 0.0;
+      const double xd = x0[i] + x1[i];
+      for (size_t j = i + 1; j < p; j++) {
+        const double x = x0[j] + x1[j];
+        r2 += x * x;
+        if (with_nc1) r1 += x * p1[j];
+        if (with_seli) r3 += x * p2[j];
+      }
+      s2 += xd * xd + 2.0 * r2;
+      if (with_nc1) s1 += xd * p1[i] + 2.0 * r1;
+      if (with_seli) s3 += xd * p2[i] + 2.0 * r3;
+    }
+    res[3 * b] = s1;
+    res[3 * b + 1] = s2;
+    res[3 * b + 2] = s3;
+  }
+  *nc1 = *fro = *cross = 0.0;
+  for (size_t b = 0; b < nb; b++) {
+    *nc1 += res[3 * b];
+    *fro += res[3 * b + 1];
+    *cross += res[3 * b + 2];
+  }
+}
+
 /* The tiles (a <= b) of D D^T (p <= N), in parallel, each on one thread
  * with its own buffers, into tilenc1, tilefro and tilecross (dd_finish).
  * A single tile (p <= 512) was summed in nslab column slabs during A
- * (dd_slab); they are added in order here and finished, NC1's sum and the
- * other two on two threads. */
+ * (dd_slab); slabs_finish adds them and takes its three sums. */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
   const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile, ch = mw->dchunk;
   const size_t nt = ntiles_of(p, ts), npairs = nt * (nt + 1) / 2, ns = mw->nslab;
   if (ns > 1) {
-    double *slabs = mw->slabbuf;
-    for (size_t s = 1; s < ns; s++)
-      for (size_t i = 0; i < p; i++)
-        for (size_t j = i; j < p; j++) slabs[i * p + j] += slabs[s * p * p + i * p + j];
-    dd_mirror(0, p, 0, p, slabs);
-    double s1 = 0.0;
-    mw->tilefro[0] = mw->tilecross[0] = 0.0;
-#pragma omp parallel num_threads(2) if (team(mw) > 1 && mw->seli_H && p * p * C >= 4 * UFM_PAR_MIN)
-    {
-#ifdef _OPENMP
-      const size_t t = omp_get_num_threads() > 1 ? (size_t)omp_get_thread_num() : 0;
-#else
-      const size_t t = 0;
-#endif
-      double *Y = mw->scratch + p * C + t * mw->bstride, *Mu = Y + ts * CBLK,
-             *acc = Mu + ts * CBLK;
-#pragma omp sections
-      {
-#pragma omp section
-        s1 = dd_finish_nc1(mw, 0, p, 0, p, slabs, Y, acc);
-#pragma omp section
-        if (mw->seli_H)
-          dd_finish_fro(m, mw, 0, p, 0, p, slabs, Y, Mu, acc, &mw->tilefro[0], &mw->tilecross[0]);
-      }
-    }
-    mw->tilenc1[0] = s1;
+    slabs_finish(m, mw, &mw->tilenc1[0], &mw->tilefro[0], &mw->tilecross[0]);
     return;
   }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) \
@@ -2066,6 +2135,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       if (mw->qr && mw->lapack) st = thin_lq(mw, m->counts, mw->dzero);
       mw->basis_qr = st == 0;
       svd_st = st != 0 ? thin_svd(mw) : 0;
+      if (ns > 1 && svd_st == 0) slab_pinv_B(mw);
     }
 #pragma omp single nowait
     {
@@ -2081,6 +2151,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
       out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
       out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
+      if (ns > 1 && mw->seli_H) slab_pinv_mu(m, mw);
     }
     if (ns > 1) {
 #ifdef _OPENMP

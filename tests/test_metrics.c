@@ -840,17 +840,15 @@ static void test_ncc_certify(void **s)
   }
 }
 
-/* p >= 1024 (tiles of D D^T of side 512, the last partial), p <= N: NC1
- * and seli_H against direct formulas with the p x p matrix D D^T, the SVD
- * of M and the N x N matrix H^T H (BLAS at these sizes); the same bits on
- * 1 and 2 threads. */
-static void test_large_tiles(void **s)
+/* NC1 and seli_H against direct formulas with the p x p matrix D D^T, the
+ * SVD of M and the N x N matrix H^T H (BLAS at these sizes), C = 8 classes
+ * of n; the same bits on 1 and 2 threads. */
+static void direct_case(size_t p, size_t n, unsigned long seed, const char *what)
 {
-  (void)s;
-  const size_t C = 8, p = 1030, n = 140;
+  const size_t C = 8;
   size_t cc[8];
   for (size_t c = 0; c < C; c++) cc[c] = n;
-  ufm_model *m = random_state(C, p, cc, 71);
+  ufm_model *m = random_state(C, p, cc, seed);
   const size_t N = m->N;
   double a[UFM_NMETRICS], b[UFM_NMETRICS];
   ufm_set_threads(1);
@@ -906,8 +904,8 @@ static void test_large_tiles(void **s)
                  gsl_matrix_get(K, (size_t)m->labels[i], (size_t)m->labels[j]) / sqrt(fb);
       d2 += x * x;
     }
-  printf("# large tiles p=%zu N=%zu: nc1 %.15g (direct %.15g), seli_H %.15g (direct %.15g)\n", p, N,
-         a[UFM_M_NC1], nc1, a[UFM_M_SELI_H], sqrt(d2));
+  printf("# %s p=%zu N=%zu: nc1 %.15g (direct %.15g), seli_H %.15g (direct %.15g)\n", what, p,
+         N, a[UFM_M_NC1], nc1, a[UFM_M_SELI_H], sqrt(d2));
   assert_close(a[UFM_M_NC1], nc1, 1e-9, 0);
   assert_close(a[UFM_M_SELI_H], sqrt(d2), 1e-9, 1e-12);
   gsl_matrix *mats[] = {mu, M, D, X, V, A, K};
@@ -915,6 +913,16 @@ static void test_large_tiles(void **s)
   gsl_vector_free(S);
   gsl_vector_free(w);
   ufm_model_free(m);
+}
+
+/* p >= 1024: tiles of D D^T of side 512, the last partial; p = 512 and
+ * N = 2048 = 4 x 2^18/p: the single tile in two column slabs, finished by
+ * inner products with (M M^T)^+ and sum_c n_c mu_c mu_c^T (slabs_finish). */
+static void test_large_tiles(void **s)
+{
+  (void)s;
+  direct_case(1030, 140, 71, "large tiles");
+  direct_case(512, 256, 72, "slabs");
 }
 
 /* ------------------------------------- 8. compute_seli_H = false */
@@ -934,10 +942,13 @@ static void eval_seli(const ufm_model *m, int seli_H, int qr, double *out)
 }
 
 /* Off and on give every column but seli_H alike (NaN where on is NaN),
- * to rtol; off's seli_H is NaN and on's finite; off gives the same bits
- * on 1 and 2 threads. */
+ * to rtol, and NC1 that of the brute-force reference to 1e-9, with the
+ * LQ path's factor and with the SVD's; off's seli_H is NaN and on's finite;
+ * off gives the same bits on 1 and 2 threads. */
 static void seli_off_case(const ufm_model *m, const char *what, double rtol)
 {
+  ref_metrics ref;
+  reference(m, &ref);
   for (int qr = 0; qr < 2; qr++) {
     double on[UFM_NMETRICS], off[UFM_NMETRICS], off1[UFM_NMETRICS];
     ufm_set_threads(2);
@@ -950,6 +961,8 @@ static void seli_off_case(const ufm_model *m, const char *what, double rtol)
            m->p, m->N, qr ? "allowed" : "off", on[UFM_M_NC1], off[UFM_M_NC1]);
     assert_true(isfinite(on[UFM_M_SELI_H]));
     assert_true(isnan(off[UFM_M_SELI_H]));
+    assert_close(on[UFM_M_NC1], ref.nc1, 1e-9, 0);
+    assert_close(off[UFM_M_NC1], ref.nc1, 1e-9, 0);
     for (int j = 0; j < UFM_NMETRICS; j++) {
       if (j == UFM_M_SELI_H) continue;
       if (isnan(on[j])) {
