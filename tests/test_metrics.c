@@ -942,13 +942,13 @@ static void eval_seli(const ufm_model *m, int seli_H, int qr, double *out)
 }
 
 /* Off and on give every column but seli_H alike (NaN where on is NaN),
- * to rtol, and NC1 that of the brute-force reference to 1e-9, with the
- * LQ path's factor and with the SVD's; off's seli_H is NaN and on's finite;
- * off gives the same bits on 1 and 2 threads. */
-static void seli_off_case(const ufm_model *m, const char *what, double rtol)
+ * to rtol, and (with_ref) NC1 that of the brute-force reference to 1e-9,
+ * with the LQ path's factor and with the SVD's; off's seli_H is NaN and
+ * on's finite; off gives the same bits on 1 and 2 threads. */
+static void seli_off_case(const ufm_model *m, const char *what, double rtol, int with_ref)
 {
   ref_metrics ref;
-  reference(m, &ref);
+  if (with_ref) reference(m, &ref);
   for (int qr = 0; qr < 2; qr++) {
     double on[UFM_NMETRICS], off[UFM_NMETRICS], off1[UFM_NMETRICS];
     ufm_set_threads(2);
@@ -961,8 +961,10 @@ static void seli_off_case(const ufm_model *m, const char *what, double rtol)
            m->p, m->N, qr ? "allowed" : "off", on[UFM_M_NC1], off[UFM_M_NC1]);
     assert_true(isfinite(on[UFM_M_SELI_H]));
     assert_true(isnan(off[UFM_M_SELI_H]));
-    assert_close(on[UFM_M_NC1], ref.nc1, 1e-9, 0);
-    assert_close(off[UFM_M_NC1], ref.nc1, 1e-9, 0);
+    if (with_ref) {
+      assert_close(on[UFM_M_NC1], ref.nc1, 1e-9, 0);
+      assert_close(off[UFM_M_NC1], ref.nc1, 1e-9, 0);
+    }
     for (int j = 0; j < UFM_NMETRICS; j++) {
       if (j == UFM_M_SELI_H) continue;
       if (isnan(on[j])) {
@@ -991,17 +993,20 @@ static void test_without_seli_H(void **s)
   for (size_t c = 0; c < 10; c++) c10[c] = 10;
   for (size_t c = 0; c < 40; c++) c40[c] = 410;
   const size_t c6[6] = {30, 30, 30, 3, 3, 3}, c5p[5] = {60, 60, 50, 50, 50};
-  struct { size_t C, p; const size_t *counts; const char *what; } cases[] = {
-      {5, 64, c5, "U_r^T D, one block"},
-      {5, 600, c5b, "U_r^T D, three blocks, two panels"},
-      {6, 40, c6, "U_r^T D, step imbalance"},
-      {10, 12, c10, "tiles of D D^T"},
-      {40, 64, c40, "D D^T in slabs"},
-      {5, 300, c5p, "p > N"},
+  /* the brute-force reference (p x p pseudo-inverse) where it is cheap; at
+   * p = 600 on and off agree to 1e-12 instead, and on's tiles are checked
+   * against it at other shapes (test_against_reference) */
+  struct { size_t C, p; const size_t *counts; const char *what; int ref; } cases[] = {
+      {5, 64, c5, "U_r^T D, one block", 1},
+      {5, 600, c5b, "U_r^T D, three blocks, two panels", 0},
+      {6, 40, c6, "U_r^T D, step imbalance", 1},
+      {10, 12, c10, "tiles of D D^T", 1},
+      {40, 64, c40, "D D^T in slabs", 1},
+      {5, 300, c5p, "p > N", 1},
   };
   for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
     ufm_model *m = random_state(cases[j].C, cases[j].p, cases[j].counts, 300 + j);
-    seli_off_case(m, cases[j].what, 1e-12);
+    seli_off_case(m, cases[j].what, 1e-12, cases[j].ref);
     ufm_model_free(m);
   }
   /* near collapse: h_i = 3 w_{y_i} + 1e-7 noise, the means far apart */
