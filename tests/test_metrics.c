@@ -980,7 +980,8 @@ static void seli_off_case(const ufm_model *m, const char *what, double rtol, int
 /* compute_seli_H = false: the paths it changes. NC1 from U_r^T D (p <= N,
  * p > 2 (C - 1)) in one block and panel, in three blocks and two panels
  * (p = 600 > DPANEL), with unequal counts; the tiles of D D^T kept where
- * they are NC1's cheaper product (p <= 2 (C - 1)), also in column slabs;
+ * they are NC1's cheaper product (p <= 2 (C - 1)): one, in column slabs, and
+ * two tiles of side 260 (p = 520, C = 261);
  * p > N without the tiles of H^T H. Then a state 1e-7 from collapse, whose
  * NC1 (some 1e-17) U_r^T D gives as the tiles do, to 1e-14: D formed, the
  * means' rounding enters at second order (U_r^T H - U_r^T mu_Y came out
@@ -988,10 +989,11 @@ static void seli_off_case(const ufm_model *m, const char *what, double rtol, int
 static void test_without_seli_H(void **s)
 {
   (void)s;
-  size_t c5[5], c5b[5], c10[10], c40[40];
+  size_t c5[5], c5b[5], c10[10], c40[40], c261[261];
   for (size_t c = 0; c < 5; c++) c5[c] = 40 + c, c5b[c] = 150;
   for (size_t c = 0; c < 10; c++) c10[c] = 10;
   for (size_t c = 0; c < 40; c++) c40[c] = 410;
+  for (size_t c = 0; c < 261; c++) c261[c] = 2;
   const size_t c6[6] = {30, 30, 30, 3, 3, 3}, c5p[5] = {60, 60, 50, 50, 50};
   /* the brute-force reference (p x p pseudo-inverse) where it is cheap; at
    * p = 600 on and off agree to 1e-12 instead, and on's tiles are checked
@@ -1002,6 +1004,7 @@ static void test_without_seli_H(void **s)
       {6, 40, c6, "U_r^T D, step imbalance", 1},
       {10, 12, c10, "tiles of D D^T", 1},
       {40, 64, c40, "D D^T in slabs", 1},
+      {261, 520, c261, "D D^T in three tile pairs", 0},
       {5, 300, c5p, "p > N", 1},
   };
   for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
