@@ -1650,7 +1650,7 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
  * p x N buffer). Forming D keeps NC1 exact near collapse: h - mu_c is then
  * exact (Sterbenz) and the class means' rounding adds to NC1 only at second
  * order, where U_r^T H - U_r^T mu_Y would round at first order (NC1 some
- * 1e-17 at 1e-7 from collapse came out 2e-9 off that way, session 11;
+ * 5e-17 at 1e-7 from collapse came out 1.6e-9 off that way, session 11;
  * tests/test_metrics). Blocks in parallel, one slot each, added in order. */
 static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
 {

@@ -985,7 +985,7 @@ static void seli_off_case(const ufm_model *m, const char *what, double rtol, int
  * p > N without the tiles of H^T H. Then a state 1e-7 from collapse, whose
  * NC1 (some 1e-17) U_r^T D gives as the tiles do, to 1e-14: D formed, the
  * means' rounding enters at second order (U_r^T H - U_r^T mu_Y came out
- * 2e-9 off); and zero deviations give NC1 = 0 exactly. */
+ * 1.6e-9 off); and zero deviations give NC1 = 0 exactly. */
 static void test_without_seli_H(void **s)
 {
   (void)s;
