@@ -996,8 +996,8 @@ static void test_without_seli_H(void **s)
   for (size_t c = 0; c < 261; c++) c261[c] = 2;
   const size_t c6[6] = {30, 30, 30, 3, 3, 3}, c5p[5] = {60, 60, 50, 50, 50};
   /* the brute-force reference (p x p pseudo-inverse) where it is cheap; at
-   * p = 600 on and off agree to 1e-12 instead, and on's tiles are checked
-   * against it at other shapes (test_against_reference) */
+   * p = 600 and p = 520 on and off agree to 1e-12 instead, and on's paths
+   * are checked against it at other shapes (test_against_reference) */
   struct { size_t C, p; const size_t *counts; const char *what; int ref; } cases[] = {
       {5, 64, c5, "U_r^T D, one block", 1},
       {5, 600, c5b, "U_r^T D, three blocks, two panels", 0},
