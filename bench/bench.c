@@ -451,7 +451,7 @@ static void bench_whole(const char *ufm, const char *python, const char *np_scri
                 "bias=true", a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
                 a[10], NULL, NULL};
   r->w_ufm_default = wall_of(ud, NULL, NULL);
-  ud[19] = "compute_seli_H=false";
+  ud[sizeof ud / sizeof ud[0] - 2] = "compute_seli_H=false"; /* the spare slot before NULL */
   r->w_ufm_noseli = wall_of(ud, NULL, NULL);
   char C[24], p[24], n[24], sc[24], lr[24], lw[24], lh[24], lb[24], ks[24];
   snprintf(C, sizeof C, "%zu", sz->C);

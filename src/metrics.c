@@ -203,7 +203,7 @@ struct ufm_metrics_ws {
   size_t ntile;       /* Gram tiles (of D D^T, or of H^T H for p > N)           */
   size_t dtile;       /* the side of a tile of D D^T                             */
   size_t dchunk;      /* columns of deviations formed at once                    */
-  size_t nslab;       /* column slabs of a single tile of D D^T                  */
+  size_t nslab;       /* column slabs of a single tile of D D^T: 1 or 2          */
   double *pinv;       /* nslab > 1: P1 = B B^T = (M M^T)^+ and P2 = sum_c n_c mu_c
                        * mu_c^T (upper triangles, p x p each), formed during A,
                        * then two p x C buffers for their factors and C roots
@@ -347,20 +347,22 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
   mw->ntile = mw->tiles_dd ? ntiles_of(p, mw->dtile) : p > N && mw->seli_H ? ntiles(N) : 0;
   mw->ntile = mw->ntile * (mw->ntile + 1) / 2;
   /* B's buffers per thread: a tile of D D^T, two chunks of deviations, the
-   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums (a
-   * single tile summed in two column slabs, p <= 512 and N long enough:
-   * the slabs and their chunks of deviations are in a buffer of their own,
-   * since they are summed during A, so only the last three); or (p > N) a
-   * block of U_r^T D and a panel of D (nc1_blocks) */
+   * tile times CBLK columns of B or of Mu_b, those rows of Mu, C sums; none
+   * for a single tile summed in two column slabs (p <= 512 and N long
+   * enough: the slabs, their chunks of deviations and the two matrices
+   * slabs_finish takes them with are in buffers of their own, filled
+   * during A); or (p > N, or without seli_H) a block of U_r^T D and a panel
+   * of D (nc1_blocks) */
   mw->nslab = 1;
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
     const size_t ch = mw->dchunk, ts = mw->dtile;
     mw->nslab = mw->ntile == 1 && N >= 4 * ch ? 2 : 1;
-    mw->bstride = (mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch) + 2 * ts * CBLK + C;
-    if (mw->nslab > 1)
+    mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
+    if (mw->nslab > 1) {
       mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
-    if (mw->nslab > 1) mw->pinv = ufm_malloc((2 * p * p + 2 * p * C + C) * sizeof(double));
+      mw->pinv = ufm_malloc((2 * p * p + 2 * p * C + C) * sizeof(double));
+    }
   } else {
     mw->bstride = k * nb + (p < DPANEL ? p : DPANEL) * nb;
   }
@@ -1572,14 +1574,11 @@ static void slab_pinv_mu(const ufm_model *m, ufm_metrics_ws *mw)
 static void slabs_finish(const ufm_model *m, ufm_metrics_ws *mw, double *nc1, double *fro,
                          double *cross)
 {
-  const size_t p = m->p, ns = mw->nslab, nb = (p + PROWS - 1) / PROWS;
-  double *X0 = mw->slabbuf, *X1 = mw->slabbuf + p * p;
+  const size_t p = m->p, nb = (p + PROWS - 1) / PROWS;
+  const double *X0 = mw->slabbuf, *X1 = mw->slabbuf + p * p; /* the two slabs */
   const double *P1 = mw->pinv, *P2 = mw->pinv + p * p;
   const int with_nc1 = !mw->dzero && mw->r > 0, with_seli = mw->seli_H;
-  double res[3 * (512 / PROWS)];
-  for (size_t s = 2; s < ns; s++) /* never with two slabs, as now */
-    for (size_t i = 0; i < p; i++)
-      for (size_t j = i; j < p; j++) X1[i * p + j] += mw->slabbuf[s * p * p + i * p + j];
+  double res[3 * (512 / PROWS)]; /* p <= 512 with slabs */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team(mw)) if (p * p >= UFM_PAR_MIN)
   for (size_t b = 0; b < nb; b++) {
     const size_t i1 = (b + 1) * PROWS < p ? (b + 1) * PROWS : p;
