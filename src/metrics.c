@@ -228,8 +228,10 @@ struct ufm_metrics_ws {
   int balanced;
   gsl_matrix *seliW;  /* C x C  U L U^T (unequal counts only)                     */
   gsl_matrix *seliK;  /* C x C  U L^-1 U^T (unequal counts only)                  */
-  int *minority;      /* C: class has the smaller of exactly two counts           */
+  size_t *minority;   /* the nminority classes with the smaller of exactly two
+                         counts, in increasing order                              */
   size_t nminority;
+  double *ncount;     /* C      n_c as doubles                                   */
 };
 
 static size_t ntiles_of(size_t n, size_t ts) { return (n + ts - 1) / ts; }
@@ -436,7 +438,8 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->mg = ufm_malloc(C * sizeof(double));
-  mw->minority = ufm_calloc(C, sizeof(int));
+  mw->minority = ufm_malloc(C * sizeof(size_t));
+  mw->ncount = ufm_malloc(C * sizeof(double));
   return mw;
 }
 
@@ -475,6 +478,7 @@ void ufm_metrics_ws_free(ufm_metrics_ws *mw)
   free(mw->tilecross);
   free(mw->mg);
   free(mw->minority);
+  free(mw->ncount);
   free(mw);
 }
 
@@ -1691,6 +1695,18 @@ static double nc1_blocks(const ufm_model *m, ufm_metrics_ws *mw)
 
 /* -------------------- 6. Gram-matrix metrics (norms, angles, ETF, NC3) */
 
+/* The passes over a C x C Gram below (C^2/2 or C^2 terms: at C = 5000 they
+ * took 0.4 s on one thread, twice a step, when each sum was one chain of
+ * dependent additions) keep NLANE partial sums per row: lane l takes the
+ * terms j = j0 + l, j0 + l + NLANE, ..., and lanes_sum adds them in a
+ * fixed order, so that the bits do not depend on the vector width. */
+#define NLANE 8
+
+static inline double lanes_sum(const double *s)
+{
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 static void mean_std(const double *x, size_t n, double *mean, double *std)
 {
   double s = 0.0, v = 0.0;
@@ -1707,8 +1723,8 @@ static void mean_std(const double *x, size_t n, double *mean, double *std)
  * 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored: their mean, then
  * their spread about it, in two passes over the upper triangle (each
  * pair counted twice). */
-static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equinorm,
-                         double *equiangle, double *maxangle, double *etf)
+UFM_CLONES static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equinorm,
+                                    double *equiangle, double *maxangle, double *etf)
 {
   const size_t C = G->size1, ld = G->tda;
   const double *g = G->data;
@@ -1722,62 +1738,77 @@ static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equ
   double dev = 0.0, fdiag = 0.0, foff = 0.0, csum = 0.0;
   for (size_t c = 0; c < C; c++) {
     const double *gc = g + c * ld, nc = nrm[c];
-    double rs = 0.0, rd = 0.0, rf = 0.0;
+    double rs[NLANE] = {0}, rd[NLANE] = {0}, rf[NLANE] = {0};
+    size_t d = c + 1;
     fdiag += gc[c] * gc[c];
-    for (size_t d = c + 1; d < C; d++) {
+    for (; d + NLANE <= C; d += NLANE)
+      for (size_t l = 0; l < NLANE; l++) {
+        const double x = gc[d + l], cs = x / (nc * nrm[d + l]);
+        rf[l] += x * x;
+        rs[l] += cs;
+        rd[l] += fabs(cs + k1);
+      }
+    for (size_t l = 0; d < C; d++, l++) {
       const double x = gc[d], cs = x / (nc * nrm[d]);
-      rf += x * x;
-      rs += cs;
-      rd += fabs(cs + k1);
+      rf[l] += x * x;
+      rs[l] += cs;
+      rd[l] += fabs(cs + k1);
     }
-    foff += rf;
-    csum += rs;
-    dev += rd;
+    foff += lanes_sum(rf);
+    csum += lanes_sum(rs);
+    dev += lanes_sum(rd);
   }
   const double cmean = 2.0 * csum / n;
-  double v = 0.0;
-  for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld, nc = nrm[c];
-    double rv = 0.0;
-    for (size_t d = c + 1; d < C; d++) {
-      const double cs = gc[d] / (nc * nrm[d]) - cmean;
-      rv += cs * cs;
-    }
-    v += rv;
-  }
-  *equiangle = sqrt(2.0 * v / n);
   *maxangle = 2.0 * dev / n;
 
+  /* the spread of the cosines about their mean and the distance to the
+   * ETF's Gram, in one more pass */
   const double fro = sqrt(fdiag + 2.0 * foff), inv = 1.0 / sqrt((double)(C - 1));
   const double rdiag = (1.0 - 1.0 / (double)C) * inv, roff = -1.0 / (double)C * inv;
-  double ed = 0.0, eo = 0.0;
+  double v = 0.0, ed = 0.0, eo = 0.0;
   for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld;
-    double x = gc[c] / fro - rdiag, ro = 0.0;
+    const double *gc = g + c * ld, nc = nrm[c], x = gc[c] / fro - rdiag;
+    double rv[NLANE] = {0}, ro[NLANE] = {0};
+    size_t d = c + 1;
     ed += x * x;
-    for (size_t d = c + 1; d < C; d++) {
-      const double y = gc[d] / fro - roff;
-      ro += y * y;
+    for (; d + NLANE <= C; d += NLANE)
+      for (size_t l = 0; l < NLANE; l++) {
+        const double cs = gc[d + l] / (nc * nrm[d + l]) - cmean, y = gc[d + l] / fro - roff;
+        rv[l] += cs * cs;
+        ro[l] += y * y;
+      }
+    for (size_t l = 0; d < C; d++, l++) {
+      const double cs = gc[d] / (nc * nrm[d]) - cmean, y = gc[d] / fro - roff;
+      rv[l] += cs * cs;
+      ro[l] += y * y;
     }
-    eo += ro;
+    v += lanes_sum(rv);
+    eo += lanes_sum(ro);
   }
+  *equiangle = sqrt(2.0 * v / n);
   *etf = sqrt(ed + 2.0 * eo);
 }
 
 /* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2), from G = M^T M. */
-static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
+UFM_CLONES static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
   const size_t C = mw->C, ld = G->tda;
-  const double *g = G->data;
+  const double *g = G->data, *gd = mw->gdiag, *s2 = mw->s2;
   double s = 0.0;
   for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld, gcc = gc[c], s2c = mw->s2[c];
-    double r = 0.0;
-    for (size_t d = c + 1; d < C; d++) {
-      const double dist2 = gcc + g[d * ld + d] - 2.0 * gc[d];
-      r += (s2c + mw->s2[d]) / (2.0 * fmax(dist2, 0.0));
+    const double *gc = g + c * ld, gcc = gd[c], s2c = s2[c];
+    double r[NLANE] = {0};
+    size_t d = c + 1;
+    for (; d + NLANE <= C; d += NLANE)
+      for (size_t l = 0; l < NLANE; l++) {
+        const double dist2 = gcc + gd[d + l] - 2.0 * gc[d + l];
+        r[l] += (s2c + s2[d + l]) / (2.0 * fmax(dist2, 0.0));
+      }
+    for (size_t l = 0; d < C; d++, l++) {
+      const double dist2 = gcc + gd[d] - 2.0 * gc[d];
+      r[l] += (s2c + s2[d]) / (2.0 * fmax(dist2, 0.0));
     }
-    s += r;
+    s += lanes_sum(r);
   }
   return s / (0.5 * (double)C * (double)(C - 1));
 }
@@ -1826,8 +1857,8 @@ static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
     if (m->counts[c] != lo && m->counts[c] != hi) two = 0;
   mw->nminority = 0;
   for (size_t c = 0; c < m->C; c++) {
-    mw->minority[c] = two && lo != hi && m->counts[c] == lo;
-    mw->nminority += (size_t)mw->minority[c];
+    if (two && lo != hi && m->counts[c] == lo) mw->minority[mw->nminority++] = c;
+    mw->ncount[c] = (double)m->counts[c];
   }
   mw->balanced = lo == hi;
   if (!mw->balanced) {
@@ -1852,18 +1883,19 @@ static double minority_cos(const ufm_metrics_ws *mw, const gsl_matrix *G)
   if (mw->nminority < 2) return NAN;
   double gmax = 0.0;
   for (size_t c = 0; c < mw->C; c++) gmax = fmax(gmax, gsl_matrix_get(G, c, c));
-  double tiny = 1e-24 * gmax, s = 0.0;
-  size_t n = 0;
-  for (size_t c = 0; c < mw->C; c++)
-    for (size_t d = 0; d < mw->C; d++)
-      if (c != d && mw->minority[c] && mw->minority[d]) {
-        double gc = gsl_matrix_get(G, c, c), gd = gsl_matrix_get(G, d, d);
+  const double tiny = 1e-24 * gmax, *g = G->data;
+  const size_t ld = G->tda, nm = mw->nminority, *mi = mw->minority;
+  double s = 0.0;
+  for (size_t a = 0; a < nm; a++)
+    for (size_t b = 0; b < nm; b++)
+      if (a != b) {
+        const size_t c = mi[a], d = mi[b];
+        const double gc = g[c * ld + c], gd = g[d * ld + d];
         if (gc <= tiny && gd <= tiny) s += 1.0;
         else if (gc <= tiny || gd <= tiny) s += NAN;
-        else s += gsl_matrix_get(G, c, d) / sqrt(gc * gd);
-        n++;
+        else s += g[c * ld + d] / sqrt(gc * gd);
       }
-  return s / (double)n;
+  return s / ((double)nm * (double)(nm - 1));
 }
 
 /* Avg over minority pairs of ||w_c - w_c'||, divided by Avg_c ||w_c|| over
@@ -1873,36 +1905,59 @@ static double minority_cos(const ufm_metrics_ws *mw, const gsl_matrix *G)
 static double minority_dist(const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
   if (mw->nminority < 2) return NAN;
+  const double *g = G->data;
+  const size_t ld = G->tda, nm = mw->nminority, *mi = mw->minority;
   double s = 0.0, avg = 0.0;
-  size_t n = 0;
-  for (size_t c = 0; c < mw->C; c++) avg += sqrt(fmax(gsl_matrix_get(G, c, c), 0.0)) / (double)mw->C;
-  for (size_t c = 0; c < mw->C; c++)
-    for (size_t d = 0; d < mw->C; d++)
-      if (c != d && mw->minority[c] && mw->minority[d]) {
-        double d2 = gsl_matrix_get(G, c, c) + gsl_matrix_get(G, d, d) - 2 * gsl_matrix_get(G, c, d);
+  for (size_t c = 0; c < mw->C; c++) avg += sqrt(fmax(g[c * ld + c], 0.0)) / (double)mw->C;
+  for (size_t a = 0; a < nm; a++)
+    for (size_t b = 0; b < nm; b++)
+      if (a != b) {
+        const size_t c = mi[a], d = mi[b];
+        const double d2 = g[c * ld + c] + g[d * ld + d] - 2 * g[c * ld + d];
         s += sqrt(fmax(d2, 0.0));
-        n++;
       }
-  return s / (double)n / avg;
+  return s / ((double)nm * (double)(nm - 1)) / avg;
 }
 
 /* seli_W = || A/||A||_F - R/||R||_F ||_F with A = W W^T and R its SELI
  * reference: seliW, or for equal counts P = I - 11^T/C (||P||_F^2 = C - 1). */
-static double seli_W(const ufm_metrics_ws *mw, const gsl_matrix *A)
+UFM_CLONES static double seli_W(const ufm_metrics_ws *mw, const gsl_matrix *A)
 {
-  const size_t C = mw->C, n = C * C;
+  const size_t C = mw->C, lda = A->tda;
   const double *R = mw->balanced ? NULL : mw->seliW->data;
-  double fa = 0, fb = 0, d = 0;
-  for (size_t q = 0; q < n; q++) fa += A->data[q] * A->data[q];
-  if (R)
-    for (size_t q = 0; q < n; q++) fb += R[q] * R[q];
-  else fb = (double)C - 1.0;
+  double fa = 0, fb = R ? 0 : (double)C - 1.0, d = 0;
+  for (size_t c = 0; c < C; c++) {
+    const double *ac = A->data + c * lda, *rc = R ? R + c * C : NULL;
+    double ra[NLANE] = {0}, rb[NLANE] = {0};
+    size_t e = 0;
+    for (; e + NLANE <= C; e += NLANE)
+      for (size_t l = 0; l < NLANE; l++) ra[l] += ac[e + l] * ac[e + l];
+    for (size_t l = 0; e < C; e++, l++) ra[l] += ac[e] * ac[e];
+    fa += lanes_sum(ra);
+    if (!R) continue;
+    for (e = 0; e + NLANE <= C; e += NLANE)
+      for (size_t l = 0; l < NLANE; l++) rb[l] += rc[e + l] * rc[e + l];
+    for (size_t l = 0; e < C; e++, l++) rb[l] += rc[e] * rc[e];
+    fb += lanes_sum(rb);
+  }
   fa = sqrt(fa);
   fb = sqrt(fb);
-  for (size_t q = 0; q < n; q++) {
-    double ref = R ? R[q] : (q / C == q % C ? 1.0 : 0.0) - 1.0 / (double)C;
-    double x = A->data[q] / fa - ref / fb;
-    d += x * x;
+  /* for equal counts the reference row c is (e_c - 1/C)/fb */
+  const double off = -1.0 / (double)C / fb, dia = (1.0 - 1.0 / (double)C) / fb;
+  for (size_t c = 0; c < C; c++) {
+    const double *ac = A->data + c * lda, *rc = R ? R + c * C : NULL;
+    double r[NLANE] = {0};
+    size_t e = 0;
+    for (; e + NLANE <= C; e += NLANE)
+      for (size_t l = 0; l < NLANE; l++) {
+        const double ref = rc ? rc[e + l] / fb : (e + l == c ? dia : off), x = ac[e + l] / fa - ref;
+        r[l] += x * x;
+      }
+    for (size_t l = 0; e < C; e++, l++) {
+      const double ref = rc ? rc[e] / fb : (e == c ? dia : off), x = ac[e] / fa - ref;
+      r[l] += x * x;
+    }
+    d += lanes_sum(r);
   }
   return sqrt(d);
 }
@@ -1964,18 +2019,48 @@ static double mug_norm2(const ufm_metrics_ws *mw, size_t p) /* ||mu_G||^2 */
 static double seli_mm2(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G)
 {
   const size_t C = m->C, ld = G->tda;
-  const double *mg = mw->mg, gg = mug_norm2(mw, m->p);
+  const double *mg = mw->mg, *nd = mw->ncount, gg = mug_norm2(mw, m->p);
   double mm2 = 0.0;
   for (size_t c = 0; c < C; c++) {
-    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
-    double r = 0.0;
-    for (size_t d = 0; d < C; d++) {
+    const double *gc = G->data + c * ld, mc = mg[c] + gg;
+    double r[NLANE] = {0};
+    size_t d = 0;
+    for (; d + NLANE <= C; d += NLANE)
+      for (size_t l = 0; l < NLANE; l++) {
+        const double v = gc[d + l] + mc + mg[d + l];
+        r[l] += nd[d + l] * v * v;
+      }
+    for (size_t l = 0; d < C; d++, l++) {
       const double v = gc[d] + mc + mg[d];
-      r += (double)m->counts[d] * v * v;
+      r[l] += nd[d] * v * v;
     }
-    mm2 += nc * r;
+    mm2 += nd[c] * lanes_sum(r);
   }
   return mm2;
+}
+
+/* Row c of seli_H_dd's second sum: n_c sum_d n_d (v_cd/a - K_cd/b)^2 */
+UFM_CLONES static double seli_H_row(const gsl_matrix *G, const double *mg, const double *nd,
+                                    const double *K, size_t c, size_t C, double gg, double a,
+                                    double b, double kdia, double koff)
+{
+  const double *gc = G->data + c * G->tda, *kc = K ? K + c * C : NULL, mc = mg[c] + gg;
+  double r[NLANE] = {0};
+  size_t d = 0;
+  for (; d + NLANE <= C; d += NLANE)
+    for (size_t l = 0; l < NLANE; l++) {
+      const double v = gc[d + l] + mc + mg[d + l];
+      const double k = kc ? kc[d + l] : (d + l == c ? kdia : koff);
+      const double x = v / a - k / b;
+      r[l] += nd[d + l] * x * x;
+    }
+  for (size_t l = 0; d < C; d++, l++) {
+    const double v = gc[d] + mc + mg[d];
+    const double k = kc ? kc[d] : (d == c ? kdia : koff);
+    const double x = v / a - k / b;
+    r[l] += nd[d] * x * x;
+  }
+  return nd[c] * lanes_sum(r);
 }
 
 /* The rest, after B: the rows c of the second sum in parallel (a slot
@@ -1983,24 +2068,14 @@ static double seli_mm2(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_m
 static double seli_H_dd(const ufm_model *m, ufm_metrics_ws *mw, const gsl_matrix *G, double dd2,
                         double cross, double mm2)
 {
-  const size_t C = m->C, ld = G->tda;
+  const size_t C = m->C;
   const double N = (double)m->N, Cd = (double)C;
   const double *mg = mw->mg, *K = mw->balanced ? NULL : mw->seliK->data, gg = mug_norm2(mw, m->p);
   double *row = mw->ug, x2 = 0.0;
   const double a2 = dd2 + 2.0 * cross + mm2, a = sqrt(a2), b = sqrt(N * (Cd - 1.0) / Cd);
   const double l = sqrt((double)m->counts[0]), koff = -1.0 / Cd / l, kdia = (1.0 - 1.0 / Cd) / l;
 #pragma omp parallel for schedule(static) num_threads(team(mw)) if (C * C >= UFM_PAR_MIN)
-  for (size_t c = 0; c < C; c++) {
-    const double *gc = G->data + c * ld, nc = (double)m->counts[c], mc = mg[c] + gg;
-    double r = 0.0;
-    for (size_t d = 0; d < C; d++) {
-      const double v = gc[d] + mc + mg[d];
-      const double k = K ? K[c * C + d] : (c == d ? kdia : koff);
-      const double x = v / a - k / b;
-      r += (double)m->counts[d] * x * x;
-    }
-    row[c] = nc * r;
-  }
+  for (size_t c = 0; c < C; c++) row[c] = seli_H_row(G, mg, mw->ncount, K, c, C, gg, a, b, kdia, koff);
   for (size_t c = 0; c < C; c++) x2 += row[c];
   return sqrt((dd2 + 2.0 * cross) / a2 + x2);
 }
@@ -2102,7 +2177,10 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   for (size_t c = 0; c < C; c++) mw->dzero &= mw->s2[c] == 0.0;
   double inner_H = mw->tiles_dd || !mw->seli_H ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
   gram(CblasTrans, mw->M, mw->G);
-  for (size_t c = 0; c < C; c++) mw->mnorm[c] = sqrt(fmax(gsl_matrix_get(mw->G, c, c), 0.0));
+  for (size_t c = 0; c < C; c++) {
+    mw->gdiag[c] = gsl_matrix_get(mw->G, c, c);
+    mw->mnorm[c] = sqrt(fmax(mw->gdiag[c], 0.0));
+  }
   /* M_c.mu_G, each a sum over k in order, M read row by row */
   for (size_t c = 0; c < C; c++) mw->mg[c] = 0.0;
   for (size_t k = 0; k < p; k++) {
@@ -2113,7 +2191,9 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   if (mw->certify) ncc_certify_prepare(m, mw);
 
   /* A: NC1's factor (LQ or SVD) on one thread, the metrics of the Grams
-   * of M and W on another (on the same one if it is alone), while the
+   * of M and of W on others (the first free thread takes each; one thread
+   * takes both where the factorisation is long, two at C = 5000, p = 16,
+   * where these C x C passes are most of the evaluation), while the
    * others (then these too) take the blocks of the nearest-class-centre
    * rule (and for p > N the tiles of H^T H); none needs anything from
    * another */
@@ -2144,13 +2224,16 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
       if (mw->tiles_dd && mw->seli_H) mm2 = seli_mm2(m, mw, mw->G);
+      if (ns > 1 && mw->seli_H) slab_pinv_mu(m, mw);
+    }
+#pragma omp single nowait
+    {
       gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
       gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
                    &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
       out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
       out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
       out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
-      if (ns > 1 && mw->seli_H) slab_pinv_mu(m, mw);
     }
     if (ns > 1) {
 #ifdef _OPENMP

@@ -160,7 +160,60 @@ static void test_hand_case(void **s)
 
 typedef struct {
   double nc1, cdnv, eqnM, eqnW, eqaM, eqaW, maxM, maxW, etfM, etfW, nc3, nc4, acc, margin;
+  double seliW, mccosW, mccosM, mcdistW; /* the last three NaN without two minority classes */
 } ref_metrics;
+
+/* The pair metrics of section 7 straight from their definitions: seli_W
+ * against U L U^T (ufm_seli; P = I - 11^T/C for equal counts), and over
+ * ordered minority pairs the cosines of W's rows and M's columns and
+ * ||w_c - w_d|| / Avg_c ||w_c||. */
+static void pair_ref(const ufm_model *m, const double *M, ref_metrics *r)
+{
+  const size_t C = m->C, p = m->p;
+  size_t lo = m->counts[0], hi = m->counts[0];
+  int two = 1;
+  for (size_t c = 0; c < C; c++) lo = m->counts[c] < lo ? m->counts[c] : lo, hi = m->counts[c] > hi ? m->counts[c] : hi;
+  for (size_t c = 0; c < C; c++) two &= m->counts[c] == lo || m->counts[c] == hi;
+  gsl_matrix *R = gsl_matrix_alloc(C, C);
+  if (lo == hi)
+    for (size_t c = 0; c < C; c++)
+      for (size_t d = 0; d < C; d++) gsl_matrix_set(R, c, d, (c == d) - 1.0 / (double)C);
+  else assert_int_equal(ufm_seli(C, m->counts, NULL, R, NULL, NULL), 0);
+  double *A = calloc(C * C, sizeof(double)), fa = 0, fr = 0, d2 = 0, avg = 0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      for (size_t k = 0; k < p; k++) A[c * C + d] += gsl_matrix_get(m->W, c, k) * gsl_matrix_get(m->W, d, k);
+      fa += A[c * C + d] * A[c * C + d];
+      fr += gsl_matrix_get(R, c, d) * gsl_matrix_get(R, c, d);
+    }
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      double x = A[c * C + d] / sqrt(fa) - gsl_matrix_get(R, c, d) / sqrt(fr);
+      d2 += x * x;
+    }
+  r->seliW = sqrt(d2);
+  for (size_t c = 0; c < C; c++) avg += sqrt(A[c * C + c]) / (double)C;
+  double cw = 0, cm = 0, dw = 0, np = 0;
+  for (size_t c = 0; c < C; c++)
+    for (size_t d = 0; d < C; d++) {
+      if (c == d || !two || lo == hi || m->counts[c] != lo || m->counts[d] != lo) continue;
+      double mcd = 0, mcc = 0, mdd = 0, w2 = 0;
+      for (size_t k = 0; k < p; k++) {
+        mcd += M[k * C + c] * M[k * C + d], mcc += M[k * C + c] * M[k * C + c], mdd += M[k * C + d] * M[k * C + d];
+        double x = gsl_matrix_get(m->W, c, k) - gsl_matrix_get(m->W, d, k);
+        w2 += x * x;
+      }
+      cw += A[c * C + d] / sqrt(A[c * C + c] * A[d * C + d]);
+      cm += mcd / sqrt(mcc * mdd);
+      dw += sqrt(w2);
+      np++;
+    }
+  r->mccosW = np > 0 ? cw / np : NAN;
+  r->mccosM = np > 0 ? cm / np : NAN;
+  r->mcdistW = np > 0 ? dw / np / avg : NAN;
+  free(A);
+  gsl_matrix_free(R);
+}
 
 static void gram_ref(size_t C, const double *V, size_t p, int cols, double *eqn, double *eqa,
                      double *mx, double *etf)
@@ -260,6 +313,7 @@ static void reference(const ufm_model *m, ref_metrics *r)
       s += d * d;
     }
   r->nc3 = s;
+  pair_ref(m, M, r);
   size_t mis = 0, ok = 0;
   r->margin = INFINITY;
   for (size_t i = 0; i < N; i++) {
@@ -326,6 +380,14 @@ static void random_case(size_t C, size_t p, const size_t *counts, int bias, unsi
   assert_close(out[UFM_M_NC4], r.nc4, 0, 0);
   assert_close(out[UFM_M_ACC], r.acc, 0, 0);
   assert_close(out[UFM_M_MARGIN], r.margin, 1e-12, 1e-14);
+  assert_close(out[UFM_M_SELI_W], r.seliW, 1e-12, 1e-14);
+  if (isnan(r.mccosW)) {
+    assert_true(isnan(out[UFM_M_MC_COS_W]) && isnan(out[UFM_M_MC_COS_M]) && isnan(out[UFM_M_MC_DIST_W]));
+  } else {
+    assert_close(out[UFM_M_MC_COS_W], r.mccosW, 1e-12, 1e-14);
+    assert_close(out[UFM_M_MC_COS_M], r.mccosM, 1e-12, 1e-14);
+    assert_close(out[UFM_M_MC_DIST_W], r.mcdistW, 1e-8, 1e-12);
+  }
   if (m->N <= 400) { /* seli_H with the N x N matrices H^T H and V L V^T = Y^T K Y */
     gsl_matrix *K = gsl_matrix_alloc(C, C);
     ufm_seli(C, counts, NULL, NULL, K, NULL);
@@ -378,6 +440,11 @@ static void test_against_reference(void **s)
   for (size_t c = 0; c < 40; c++) ones[c] = 1;
   random_case(40, 300, ones, 1, 21);
   random_case(30, 20, ones, 0, 22);
+  /* C = 21 with two counts: the C x C passes' eight-lane blocks and their
+   * tails (up to 20 pairs a row), and the minority pairs (11 classes) */
+  size_t c21[21];
+  for (size_t c = 0; c < 21; c++) c21[c] = c < 10 ? 9 : 4;
+  random_case(21, 12, c21, 1, 23);
 }
 
 /* Collapsed features with p < C-1: NC1 is finite and ~0, not 0/0. */
