@@ -227,6 +227,7 @@ struct ufm_metrics_ws {
   int seli_ready;
   int balanced;
   gsl_matrix *seliW;  /* C x C  U L U^T (unequal counts only)                     */
+  double seli_fb;     /* its Frobenius norm                                      */
   gsl_matrix *seliK;  /* C x C  U L^-1 U^T (unequal counts only)                  */
   size_t *minority;   /* the nminority classes with the smaller of exactly two
                          counts, in increasing order                              */
@@ -1717,14 +1718,35 @@ static void mean_std(const double *x, size_t n, double *mean, double *std)
   *std = sqrt(v / (double)n);
 }
 
+/* What the passes of gram_body also sum, from the same entries: for the
+ * Gram of M, CDNV and seli_H's sum_{c,d} n_c n_d (mu_c.mu_d)^2 (which needs
+ * nothing of B: taken during A); for the Gram of W with unequal counts,
+ * seli_W (with equal counts U L U^T is proportional to I - 11^T/C, so
+ * seli_W is etf_W). */
+typedef struct {
+  const double *s2, *gd; /* CDNV: s_c^2 and G's diagonal                           */
+  const double *mg, *nd; /* seli_H: M_c.mu_G and n_c                               */
+  double gg;             /* ||mu_G||^2                                             */
+  const double *R;       /* seli_W: U L U^T (C x C) and its Frobenius norm fb      */
+  double fb;
+  double cdnv, mm2, seli; /* the results                                           */
+} gram_extra;
+
 /* From a C x C Gram matrix G of vectors v_c (exactly symmetric, as gram()
- * leaves it): ||v_c|| into nrm (or already there, fill = 0); Std/Avg of ||v_c||; Std over c != c' of
- * the cosines; Avg of |cos + 1/(C-1)|; and || G/||G||_F - (I -
- * 11^T/C)/sqrt(C-1) ||_F. The cosines are not stored: their mean, then
- * their spread about it, in two passes over the upper triangle (each
- * pair counted twice). */
-UFM_CLONES static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, double *equinorm,
-                                    double *equiangle, double *maxangle, double *etf)
+ * leaves it): ||v_c|| into nrm (or already there, fill = 0); Std/Avg of
+ * ||v_c||; Std over c != c' of the cosines; Avg of |cos + 1/(C-1)|; || G/||G||_F
+ * - (I - 11^T/C)/sqrt(C-1) ||_F; and with the flags what gram_extra lists
+ * (cd: CDNV, mm: seli_H's sum, sr: seli_W). The cosines are not stored:
+ * their mean, then their spread about it, in two passes over the upper
+ * triangle (each pair counted twice, the symmetric sums as the diagonal plus
+ * twice the rest); the only passes over G at C = 5000, where they are most
+ * of an evaluation (200 MB each Gram). */
+static inline __attribute__((always_inline)) void gram_body(const gsl_matrix *G, double *nrm,
+                                                             int fill, double *equinorm,
+                                                             double *equiangle, double *maxangle,
+                                                             double *etf, gram_extra *x,
+                                                             const int cd, const int mm,
+                                                             const int sr)
 {
   const size_t C = G->size1, ld = G->tda;
   const double *g = G->data;
@@ -1735,82 +1757,103 @@ UFM_CLONES static void gram_metrics(const gsl_matrix *G, double *nrm, int fill, 
   *equinorm = s / a;
 
   const double n = (double)C * (double)(C - 1), k1 = 1.0 / (double)(C - 1);
-  double dev = 0.0, fdiag = 0.0, foff = 0.0, csum = 0.0;
+  const double *s2 = cd ? x->s2 : NULL, *gd = cd ? x->gd : NULL;
+  const double *mg = mm ? x->mg : NULL, *nd = mm ? x->nd : NULL, gg = mm ? x->gg : 0.0;
+  double dev = 0.0, fdiag = 0.0, foff = 0.0, csum = 0.0, cdn = 0.0, mm2 = 0.0;
   for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld, nc = nrm[c];
-    double rs[NLANE] = {0}, rd[NLANE] = {0}, rf[NLANE] = {0};
+    const double *gc = g + c * ld, nc = nrm[c], gcc = gc[c];
+    const double s2c = cd ? s2[c] : 0.0, mc = mm ? mg[c] + gg : 0.0;
+    double rs[NLANE] = {0}, rd[NLANE] = {0}, rf[NLANE] = {0}, rc[NLANE] = {0}, rm[NLANE] = {0};
     size_t d = c + 1;
-    fdiag += gc[c] * gc[c];
+    fdiag += gcc * gcc;
+#define GRAM_PASS1(j, l)                                                                           \
+  do {                                                                                             \
+    const double x_ = gc[j], cs = x_ / (nc * nrm[j]);                                              \
+    rf[l] += x_ * x_;                                                                              \
+    rs[l] += cs;                                                                                   \
+    rd[l] += fabs(cs + k1);                                                                        \
+    if (cd) rc[l] += (s2c + s2[j]) / (2.0 * fmax(gcc + gd[j] - 2.0 * x_, 0.0));                   \
+    if (mm) {                                                                                      \
+      const double v = x_ + mc + mg[j];                                                            \
+      rm[l] += nd[j] * v * v;                                                                      \
+    }                                                                                              \
+  } while (0)
     for (; d + NLANE <= C; d += NLANE)
-      for (size_t l = 0; l < NLANE; l++) {
-        const double x = gc[d + l], cs = x / (nc * nrm[d + l]);
-        rf[l] += x * x;
-        rs[l] += cs;
-        rd[l] += fabs(cs + k1);
-      }
-    for (size_t l = 0; d < C; d++, l++) {
-      const double x = gc[d], cs = x / (nc * nrm[d]);
-      rf[l] += x * x;
-      rs[l] += cs;
-      rd[l] += fabs(cs + k1);
-    }
+      for (size_t l = 0; l < NLANE; l++) GRAM_PASS1(d + l, l);
+    for (size_t l = 0; d < C; d++, l++) GRAM_PASS1(d, l);
+#undef GRAM_PASS1
     foff += lanes_sum(rf);
     csum += lanes_sum(rs);
     dev += lanes_sum(rd);
+    if (cd) cdn += lanes_sum(rc);
+    if (mm) {
+      const double v = gcc + mc + mg[c];
+      mm2 += nd[c] * (nd[c] * v * v + 2.0 * lanes_sum(rm));
+    }
   }
   const double cmean = 2.0 * csum / n;
   *maxangle = 2.0 * dev / n;
+  if (cd) x->cdnv = cdn / (0.5 * n);
+  if (mm) x->mm2 = mm2;
 
-  /* the spread of the cosines about their mean and the distance to the
-   * ETF's Gram, in one more pass */
+  /* the spread of the cosines about their mean and the distances to the
+   * ETF's Gram (and to the SELI reference), in one more pass */
   const double fro = sqrt(fdiag + 2.0 * foff), inv = 1.0 / sqrt((double)(C - 1));
   const double rdiag = (1.0 - 1.0 / (double)C) * inv, roff = -1.0 / (double)C * inv;
-  double v = 0.0, ed = 0.0, eo = 0.0;
+  const double *R = sr ? x->R : NULL, fb = sr ? x->fb : 1.0;
+  double v = 0.0, ed = 0.0, eo = 0.0, zd = 0.0, zo = 0.0;
   for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld, nc = nrm[c], x = gc[c] / fro - rdiag;
-    double rv[NLANE] = {0}, ro[NLANE] = {0};
+    const double *gc = g + c * ld, *rc = sr ? R + c * C : NULL, nc = nrm[c], e = gc[c] / fro - rdiag;
+    double rv[NLANE] = {0}, ro[NLANE] = {0}, rz[NLANE] = {0};
     size_t d = c + 1;
-    ed += x * x;
-    for (; d + NLANE <= C; d += NLANE)
-      for (size_t l = 0; l < NLANE; l++) {
-        const double cs = gc[d + l] / (nc * nrm[d + l]) - cmean, y = gc[d + l] / fro - roff;
-        rv[l] += cs * cs;
-        ro[l] += y * y;
-      }
-    for (size_t l = 0; d < C; d++, l++) {
-      const double cs = gc[d] / (nc * nrm[d]) - cmean, y = gc[d] / fro - roff;
-      rv[l] += cs * cs;
-      ro[l] += y * y;
+    ed += e * e;
+    if (sr) {
+      const double z = gc[c] / fro - rc[c] / fb;
+      zd += z * z;
     }
+#define GRAM_PASS2(j, l)                                                                           \
+  do {                                                                                             \
+    const double cs = gc[j] / (nc * nrm[j]) - cmean, y = gc[j] / fro - roff;                       \
+    rv[l] += cs * cs;                                                                              \
+    ro[l] += y * y;                                                                                \
+    if (sr) {                                                                                      \
+      const double z = gc[j] / fro - rc[j] / fb;                                                   \
+      rz[l] += z * z;                                                                              \
+    }                                                                                              \
+  } while (0)
+    for (; d + NLANE <= C; d += NLANE)
+      for (size_t l = 0; l < NLANE; l++) GRAM_PASS2(d + l, l);
+    for (size_t l = 0; d < C; d++, l++) GRAM_PASS2(d, l);
+#undef GRAM_PASS2
     v += lanes_sum(rv);
     eo += lanes_sum(ro);
+    if (sr) zo += lanes_sum(rz);
   }
   *equiangle = sqrt(2.0 * v / n);
   *etf = sqrt(ed + 2.0 * eo);
+  if (sr) x->seli = sqrt(zd + 2.0 * zo);
 }
 
-/* Avg_{c<c'} (s_c^2 + s_c'^2) / (2 ||mu_c - mu_c'||^2), from G = M^T M. */
-UFM_CLONES static double cdnv(const ufm_metrics_ws *mw, const gsl_matrix *G)
+/* gram_body for the Gram of M: with CDNV, and seli_H's sum if mm */
+UFM_CLONES static void gram_metrics_M(const gsl_matrix *G, const double *nrm, double *out,
+                                      gram_extra *x, int mm)
 {
-  const size_t C = mw->C, ld = G->tda;
-  const double *g = G->data, *gd = mw->gdiag, *s2 = mw->s2;
-  double s = 0.0;
-  for (size_t c = 0; c < C; c++) {
-    const double *gc = g + c * ld, gcc = gd[c], s2c = s2[c];
-    double r[NLANE] = {0};
-    size_t d = c + 1;
-    for (; d + NLANE <= C; d += NLANE)
-      for (size_t l = 0; l < NLANE; l++) {
-        const double dist2 = gcc + gd[d + l] - 2.0 * gc[d + l];
-        r[l] += (s2c + s2[d + l]) / (2.0 * fmax(dist2, 0.0));
-      }
-    for (size_t l = 0; d < C; d++, l++) {
-      const double dist2 = gcc + gd[d] - 2.0 * gc[d];
-      r[l] += (s2c + s2[d]) / (2.0 * fmax(dist2, 0.0));
-    }
-    s += lanes_sum(r);
-  }
-  return s / (0.5 * (double)C * (double)(C - 1));
+  double *o[4] = {&out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M], &out[UFM_M_MAXANGLE_M],
+                  &out[UFM_M_ETF_M]};
+  if (mm) gram_body(G, (double *)nrm, 0, o[0], o[1], o[2], o[3], x, 1, 1, 0);
+  else gram_body(G, (double *)nrm, 0, o[0], o[1], o[2], o[3], x, 1, 0, 0);
+  out[UFM_M_CDNV] = x->cdnv;
+}
+
+/* gram_body for the Gram of W: its norms into nrm, and seli_W (etf_W for
+ * equal counts, x->R NULL) */
+UFM_CLONES static void gram_metrics_W(const gsl_matrix *G, double *nrm, double *out, gram_extra *x)
+{
+  double *o[4] = {&out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W], &out[UFM_M_MAXANGLE_W],
+                  &out[UFM_M_ETF_W]};
+  if (x->R) gram_body(G, nrm, 1, o[0], o[1], o[2], o[3], x, 0, 0, 1);
+  else gram_body(G, nrm, 1, o[0], o[1], o[2], o[3], x, 0, 0, 0);
+  out[UFM_M_SELI_W] = x->R ? x->seli : out[UFM_M_ETF_W];
 }
 
 /* || W^T/||W||_F - M/||M||_F ||_F^2, in blocks of 32 of M's rows (W's
@@ -1869,6 +1912,19 @@ static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
       abort();
     }
     ufm_seli(m->C, m->counts, NULL, mw->seliW, mw->seliK, NULL);
+    /* its norm as the Gram's in gram_body, row by row in lanes: one chain
+     * over the C^2 entries loses ~1e-12 at C = 3000 */
+    const double *R = mw->seliW->data;
+    double f = 0.0;
+    for (size_t c = 0; c < m->C; c++) {
+      double r[NLANE] = {0};
+      size_t e = 0;
+      for (; e + NLANE <= m->C; e += NLANE)
+        for (size_t l = 0; l < NLANE; l++) r[l] += R[c * m->C + e + l] * R[c * m->C + e + l];
+      for (size_t l = 0; e < m->C; e++, l++) r[l] += R[c * m->C + e] * R[c * m->C + e];
+      f += lanes_sum(r);
+    }
+    mw->seli_fb = sqrt(f);
   }
   mw->seli_ready = 1;
 }
@@ -1917,49 +1973,6 @@ static double minority_dist(const ufm_metrics_ws *mw, const gsl_matrix *G)
         s += sqrt(fmax(d2, 0.0));
       }
   return s / ((double)nm * (double)(nm - 1)) / avg;
-}
-
-/* seli_W = || A/||A||_F - R/||R||_F ||_F with A = W W^T and R its SELI
- * reference: seliW, or for equal counts P = I - 11^T/C (||P||_F^2 = C - 1). */
-UFM_CLONES static double seli_W(const ufm_metrics_ws *mw, const gsl_matrix *A)
-{
-  const size_t C = mw->C, lda = A->tda;
-  const double *R = mw->balanced ? NULL : mw->seliW->data;
-  double fa = 0, fb = R ? 0 : (double)C - 1.0, d = 0;
-  for (size_t c = 0; c < C; c++) {
-    const double *ac = A->data + c * lda, *rc = R ? R + c * C : NULL;
-    double ra[NLANE] = {0}, rb[NLANE] = {0};
-    size_t e = 0;
-    for (; e + NLANE <= C; e += NLANE)
-      for (size_t l = 0; l < NLANE; l++) ra[l] += ac[e + l] * ac[e + l];
-    for (size_t l = 0; e < C; e++, l++) ra[l] += ac[e] * ac[e];
-    fa += lanes_sum(ra);
-    if (!R) continue;
-    for (e = 0; e + NLANE <= C; e += NLANE)
-      for (size_t l = 0; l < NLANE; l++) rb[l] += rc[e + l] * rc[e + l];
-    for (size_t l = 0; e < C; e++, l++) rb[l] += rc[e] * rc[e];
-    fb += lanes_sum(rb);
-  }
-  fa = sqrt(fa);
-  fb = sqrt(fb);
-  /* for equal counts the reference row c is (e_c - 1/C)/fb */
-  const double off = -1.0 / (double)C / fb, dia = (1.0 - 1.0 / (double)C) / fb;
-  for (size_t c = 0; c < C; c++) {
-    const double *ac = A->data + c * lda, *rc = R ? R + c * C : NULL;
-    double r[NLANE] = {0};
-    size_t e = 0;
-    for (; e + NLANE <= C; e += NLANE)
-      for (size_t l = 0; l < NLANE; l++) {
-        const double ref = rc ? rc[e + l] / fb : (e + l == c ? dia : off), x = ac[e + l] / fa - ref;
-        r[l] += x * x;
-      }
-    for (size_t l = 0; e < C; e++, l++) {
-      const double ref = rc ? rc[e] / fb : (e == c ? dia : off), x = ac[e] / fa - ref;
-      r[l] += x * x;
-    }
-    d += lanes_sum(r);
-  }
-  return sqrt(d);
 }
 
 /* <H^T H, V L V^T> for seli_H, without an N x N matrix: V L V^T =
@@ -2012,31 +2025,6 @@ static double mug_norm2(const ufm_metrics_ws *mw, size_t p) /* ||mu_G||^2 */
   double gg = 0.0;
   for (size_t k = 0; k < p; k++) gg += mw->muG->data[k] * mw->muG->data[k];
   return gg;
-}
-
-/* sum_{c,d} n_c n_d (mu_c.mu_d)^2 for seli_H_dd, which needs nothing of B:
- * taken during A. */
-static double seli_mm2(const ufm_model *m, const ufm_metrics_ws *mw, const gsl_matrix *G)
-{
-  const size_t C = m->C, ld = G->tda;
-  const double *mg = mw->mg, *nd = mw->ncount, gg = mug_norm2(mw, m->p);
-  double mm2 = 0.0;
-  for (size_t c = 0; c < C; c++) {
-    const double *gc = G->data + c * ld, mc = mg[c] + gg;
-    double r[NLANE] = {0};
-    size_t d = 0;
-    for (; d + NLANE <= C; d += NLANE)
-      for (size_t l = 0; l < NLANE; l++) {
-        const double v = gc[d + l] + mc + mg[d + l];
-        r[l] += nd[d + l] * v * v;
-      }
-    for (size_t l = 0; d < C; d++, l++) {
-      const double v = gc[d] + mc + mg[d];
-      r[l] += nd[d] * v * v;
-    }
-    mm2 += nd[c] * lanes_sum(r);
-  }
-  return mm2;
 }
 
 /* Row c of seli_H_dd's second sum: n_c sum_d n_d (v_cd/a - K_cd/b)^2 */
@@ -2218,21 +2206,21 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     }
 #pragma omp single nowait
     {
-      out[UFM_M_CDNV] = cdnv(mw, mw->G);
-      gram_metrics(mw->G, mw->mnorm, 0, &out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M],
-                   &out[UFM_M_MAXANGLE_M], &out[UFM_M_ETF_M]);
+      gram_extra x = {.s2 = mw->s2, .gd = mw->gdiag, .mg = mw->mg, .nd = mw->ncount,
+                      .gg = mug_norm2(mw, p)};
+      const int want_mm2 = mw->tiles_dd && mw->seli_H;
+      gram_metrics_M(mw->G, mw->mnorm, out, &x, want_mm2);
+      if (want_mm2) mm2 = x.mm2;
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
-      if (mw->tiles_dd && mw->seli_H) mm2 = seli_mm2(m, mw, mw->G);
       if (ns > 1 && mw->seli_H) slab_pinv_mu(m, mw);
     }
 #pragma omp single nowait
     {
       gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
-      gram_metrics(&mw->WW.matrix, mw->wnorm, 1, &out[UFM_M_EQUINORM_W], &out[UFM_M_EQUIANGLE_W],
-                   &out[UFM_M_MAXANGLE_W], &out[UFM_M_ETF_W]);
+      gram_extra x = {.R = mw->balanced ? NULL : mw->seliW->data, .fb = mw->seli_fb};
+      gram_metrics_W(&mw->WW.matrix, mw->wnorm, out, &x);
       out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
-      out[UFM_M_SELI_W] = seli_W(mw, &mw->WW.matrix);
       out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
     }
     if (ns > 1) {
