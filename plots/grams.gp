@@ -9,7 +9,9 @@
 #   gnuplot -e "data='DIR/grams.npy'; SKIP=128; R=...; K=1; C=NC; out_png=...; out_pdf=...; title=..." plots/grams.gp
 # data: a float64 .npy of shape (6, C, C), read as raw bytes after its SKIP
 # header bytes; R: the colour range [-R, R] (ufm passes the largest |entry|);
-# K: draw every K-th row and column (ufm passes ceil(C/300)).
+# K: draw every K-th row and column (ufm passes ceil(C/300)); KF: the file
+# holds every KF-th class of the run (its summary's grams_stride), drawn at
+# their class indices.
 
 # the directory of this script, for pdfterm.gp
 PLOTDIR = ''
@@ -21,16 +23,17 @@ set encoding utf8
 array T[6] = ["W W^T", "M^T M (centred means)", "W M", "SELI: W W^T = U L U^T", "SELI: M^T M", "SELI: W M"]
 if (!exists("SKIP")) { SKIP = 128 }
 if (!exists("K")) { K = 1 }
+if (!exists("KF")) { KF = 1 }
 if (!exists("R")) { R = 1 }
 # the common colour range
 set cbrange [-R:R]
 set palette defined (-1 "#2166ac", -0.5 "#67a9cf", 0 "#f7f7f7", 0.5 "#ef8a62", 1 "#b2182b")
-set xrange [-0.5:C - 0.5]
-set yrange [C - 0.5:-0.5]
+set xrange [-0.5*KF:(C - 0.5)*KF]
+set yrange [(C - 0.5)*KF:-0.5*KF]
 set size ratio -1
 set xtics out nomirror scale 0.4 font ",8"
 set ytics out nomirror scale 0.4 font ",8"
-if (C > 12) { set xtics C/6 + 1; set ytics C/6 + 1 }
+if (C*KF > 12) { set xtics C*KF/6 + 1; set ytics C*KF/6 + 1 }
 set cbtics font ",8"
 unset key
 
@@ -46,11 +49,11 @@ do for [out in "png pdf"] {
         set output out_pdf
     }
     set multiplot layout 2,3 title sprintf("%s: final Gram matrices (normalised) and their SELI / ETF references%s", title, \
-        K > 1 ? sprintf("; one class in %d shown", K) : "") noenhanced
+        K*KF > 1 ? sprintf("; one class in %d shown", K*KF) : "") noenhanced
     do for [k=0:5] {
         set title T[k+1] noenhanced
         if (k % 3 == 2) { set colorbox } else { unset colorbox }
-        plot data binary skip=SKIP + k*C*C*8 array=(C,C) format="%float64" every K:K with image
+        plot data binary skip=SKIP + k*C*C*8 array=(C,C) format="%float64" dx=KF dy=KF every K:K with image
     }
     unset multiplot
     unset output

@@ -83,6 +83,8 @@ static const keydef keys[] = {
      "PDF figures: screen (DejaVu Sans, 9 in wide) or paper (vector, Latin Modern, figure_width)"},
     {"figure_width", K_FIGWIDTH, OFF(figure_width), "page", 1, 40, LO_INCL,
      "paper figures' width: column (3.4 in), page (7 in), or a length like 12cm, 5in"},
+    {"grams_classes", K_SIZE, OFF(grams_classes), "1000", 0, 1e6, LO_INCL,
+     "grams.npy holds the Gram matrices of at most this many classes (every K-th above; 0: none)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -617,12 +619,13 @@ int ufm_config_key_sweepable(const char *key)
 {
   const keydef *kd = key_lookup(key);
   return kd && kd->type != K_STRING && kd->type != K_COUNTS && kd->type != K_FIGSTYLE &&
-         kd->type != K_FIGWIDTH && strcmp(key, "seeds") != 0;
+         kd->type != K_FIGWIDTH && strcmp(key, "seeds") != 0 && strcmp(key, "grams_classes") != 0;
 }
 
 int ufm_config_line_ignored(const char *line)
 {
-  static const char *const prefixes[] = {"#", "out = ", "figure_style = ", "figure_width = "};
+  static const char *const prefixes[] = {"#", "out = ", "figure_style = ", "figure_width = ",
+                                         "grams_classes = "};
   for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++)
     if (!strncmp(line, prefixes[k], strlen(prefixes[k]))) return 1;
   return 0;

@@ -31,6 +31,7 @@ typedef struct {
   unsigned long checkpoint_every;
   double checkpoint_minutes; /* also checkpoint when this much wall time has passed (0: never) */
   double tol;
+  size_t grams_classes; /* grams.npy: at most this many classes, every K-th above (0: none) */
   int figure_style;     /* UFM_FIG_SCREEN or UFM_FIG_PAPER: how the PDF figures are drawn */
   double figure_width;  /* width of the PDF figures in inches (paper style) */
   char *out;

@@ -228,6 +228,7 @@ struct ufm_metrics_ws {
   int balanced;
   gsl_matrix *seliW;  /* C x C  U L U^T (unequal counts only)                     */
   double seli_fb;     /* its Frobenius norm                                      */
+  double fro_W, fro_M; /* ||W W^T||_F, ||M^T M||_F at the last evaluation         */
   gsl_matrix *seliK;  /* C x C  U L^-1 U^T (unequal counts only)                  */
   size_t *minority;   /* the nminority classes with the smaller of exactly two
                          counts, in increasing order                              */
@@ -1730,6 +1731,7 @@ typedef struct {
   const double *R;       /* seli_W: U L U^T (C x C) and its Frobenius norm fb      */
   double fb;
   double cdnv, mm2, seli; /* the results                                           */
+  double fro;             /* and the Gram's Frobenius norm                         */
 } gram_extra;
 
 /* From a C x C Gram matrix G of vectors v_c (exactly symmetric, as gram()
@@ -1832,6 +1834,7 @@ static inline __attribute__((always_inline)) void gram_body(const gsl_matrix *G,
   *equiangle = sqrt(2.0 * v / n);
   *etf = sqrt(ed + 2.0 * eo);
   if (sr) x->seli = sqrt(zd + 2.0 * zo);
+  x->fro = fro;
 }
 
 /* gram_body for the Gram of M: with CDNV, and seli_H's sum if mm */
@@ -2089,62 +2092,131 @@ void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mn
   }
 }
 
-static void normalise(gsl_matrix *A)
+/* Sum of the squares of a rows x cols array (row stride ld), row by row
+ * in lanes. */
+static double sumsq_rows(const double *a, size_t rows, size_t cols, size_t ld)
 {
-  double f = 0;
-  for (size_t k = 0; k < A->size1 * A->size2; k++) f += A->data[k] * A->data[k];
-  if (f > 0) gsl_matrix_scale(A, 1.0 / sqrt(f));
+  double f = 0.0;
+  for (size_t i = 0; i < rows; i++) {
+    const double *r = a + i * ld;
+    double s[NLANE] = {0};
+    size_t j = 0;
+    for (; j + NLANE <= cols; j += NLANE)
+      for (size_t l = 0; l < NLANE; l++) s[l] += r[j + l] * r[j + l];
+    for (size_t l = 0; j < cols; j++, l++) s[l] += r[j] * r[j];
+    f += lanes_sum(s);
+  }
+  return f;
 }
 
-/* References under SELI (h_i = mu_{y_i}, W H = Zhat): W W^T = U L U^T;
- * uncentred mean Gram K, so for centred means M = Mraw (I - n 1^T/N):
- * M^T M = (I - 1 n^T/N) K (I - n 1^T/N); W Mraw = P, so
- * W M = P - (1/N)(n - (N/C) 1) 1^T. Balanced counts: all three are the
- * simplex ETF's P up to scale. */
-void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix *WW,
-                       gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref, gsl_matrix *MMref,
-                       gsl_matrix *WMref)
+static void scale_by(gsl_matrix *A, double fro)
+{
+  if (fro > 0) gsl_matrix_scale(A, 1.0 / fro);
+}
+
+/* The reference of M^T M for unequal counts, (I - 1u^T) K (I - u1^T) = K -
+ * (Ku)1^T - 1(Ku)^T + (u^T K u) 11^T (u = n/N): Ku into ku (C), u^T K u
+ * returned. */
+static double mmref_setup(const ufm_metrics_ws *mw, const ufm_model *m, double *ku)
 {
   const size_t C = m->C;
+  const double N = (double)m->N;
+  double uKu = 0.0;
+  for (size_t a = 0; a < C; a++) {
+    ku[a] = 0.0;
+    for (size_t c = 0; c < C; c++) ku[a] += gsl_matrix_get(mw->seliK, a, c) * (double)m->counts[c] / N;
+    uKu += (double)m->counts[a] / N * ku[a];
+  }
+  return uKu;
+}
+
+void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stride,
+                       gsl_matrix *WW, gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref,
+                       gsl_matrix *MMref, gsl_matrix *WMref)
+{
+  const size_t C = m->C, p = m->p, K = stride ? stride : 1, nk = (C + K - 1) / K;
   const double N = (double)m->N, Cd = (double)C;
+  /* the rows of W and the columns of M of the classes kept */
+  gsl_matrix *Ws = gsl_matrix_alloc(nk, p), *Ms = gsl_matrix_alloc(p, nk);
+  for (size_t a = 0; a < nk; a++) {
+    for (size_t k = 0; k < p; k++) {
+      gsl_matrix_set(Ws, a, k, gsl_matrix_get(m->W, a * K, k));
+      gsl_matrix_set(Ms, k, a, gsl_matrix_get(mw->M, k, a * K));
+    }
+  }
   if (WW) {
-    gram(CblasNoTrans, m->W, WW);
-    normalise(WW);
+    gram(CblasNoTrans, Ws, WW);
+    scale_by(WW, K == 1 ? sqrt(sumsq_rows(WW->data, nk, nk, WW->tda)) : mw->fro_W);
   }
   if (MM) {
-    gram(CblasTrans, mw->M, MM);
-    normalise(MM);
+    gram(CblasTrans, Ms, MM);
+    scale_by(MM, K == 1 ? sqrt(sumsq_rows(MM->data, nk, nk, MM->tda)) : mw->fro_M);
   }
   if (WM) {
-    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, mw->M, 0.0, WM);
-    normalise(WM);
-  }
-  if (WWref) {
-    if (mw->balanced) ufm_seli(C, m->counts, NULL, WWref, NULL, NULL);
-    else gsl_matrix_memcpy(WWref, mw->seliW);
-    normalise(WWref);
-  }
-  if (MMref) {
-    /* with u = n/N: (I - 1u^T) K (I - u1^T) = K - (Ku)1^T - 1(Ku)^T + (u^T K u) 11^T */
-    if (mw->balanced) ufm_seli(C, m->counts, NULL, NULL, MMref, NULL);
-    else gsl_matrix_memcpy(MMref, mw->seliK);
-    double *Ku = ufm_calloc(C, sizeof(double)), uKu = 0.0;
-    for (size_t a = 0; a < C; a++) {
-      for (size_t c = 0; c < C; c++) Ku[a] += gsl_matrix_get(MMref, a, c) * (double)m->counts[c] / N;
-      uKu += (double)m->counts[a] / N * Ku[a];
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, Ws, Ms, 0.0, WM);
+    double f2 = 0.0;
+    if (K == 1) {
+      f2 = sumsq_rows(WM->data, nk, nk, WM->tda);
+    } else { /* ||W M||_F from 64 rows of W M at a time, none kept */
+      double *t = ufm_malloc(64 * C * sizeof(double));
+      for (size_t a = 0; a < C; a += 64) {
+        const size_t r = C - a < 64 ? C - a : 64;
+        gsl_matrix_const_view Wa = gsl_matrix_const_submatrix(m->W, a, 0, r, p);
+        gsl_matrix_view T = gsl_matrix_view_array(t, r, C);
+        gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, &Wa.matrix, mw->M, 0.0, &T.matrix);
+        f2 += sumsq_rows(t, r, C, C);
+      }
+      free(t);
     }
-    for (size_t a = 0; a < C; a++)
-      for (size_t b = 0; b < C; b++)
-        gsl_matrix_set(MMref, a, b, gsl_matrix_get(MMref, a, b) - Ku[a] - Ku[b] + uKu);
-    free(Ku);
-    normalise(MMref);
+    scale_by(WM, sqrt(f2));
+  }
+  /* the references: the simplex ETF (I - 11^T/C)/sqrt(C-1) for equal counts
+   * (for all three); for unequal counts U L U^T (its norm taken once per
+   * run), the centred K and W M's I - 1n^T/N - ... entry by entry, each
+   * divided by the norm of the whole C x C matrix */
+  const double etf_d = (1.0 - 1.0 / Cd) / sqrt(Cd - 1.0), etf_o = -1.0 / Cd / sqrt(Cd - 1.0);
+  if (WWref)
+    for (size_t a = 0; a < nk; a++)
+      for (size_t b = 0; b < nk; b++)
+        gsl_matrix_set(WWref, a, b,
+                       mw->balanced ? (a == b ? etf_d : etf_o)
+                                    : gsl_matrix_get(mw->seliW, a * K, b * K) / mw->seli_fb);
+  if (MMref) {
+    if (mw->balanced) {
+      for (size_t a = 0; a < nk; a++)
+        for (size_t b = 0; b < nk; b++) gsl_matrix_set(MMref, a, b, a == b ? etf_d : etf_o);
+    } else {
+      double *ku = ufm_malloc(C * sizeof(double)), *row = ufm_malloc(C * sizeof(double)), f2 = 0.0;
+      const double uKu = mmref_setup(mw, m, ku);
+      for (size_t a = 0; a < C; a++) {
+        for (size_t b = 0; b < C; b++) row[b] = gsl_matrix_get(mw->seliK, a, b) - ku[a] - ku[b] + uKu;
+        f2 += sumsq_rows(row, 1, C, C);
+      }
+      const double f = sqrt(f2);
+      for (size_t a = 0; a < nk; a++)
+        for (size_t b = 0; b < nk; b++)
+          gsl_matrix_set(MMref, a, b,
+                         (gsl_matrix_get(mw->seliK, a * K, b * K) - ku[a * K] - ku[b * K] + uKu) / f);
+      free(ku);
+      free(row);
+    }
   }
   if (WMref) {
-    for (size_t a = 0; a < C; a++)
-      for (size_t b = 0; b < C; b++)
-        gsl_matrix_set(WMref, a, b, (a == b ? 1.0 : 0.0) - 1.0 / Cd - ((double)m->counts[a] - N / Cd) / N);
-    normalise(WMref);
+    /* entry (a, b): [a = b] - 1/C - (n_a - N/C)/N; row a's sum of squares
+     * (1 - t_a)^2 + (C - 1) t_a^2 with t_a = 1/C + (n_a - N/C)/N */
+    double f2 = 0.0;
+    for (size_t a = 0; a < C; a++) {
+      const double t = 1.0 / Cd + ((double)m->counts[a] - N / Cd) / N;
+      f2 += (1.0 - t) * (1.0 - t) + (Cd - 1.0) * t * t;
+    }
+    const double f = sqrt(f2);
+    for (size_t a = 0; a < nk; a++)
+      for (size_t b = 0; b < nk; b++)
+        gsl_matrix_set(WMref, a, b,
+                       ((a == b ? 1.0 : 0.0) - 1.0 / Cd - ((double)m->counts[a * K] - N / Cd) / N) / f);
   }
+  gsl_matrix_free(Ws);
+  gsl_matrix_free(Ms);
 }
 
 /* ------------------------------------------------------------------- 8. driver */
@@ -2210,6 +2282,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
                       .gg = mug_norm2(mw, p)};
       const int want_mm2 = mw->tiles_dd && mw->seli_H;
       gram_metrics_M(mw->G, mw->mnorm, out, &x, want_mm2);
+      mw->fro_M = x.fro;
       if (want_mm2) mm2 = x.mm2;
       out[UFM_M_NC3] = nc3(m, mw, normW);
       out[UFM_M_MC_COS_M] = minority_cos(mw, mw->G);
@@ -2220,6 +2293,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
       gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
       gram_extra x = {.R = mw->balanced ? NULL : mw->seliW->data, .fb = mw->seli_fb};
       gram_metrics_W(&mw->WW.matrix, mw->wnorm, out, &x);
+      mw->fro_W = x.fro;
       out[UFM_M_MC_COS_W] = minority_cos(mw, &mw->WW.matrix);
       out[UFM_M_MC_DIST_W] = minority_dist(mw, &mw->WW.matrix);
     }

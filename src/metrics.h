@@ -46,10 +46,13 @@ void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mn
 
 /* After ufm_metrics_eval: the C x C Grams W W^T, M^T M (centred means) and
  * W M, each divided by its Frobenius norm, and their SELI references (the
- * simplex ETF for balanced counts), likewise normalised. Any may be NULL. */
-void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, gsl_matrix *WW,
-                       gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref, gsl_matrix *MMref,
-                       gsl_matrix *WMref);
+ * simplex ETF for balanced counts), likewise normalised; their rows and
+ * columns 0, K, 2K, ... (K = stride >= 1), so that each is ceil(C/K) x
+ * ceil(C/K), its entries those of the whole normalised matrix (whose norm
+ * is taken without storing it). Any may be NULL. */
+void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stride,
+                       gsl_matrix *WW, gsl_matrix *MM, gsl_matrix *WM, gsl_matrix *WWref,
+                       gsl_matrix *MMref, gsl_matrix *WMref);
 
 /* The numerical rank of M used for the pseudo-inverse at the last
  * evaluation: singular values above max(p, C) * DBL_EPSILON * s_max. */

@@ -255,8 +255,9 @@ static int batch_finish(figbatch *b, char *errbuf)
   return st;
 }
 
-/* The class counts a run recorded in its summary.tsv; NULL if absent. */
-static size_t *run_counts(const char *dir, size_t *ret_C)
+/* The class counts a run recorded in its summary.tsv (NULL if absent) and
+ * its grams_stride (1 if absent: written before session 12). */
+static size_t *run_counts(const char *dir, size_t *ret_C, size_t *stride)
 {
   char *path = ufm_path_join(dir, "summary.tsv");
   FILE *fp = fopen(path, "r");
@@ -264,7 +265,12 @@ static size_t *run_counts(const char *dir, size_t *ret_C)
   if (!fp) return NULL;
   char *line = NULL;
   size_t cap = 0, *counts = NULL;
+  *stride = 1;
   while (getline(&line, &cap, fp) != -1) {
+    if (!strncmp(line, "grams_stride\t", 13)) {
+      const size_t k = (size_t)strtoull(line + 13, NULL, 10);
+      *stride = k ? k : 1;
+    }
     if (strncmp(line, "counts\t", 7)) continue;
     size_t n = 1;
     for (char *c = line + 7; *c; c++) n += *c == ',';
@@ -284,9 +290,11 @@ static size_t *run_counts(const char *dir, size_t *ret_C)
 /* The six Gram matrices of grams.npy (shape (6, C, C)) as heat maps: gnuplot
  * reads the bytes after the header directly; one colour scale, the largest
  * |entry|; above 300 classes every K-th row and column (K = ceil(C/300)),
- * about the pixels a panel has (C = 1000: 0.4 s instead of 13 s). */
+ * about the pixels a panel has (C = 1000: 0.4 s instead of 13 s). The file
+ * holds every KF-th class of the run (its grams_stride), drawn at their
+ * class indices. */
 static int draw_grams(figbatch *b, const char *path, const char *title, const ufm_figure *fig,
-                      char *errbuf)
+                      size_t KF, char *errbuf)
 {
   double *g = NULL;
   int nd = 0;
@@ -313,6 +321,7 @@ static int draw_grams(figbatch *b, const char *path, const char *title, const uf
   gp_addnum(&h, "SKIP", skip);
   gp_addnum(&h, "R", R > 0.0 ? R : 1.0);
   gp_addnum(&h, "K", (double)((C + 299) / 300));
+  gp_addnum(&h, "KF", (double)KF);
   draw(b, "grams.gp", &h, fig, "grams");
   free(h.buf);
   return UFM_OK;
@@ -337,7 +346,7 @@ int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char
   free(v.buf);
   int gst = UFM_OK; /* reading grams.npy */
   char gerr[UFM_ERRBUF] = "";
-  size_t C = 0, *counts = run_counts(dir, &C);
+  size_t C = 0, KF = 1, *counts = run_counts(dir, &C, &KF);
   if (counts && C >= 2) {
     double nuc;
     ufm_seli(C, counts, NULL, NULL, NULL, &nuc);
@@ -350,7 +359,7 @@ int ufm_plot_run(const char *dir, const char *title, const ufm_figure *fig, char
     draw(&b, "geometry.gp", &g, fig, "geometry");
     free(g.buf);
     char *grams = ufm_path_join(dir, "grams.npy");
-    if (access(grams, R_OK) == 0) gst = draw_grams(&b, grams, title, fig, gerr);
+    if (access(grams, R_OK) == 0) gst = draw_grams(&b, grams, title, fig, KF, gerr);
     free(grams);
   }
   free(counts);

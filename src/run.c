@@ -174,6 +174,7 @@ typedef struct {
   size_t rank;
   const char *message;
   const ufm_theory *theory; /* predictions, for NAME_theory / NAME_gap lines */
+  size_t grams_stride;      /* grams.npy holds every K-th class (0: not written) */
 } run_result;
 
 static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_result *r,
@@ -191,6 +192,7 @@ static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_re
   fprintf(fp, "classes\t%zu\ndim\t%zu\nsamples\t%zu\ncounts\t", m->C, m->p, m->N);
   for (size_t c = 0; c < m->C; c++) fprintf(fp, c ? ",%zu" : "%zu", m->counts[c]);
   fprintf(fp, "\nrank_M\t%zu\n", r->rank);
+  if (r->grams_stride) fprintf(fp, "grams_stride\t%zu\n", r->grams_stride);
   if (r->final)
     for (size_t k = 0; k < UFM_NMETRICS; k++)
       fprintf(fp, "%s\t%.17g\n", ufm_metric_names[k], r->final[k]);
@@ -200,11 +202,21 @@ static int write_summary(const ufm_config *cfg, const ufm_model *m, const run_re
   return ufm_afile_commit(&af, errbuf);
 }
 
+/* grams.npy's stride K for C classes: every class up to grams_classes,
+ * else every K-th, K = ceil(C / grams_classes); 0: no grams.npy */
+static size_t grams_stride(size_t C, size_t grams_classes)
+{
+  return grams_classes ? (C + grams_classes - 1) / grams_classes : 0;
+}
+
 /* The final state's per-class norms (perclass.tsv) and its normalised Gram
- * matrices beside their SELI/ETF references (grams.npy, shape (6, C, C):
- * W W^T, M^T M, W M, then their references, in that order). */
+ * matrices beside their SELI/ETF references (grams.npy, shape (6, C', C'):
+ * W W^T, M^T M, W M, then their references, in that order; the classes 0,
+ * K, 2K, ..., C' = ceil(C/K), K = stride, so that at most grams_classes
+ * are kept: the six 5000 x 5000 matrices were 1.2 GB, 2.8 s to form and
+ * 3.2 s to write; none with stride 0). */
 static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const char *dir,
-                          char *errbuf)
+                          size_t stride, char *errbuf)
 {
   const size_t C = m->C;
   double *wn = ufm_malloc(C * sizeof(double)), *mn = ufm_malloc(C * sizeof(double));
@@ -220,17 +232,18 @@ static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const ch
   }
   free(wn);
   free(mn);
-  if (st != UFM_OK) return st;
-  /* the six matrices side by side in one (6, C, C) array: 48 MB at C =
+  if (st != UFM_OK || stride == 0) return st;
+  /* the six matrices side by side in one (6, C', C') array: 48 MB at C' =
    * 1000, written as bytes (as text it was 100 MB and 3 s of printf) */
-  double *buf = malloc(6 * C * C * sizeof(double));
-  if (!buf) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory for the Gram matrices (C = %zu)", C);
+  const size_t nk = (C + stride - 1) / stride;
+  double *buf = malloc(6 * nk * nk * sizeof(double));
+  if (!buf) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory for the Gram matrices (C = %zu)", nk);
   gsl_matrix_view g[6];
-  for (int k = 0; k < 6; k++) g[k] = gsl_matrix_view_array(buf + (size_t)k * C * C, C, C);
-  ufm_metrics_grams(mw, m, &g[0].matrix, &g[1].matrix, &g[2].matrix, &g[3].matrix, &g[4].matrix,
-                    &g[5].matrix);
+  for (int k = 0; k < 6; k++) g[k] = gsl_matrix_view_array(buf + (size_t)k * nk * nk, nk, nk);
+  ufm_metrics_grams(mw, m, stride, &g[0].matrix, &g[1].matrix, &g[2].matrix, &g[3].matrix,
+                    &g[4].matrix, &g[5].matrix);
   char *path = ufm_path_join(dir, "grams.npy");
-  const size_t shape[3] = {6, C, C};
+  const size_t shape[3] = {6, nk, nk};
   st = ufm_npy_write_f8(path, buf, 3, shape, errbuf);
   free(path);
   free(buf);
@@ -511,9 +524,12 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
   if (st == UFM_OK && !interrupted && strcmp(status, "diverged") == 0)
     st = mtable_write(&tab, cfg->out, errbuf);
   if (st == UFM_OK && !interrupted) {
-    run_result rr = {status, t, secs, have_vals ? vals : NULL, rank, msg[0] ? msg : NULL, th};
+    const int geometry = have_vals && vals_at == t;
+    run_result rr = {status, t, secs, have_vals ? vals : NULL, rank, msg[0] ? msg : NULL, th,
+                     geometry ? grams_stride(m->C, cfg->grams_classes) : 0};
     if (opts->keep != UFM_KEEP_NONE) st = ufm_state_save(m, cfg->out, errbuf);
-    if (st == UFM_OK && have_vals && vals_at == t) st = write_geometry(m, mw, cfg->out, errbuf);
+    if (st == UFM_OK && geometry)
+      st = write_geometry(m, mw, cfg->out, rr.grams_stride, errbuf);
     /* summary.tsv, written last, marks the run finished: its checkpoint has
      * served (a kill between the two leaves it; --resume removes it) */
     if (st == UFM_OK) st = write_summary(cfg, m, &rr, cfg->out, errbuf);

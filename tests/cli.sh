@@ -163,6 +163,17 @@ if [ "$have_gnuplot" = 1 ]; then
   check "C = 301: the run exits 0, quietly" sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ]"
   check "C = 301: grams.png and grams.pdf drawn from grams.npy" \
     sh -c "[ \"\$(od -An -tx1 -N8 '$T/rc301/grams.png' | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \"\$(head -c 4 '$T/rc301/grams.pdf')\" = '%PDF' ]"
+  # grams_classes: grams.npy keeps every K-th class above it, none at 0
+  run "$UFM" run --quiet out="$T/rg100" classes=301 dim=4 n=1 iterations=2 log_points=2 grams_classes=100
+  check "grams_classes=100 at C = 301: exits 0 quietly, summary.tsv says grams_stride 4" \
+    sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ] && grep -qx 'grams_stride	4' '$T/rg100/summary.tsv'"
+  check "... grams.npy holds classes 0, 4, ..., 300: shape (6, 76, 76)" \
+    sh -c "head -c 128 '$T/rg100/grams.npy' | grep -q \"'shape': (6, 76, 76)\""
+  check "... and grams.png, grams.pdf are drawn from it" \
+    sh -c "[ \"\$(od -An -tx1 -N8 '$T/rg100/grams.png' | tr -d ' \n')\" = 89504e470d0a1a0a ] && [ \"\$(head -c 4 '$T/rg100/grams.pdf')\" = '%PDF' ]"
+  run "$UFM" run --quiet --force out="$T/rg100" classes=301 dim=4 n=1 iterations=2 log_points=2 grams_classes=0
+  check "grams_classes=0: exits 0 quietly; no grams.npy, grams.png or grams_stride (a rerun removed them)" \
+    sh -c "[ $rc -eq 0 ] && [ ! -s '$T/err' ] && [ ! -e '$T/rg100/grams.npy' ] && [ ! -e '$T/rg100/grams.png' ] && ! grep -q grams_stride '$T/rg100/summary.tsv' && [ -s '$T/rg100/geometry.png' ]"
 else
   echo "note - gnuplot not installed: figures not checked"
 fi
@@ -449,6 +460,11 @@ fi
 run "$UFM" run --quiet out="$T/badseli" compute_seli_H=maybe
 check "compute_seli_H=maybe exits 2 naming the key, writing nothing" \
   sh -c "[ $rc -eq 2 ] && grep -q 'compute_seli_H' '$T/err' && [ ! -e '$T/badseli' ]"
+for bad in grams_classes=-1 grams_classes=1,2 grams_classes=1e7; do
+  run "$UFM" run --quiet out="$T/badgrams" "$bad"
+  check "$bad exits 2 naming the key, writing nothing" \
+    sh -c "[ $rc -eq 2 ] && grep -q 'grams_classes' '$T/err' && [ ! -e '$T/badgrams' ]"
+done
 run "$UFM" run --quiet --shard 0/2 out="$T/sh" classes=3,4
 check "--shard 0/2 is refused (I runs from 1)" is_rc 2
 run "$UFM" run --quiet out="$T/badlist" classes=3,,4
@@ -492,6 +508,13 @@ if /usr/bin/python3 -c 'import numpy' 2>/dev/null && [ -f "$REF" ]; then
   check "every metric at p < C-1 agrees with NumPy's pinv" /usr/bin/python3 "$REF" metrics "$T/ref2"
   check "grams.npy (imbalanced counts): the Gram matrices of the saved state" /usr/bin/python3 "$REF" grams "$T/ref1"
   check "grams.npy (balanced): the Gram matrices and the simplex ETF" /usr/bin/python3 "$REF" grams "$T/ref2"
+  # shellcheck disable=SC2086
+  run "$UFM" run --quiet --no-plot --force out="$T/ref1" $G iterations=25 lr=0.9 init_from="$T/ref0" grams_classes=2
+  check "grams.npy with grams_classes=2 (C = 5: classes 0, 3): the whole matrices' entries" \
+    sh -c "grep -qx 'grams_stride	3' '$T/ref1/summary.tsv' && /usr/bin/python3 '$REF' grams '$T/ref1'"
+  run "$UFM" run --quiet --no-plot --force out="$T/ref2" classes=8 dim=3 iterations=300 grams_classes=3
+  check "grams.npy with grams_classes=3 (balanced C = 8: classes 0, 3, 6)" \
+    sh -c "grep -qx 'grams_stride	3' '$T/ref2/summary.tsv' && /usr/bin/python3 '$REF' grams '$T/ref2'"
   check "ufm theory agrees with NumPy's closed forms (tests/theory_reference.py formulas)" \
     sh -c "/usr/bin/python3 '$HERE/theory_reference.py' formulas '$UFM' > '$T/thref.log' 2>&1 || { grep FAIL '$T/thref.log'; exit 1; }"
 else

@@ -8,9 +8,11 @@
       recomputes every metric from RUN_DIR's saved state (with p x p and
       N x N matrices, plainly) and compares with its summary.tsv.
   reference.py grams RUN_DIR
-      checks RUN_DIR/grams.npy (shape (6, C, C)): W W^T, M^T M and W M of the
-      saved state, each divided by its Frobenius norm (1e-12), and three
-      references of unit norm; for balanced counts all three the simplex ETF.
+      checks RUN_DIR/grams.npy (shape (6, C', C'), every K-th class, K the
+      summary's grams_stride): W W^T, M^T M and W M of the saved state and
+      their SELI references from P D P's eigendecomposition, each divided by
+      the Frobenius norm of its whole C x C matrix (1e-12); for balanced
+      counts the references are the simplex ETF.
 Exit status 0 when everything agrees, 1 otherwise.
 """
 import sys
@@ -177,31 +179,44 @@ def metrics(d):
 
 
 def grams(d):
+    """grams.npy: rows and columns 0, K, 2K, ... (K = summary.tsv's
+    grams_stride, 1 if absent) of W W^T, M^T M and W M and of their SELI
+    references, each divided by the Frobenius norm of the whole C x C
+    matrix; the references from the eigendecomposition of P D P."""
     W, H = np.load(f"{d}/W.npy"), np.load(f"{d}/H.npy")
     y = labels_of(d)
     C = W.shape[0]
+    summ = dict(line.rstrip("\n").split("\t", 1) for line in open(f"{d}/summary.tsv"))
+    K = int(summ.get("grams_stride", "1"))
+    idx = np.arange(0, C, K)
     g = np.load(f"{d}/grams.npy")
-    ok = g.shape == (6, C, C) and g.dtype == np.float64
+    ok = g.shape == (6, len(idx), len(idx)) and g.dtype == np.float64
     if not ok:
-        print(f"grams {d}: shape {g.shape} dtype {g.dtype}, expected (6, {C}, {C}) float64  MISMATCH")
+        print(f"grams {d}: shape {g.shape} dtype {g.dtype}, expected (6, {len(idx)}, {len(idx)}) float64  MISMATCH")
         return False
     mu = np.stack([H[:, y == c].mean(axis=1) for c in range(C)], axis=1)
     M = mu - H.mean(axis=1)[:, None]
     unit = lambda A: A / np.linalg.norm(A)
-    want = [unit(W @ W.T), unit(M.T @ M), unit(W @ M)]
-    counts = np.bincount(y, minlength=C)
-    if np.all(counts == counts[0]):
-        etf = unit(np.eye(C) - np.ones((C, C)) / C)
-        want += [etf, etf, etf]
+    n = np.bincount(y, minlength=C).astype(float)
+    N = n.sum()
+    P = np.eye(C) - np.ones((C, C)) / C
+    e, U = np.linalg.eigh(P @ np.diag(n) @ P)
+    keep = e > C * np.finfo(float).eps * e.max()
+    s = np.sqrt(e[keep])
+    ULU = (U[:, keep] * s) @ U[:, keep].T
+    Kp = (U[:, keep] / s) @ U[:, keep].T
+    u = n / N
+    Iu = np.eye(C) - np.outer(np.ones(C), u)
+    want = [unit(W @ W.T), unit(M.T @ M), unit(W @ M),
+            unit(ULU), unit(Iu @ Kp @ Iu.T), unit(np.eye(C) - 1.0 / C - np.outer((n - N / C) / N, np.ones(C)))]
+    if np.all(n == n[0]):
+        etf = unit(P)
+        ok &= all(np.max(np.abs(want[k] - etf)) <= 1e-12 for k in (3, 4))
     for k, name in enumerate(["W W^T", "M^T M", "W M", "ref W W^T", "ref M^T M", "ref W M"]):
-        if k < len(want):
-            err = np.max(np.abs(g[k] - want[k]))
-            good = err <= 1e-12
-        else:
-            err = abs(np.linalg.norm(g[k]) - 1.0)
-            good = err <= 1e-12
+        err = np.max(np.abs(g[k] - want[k][np.ix_(idx, idx)]))
+        good = err <= 1e-12
         ok &= bool(good)
-        print(f"grams {d}: {name}: error {err:.2e}{'' if good else '  MISMATCH'}")
+        print(f"grams {d}: {name}: error {err:.2e}{'' if good else '  MISMATCH'} (stride {K})")
     return ok
 
 
