@@ -123,9 +123,135 @@ int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
  * square root and pseudo-inverse square root share the eigenvectors. The
  * eigenvalue of the ones vector is 0 exactly in theory; numerically it is
  * O(eps N) and is dropped (any eigenvalue below C eps times the largest). */
+/* The eigenvalue cut of ufm_seli: e counts when e > C eps e_max */
+static double seli_tol(size_t C, double emax) { return (double)C * 2.220446049250313e-16 * emax; }
+
+static int cmp_desc(const void *a, const void *b)
+{
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x < y) - (x > y);
+}
+
+/* ufm_seli for counts that take G < C/2 distinct values (step imbalance:
+ * 2), in O(C^2 + G^3) instead of an eigendecomposition of the C x C
+ * matrix A = P D P (C = 3000: 13 s). With S_g the classes of count nu_g
+ * (m_g of them), e_g = 1_{S_g}/sqrt(m_g) and E their span: a vector on S_g
+ * that sums to 0 is an eigenvector of A with eigenvalue nu_g (P leaves it,
+ * D scales it), m_g - 1 of them, spanning E's complement; on E, A is the
+ * G x G matrix B_gh = e_g^T A e_h = [g = h] nu_g - sqrt(m_g m_h) (nu_g +
+ * nu_h)/C + sqrt(m_g m_h) N/C^2 = V diag(lambda) V^T. So f(A) = sum_g
+ * f(nu_g) (diag(1_{S_g}) - e_g e_g^T) + Q V f(lambda) V^T Q^T, Q = [e_g]:
+ *   f(A)_ab = [a = b] f(nu_a) - [g_a = g_b] f(nu_a)/m_a + F_{g_a g_b}/sqrt(m_a m_b)
+ * with F = V f(lambda) V^T, for f = sqrt (W W^T = U L U^T) and f =
+ * 1/sqrt on the eigenvalues kept (K = U L^-1 U^T). Returns 1 (nothing
+ * done) when there are too many distinct counts, -1 on allocation failure. */
+static int seli_grouped(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW,
+                        gsl_matrix *K, double *nuclear)
+{
+  size_t *nu = malloc(C * sizeof *nu), *grp = malloc(C * sizeof *grp), G = 0;
+  double *m = calloc(C, sizeof(double)), *e = malloc(C * sizeof(double));
+  if (!nu || !grp || !m || !e) {
+    free(nu), free(grp), free(m), free(e);
+    return -1;
+  }
+  double N = 0.0;
+  for (size_t c = 0; c < C; c++) {
+    size_t g = 0;
+    while (g < G && nu[g] != counts[c]) g++;
+    if (g == G) {
+      if (2 * (G + 1) > C) { /* too many: the general way */
+        free(nu), free(grp), free(m), free(e);
+        return 1;
+      }
+      nu[G++] = counts[c];
+    }
+    grp[c] = g;
+    m[g] += 1.0;
+    N += (double)counts[c];
+  }
+  const double Cd = (double)C;
+  gsl_matrix *B = gsl_matrix_alloc(G, G), *V = gsl_matrix_alloc(G, G), *F = gsl_matrix_alloc(G, G);
+  gsl_vector *lam = gsl_vector_alloc(G);
+  if (!B || !V || !F || !lam) {
+    if (B) gsl_matrix_free(B);
+    if (V) gsl_matrix_free(V);
+    if (F) gsl_matrix_free(F);
+    if (lam) gsl_vector_free(lam);
+    free(nu), free(grp), free(m), free(e);
+    return -1;
+  }
+  for (size_t g = 0; g < G; g++)
+    for (size_t h = 0; h < G; h++) {
+      const double r = sqrt(m[g] * m[h]);
+      gsl_matrix_set(B, g, h, (g == h ? (double)nu[g] : 0.0) - r * ((double)nu[g] + (double)nu[h]) / Cd + r * N / (Cd * Cd));
+    }
+  if (ufm_eigen_lapack(B, lam, V) != 0) jacobi_eigen(B, lam, V);
+  /* every eigenvalue with its multiplicity, largest first */
+  size_t ne = 0;
+  double emax = 0.0;
+  for (size_t g = 0; g < G; g++) {
+    for (size_t k = 1; k < (size_t)m[g]; k++) e[ne++] = (double)nu[g];
+    e[ne++] = gsl_vector_get(lam, g);
+  }
+  qsort(e, ne, sizeof(double), cmp_desc);
+  emax = e[0];
+  const double tol = seli_tol(C, emax);
+  double nuc = 0.0;
+  for (size_t k = 0; k < C; k++) {
+    const double l = e[k] > tol ? sqrt(e[k]) : 0.0;
+    if (sv) gsl_vector_set(sv, k, l);
+    nuc += l;
+  }
+  if (nuclear) *nuclear = nuc;
+  gsl_matrix *outs[2] = {WW, K};
+  for (int o = 0; o < 2; o++) {
+    if (!outs[o]) continue;
+    /* f(e) = l for W W^T, 1/l for K, with l = sqrt(e); 0 where e is cut */
+#define SELI_F(x) ((x) > tol ? (o == 0 ? sqrt(x) : 1.0 / sqrt(x)) : 0.0)
+    for (size_t g = 0; g < G; g++)
+      for (size_t h = g; h < G; h++) { /* F exactly symmetric, as f(A) then is */
+        double f = 0.0;
+        for (size_t k = 0; k < G; k++) {
+          const double x = gsl_vector_get(lam, k);
+          f += gsl_matrix_get(V, g, k) * SELI_F(x) * gsl_matrix_get(V, h, k);
+        }
+        gsl_matrix_set(F, g, h, f / sqrt(m[g] * m[h]));
+        gsl_matrix_set(F, h, g, f / sqrt(m[g] * m[h]));
+      }
+    for (size_t a = 0; a < C; a++) {
+      const size_t ga = grp[a];
+      const double fa = SELI_F((double)nu[ga]), wa = fa / m[ga];
+      double *row = outs[o]->data + a * outs[o]->tda;
+      for (size_t b = 0; b < C; b++) {
+        const size_t gb = grp[b];
+        row[b] = gsl_matrix_get(F, ga, gb) - (ga == gb ? wa : 0.0) + (a == b ? fa : 0.0);
+      }
+    }
+#undef SELI_F
+  }
+  gsl_matrix_free(B);
+  gsl_matrix_free(V);
+  gsl_matrix_free(F);
+  gsl_vector_free(lam);
+  free(nu), free(grp), free(m), free(e);
+  return 0;
+}
+
 int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
              double *nuclear)
 {
+  return ufm_seli_general(C, counts, sv, WW, K, nuclear, 0);
+}
+
+int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
+                     double *nuclear, int eigen_only)
+{
+  int unequal = 0;
+  for (size_t c = 0; c < C; c++) unequal |= counts[c] != counts[0];
+  if (unequal && !eigen_only) {
+    const int st = seli_grouped(C, counts, sv, WW, K, nuclear);
+    if (st <= 0) return st;
+  }
   gsl_matrix *A = gsl_matrix_alloc(C, C), *U = gsl_matrix_alloc(C, C);
   gsl_vector *ev = gsl_vector_alloc(C);
   if (!A || !U || !ev) {
@@ -164,7 +290,7 @@ int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl
     }
   if (ufm_eigen_lapack(A, ev, U) != 0) jacobi_eigen(A, ev, U);
   gsl_eigen_symmv_sort(ev, U, GSL_EIGEN_SORT_VAL_DESC);
-  double emax = gsl_vector_get(ev, 0), tol = Cd * 2.220446049250313e-16 * emax, nuc = 0;
+  double emax = gsl_vector_get(ev, 0), tol = seli_tol(C, emax), nuc = 0;
   for (size_t k = 0; k < C; k++) {
     double e = gsl_vector_get(ev, k);
     double l = e > tol ? sqrt(e) : 0.0;

@@ -25,6 +25,13 @@ int ufm_etf(gsl_matrix *E);
 int ufm_seli(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
              double *nuclear);
 
+/* ufm_seli; with eigen_only, always through the eigendecomposition of the
+ * C x C matrix P D P, as it does when the counts take C/2 distinct values
+ * or more (otherwise it reduces that to a G x G problem, G the number of
+ * distinct counts). For tests. */
+int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix *WW, gsl_matrix *K,
+                     double *nuclear, int eigen_only);
+
 /* Eigen-decomposition of the symmetric n x n matrix A (not modified) by
  * LAPACK's dsyevd: eigenvalues in ascending order into ev (stride 1),
  * eigenvectors as the columns of V. Well under a second at n = 1000 on

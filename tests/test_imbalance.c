@@ -65,6 +65,47 @@ static void test_seli_hand_case(void **s)
   gsl_vector_free(sv);
 }
 
+/* Counts with few distinct values (C/2 or fewer: step imbalance, three
+ * values with a class alone, C = 101): the G x G reduction that ufm_seli
+ * then uses gives the singular values, nuclear norm, W W^T and K of the
+ * eigendecomposition of the C x C matrix P D P to 1e-12 of their scale, and
+ * W W^T, K exactly symmetric. */
+static void test_seli_grouped(void **s)
+{
+  (void)s;
+  size_t c1[20], c2[8] = {5, 5, 9, 5, 3, 3, 5, 3}, c3[101];
+  for (size_t c = 0; c < 20; c++) c1[c] = c < 10 ? 20 : 2;
+  for (size_t c = 0; c < 101; c++) c3[c] = c % 2 ? 7 : 1;
+  const size_t *cs[3] = {c1, c2, c3}, Cs[3] = {20, 8, 101};
+  for (int t = 0; t < 3; t++) {
+    const size_t C = Cs[t];
+    gsl_matrix *WW = gsl_matrix_alloc(C, C), *K = gsl_matrix_alloc(C, C);
+    gsl_matrix *WW0 = gsl_matrix_alloc(C, C), *K0 = gsl_matrix_alloc(C, C);
+    gsl_vector *sv = gsl_vector_alloc(C), *sv0 = gsl_vector_alloc(C);
+    double nuc, nuc0, ew = 0.0, ek = 0.0, es = 0.0;
+    assert_int_equal(ufm_seli(C, cs[t], sv, WW, K, &nuc), 0);
+    assert_int_equal(ufm_seli_general(C, cs[t], sv0, WW0, K0, &nuc0, 1), 0);
+    for (size_t a = 0; a < C; a++) {
+      es = fmax(es, fabs(gsl_vector_get(sv, a) - gsl_vector_get(sv0, a)));
+      for (size_t b = 0; b < C; b++) {
+        ew = fmax(ew, fabs(gsl_matrix_get(WW, a, b) - gsl_matrix_get(WW0, a, b)));
+        ek = fmax(ek, fabs(gsl_matrix_get(K, a, b) - gsl_matrix_get(K0, a, b)));
+        assert_true(gsl_matrix_get(WW, a, b) == gsl_matrix_get(WW, b, a));
+        assert_true(gsl_matrix_get(K, a, b) == gsl_matrix_get(K, b, a));
+      }
+    }
+    printf("# SELI grouped against eigen, C = %zu: sv %.1e, nuclear %.1e, W W^T %.1e, K %.1e\n", C, es,
+           fabs(nuc - nuc0), ew, ek);
+    const double top = gsl_vector_get(sv0, 0);
+    assert_true(es < 1e-12 * top);
+    assert_close(nuc, nuc0, 1e-12, 0);
+    assert_true(ew < 1e-12 * top);
+    assert_true(ek < 1e-12);
+    gsl_matrix_free(WW), gsl_matrix_free(K), gsl_matrix_free(WW0), gsl_matrix_free(K0);
+    gsl_vector_free(sv), gsl_vector_free(sv0);
+  }
+}
+
 /* Many distinct counts (C = 200: the eigen-decomposition of P D P is
  * LAPACK's where built in, Jacobi otherwise): W W^T squared is P D P,
  * W W^T K is P (both to 1e-12 of their scale), both are exactly
@@ -296,7 +337,7 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seli_balanced_is_etf), cmocka_unit_test(test_seli_hand_case),
-      cmocka_unit_test(test_seli_many_counts),
+      cmocka_unit_test(test_seli_many_counts),   cmocka_unit_test(test_seli_grouped),
       cmocka_unit_test(test_metrics_on_seli_state), cmocka_unit_test(test_minority_collapse_threshold),
       cmocka_unit_test(test_projections),           cmocka_unit_test(test_ngd_step),
   };
