@@ -228,12 +228,12 @@ struct ufm_metrics_ws {
   int balanced;
   gsl_matrix *seliW;  /* C x C  U L U^T (unequal counts only)                     */
   double seli_fb;     /* its Frobenius norm                                      */
-  double fro_W, fro_M; /* ||W W^T||_F, ||M^T M||_F at the last evaluation         */
   gsl_matrix *seliK;  /* C x C  U L^-1 U^T (unequal counts only)                  */
   size_t *minority;   /* the nminority classes with the smaller of exactly two
                          counts, in increasing order                              */
   size_t nminority;
   double *ncount;     /* C      n_c as doubles                                   */
+  double fro_W, fro_M; /* ||W W^T||_F, ||M^T M||_F at the last evaluation (grams)  */
 };
 
 static size_t ntiles_of(size_t n, size_t ts) { return (n + ts - 1) / ts; }
@@ -1838,13 +1838,13 @@ static inline __attribute__((always_inline)) void gram_body(const gsl_matrix *G,
 }
 
 /* gram_body for the Gram of M: with CDNV, and seli_H's sum if mm */
-UFM_CLONES static void gram_metrics_M(const gsl_matrix *G, const double *nrm, double *out,
+UFM_CLONES static void gram_metrics_M(const gsl_matrix *G, double *nrm, double *out,
                                       gram_extra *x, int mm)
 {
   double *o[4] = {&out[UFM_M_EQUINORM_M], &out[UFM_M_EQUIANGLE_M], &out[UFM_M_MAXANGLE_M],
                   &out[UFM_M_ETF_M]};
-  if (mm) gram_body(G, (double *)nrm, 0, o[0], o[1], o[2], o[3], x, 1, 1, 0);
-  else gram_body(G, (double *)nrm, 0, o[0], o[1], o[2], o[3], x, 1, 0, 0);
+  if (mm) gram_body(G, nrm, 0, o[0], o[1], o[2], o[3], x, 1, 1, 0);
+  else gram_body(G, nrm, 0, o[0], o[1], o[2], o[3], x, 1, 0, 0);
   out[UFM_M_CDNV] = x->cdnv;
 }
 
@@ -2137,7 +2137,9 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stri
   const size_t C = m->C, p = m->p, K = stride ? stride : 1, nk = (C + K - 1) / K;
   const double N = (double)m->N, Cd = (double)C;
   /* the rows of W and the columns of M of the classes kept */
-  gsl_matrix *Ws = gsl_matrix_alloc(nk, p), *Ms = gsl_matrix_alloc(p, nk);
+  double *buf = ufm_malloc(2 * nk * p * sizeof(double));
+  gsl_matrix_view Wv = gsl_matrix_view_array(buf, nk, p), Mv = gsl_matrix_view_array(buf + nk * p, p, nk);
+  gsl_matrix *Ws = &Wv.matrix, *Ms = &Mv.matrix;
   for (size_t a = 0; a < nk; a++) {
     for (size_t k = 0; k < p; k++) {
       gsl_matrix_set(Ws, a, k, gsl_matrix_get(m->W, a * K, k));
@@ -2215,8 +2217,7 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stri
         gsl_matrix_set(WMref, a, b,
                        ((a == b ? 1.0 : 0.0) - 1.0 / Cd - ((double)m->counts[a * K] - N / Cd) / N) / f);
   }
-  gsl_matrix_free(Ws);
-  gsl_matrix_free(Ms);
+  free(buf);
 }
 
 /* ------------------------------------------------------------------- 8. driver */
