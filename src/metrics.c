@@ -1709,6 +1709,23 @@ static inline double lanes_sum(const double *s)
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* Sum of the squares of a rows x cols array (row stride ld), row by row
+ * in lanes. */
+static double sumsq_rows(const double *a, size_t rows, size_t cols, size_t ld)
+{
+  double f = 0.0;
+  for (size_t i = 0; i < rows; i++) {
+    const double *r = a + i * ld;
+    double s[NLANE] = {0};
+    size_t j = 0;
+    for (; j + NLANE <= cols; j += NLANE)
+      for (size_t l = 0; l < NLANE; l++) s[l] += r[j + l] * r[j + l];
+    for (size_t l = 0; j < cols; j++, l++) s[l] += r[j] * r[j];
+    f += lanes_sum(s);
+  }
+  return f;
+}
+
 static void mean_std(const double *x, size_t n, double *mean, double *std)
 {
   double s = 0.0, v = 0.0;
@@ -1915,19 +1932,9 @@ static void seli_setup(const ufm_model *m, ufm_metrics_ws *mw)
       abort();
     }
     ufm_seli(m->C, m->counts, NULL, mw->seliW, mw->seliK, NULL);
-    /* its norm as the Gram's in gram_body, row by row in lanes: one chain
-     * over the C^2 entries loses ~1e-12 at C = 3000 */
-    const double *R = mw->seliW->data;
-    double f = 0.0;
-    for (size_t c = 0; c < m->C; c++) {
-      double r[NLANE] = {0};
-      size_t e = 0;
-      for (; e + NLANE <= m->C; e += NLANE)
-        for (size_t l = 0; l < NLANE; l++) r[l] += R[c * m->C + e + l] * R[c * m->C + e + l];
-      for (size_t l = 0; e < m->C; e++, l++) r[l] += R[c * m->C + e] * R[c * m->C + e];
-      f += lanes_sum(r);
-    }
-    mw->seli_fb = sqrt(f);
+    /* its norm row by row in lanes: one chain over the C^2 entries lost
+     * ~1e-12 of it at C = 3000 */
+    mw->seli_fb = sqrt(sumsq_rows(mw->seliW->data, m->C, m->C, m->C));
   }
   mw->seli_ready = 1;
 }
@@ -2090,23 +2097,6 @@ void ufm_metrics_class_norms(const ufm_metrics_ws *mw, double *wnorm, double *mn
     if (wnorm) wnorm[c] = mw->wnorm[c];
     if (mnorm) mnorm[c] = mw->mnorm[c];
   }
-}
-
-/* Sum of the squares of a rows x cols array (row stride ld), row by row
- * in lanes. */
-static double sumsq_rows(const double *a, size_t rows, size_t cols, size_t ld)
-{
-  double f = 0.0;
-  for (size_t i = 0; i < rows; i++) {
-    const double *r = a + i * ld;
-    double s[NLANE] = {0};
-    size_t j = 0;
-    for (; j + NLANE <= cols; j += NLANE)
-      for (size_t l = 0; l < NLANE; l++) s[l] += r[j + l] * r[j + l];
-    for (size_t l = 0; j < cols; j++, l++) s[l] += r[j] * r[j];
-    f += lanes_sum(s);
-  }
-  return f;
 }
 
 static void scale_by(gsl_matrix *A, double fro)
