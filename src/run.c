@@ -237,7 +237,7 @@ static int write_geometry(const ufm_model *m, const ufm_metrics_ws *mw, const ch
    * 1000, written as bytes (as text it was 100 MB and 3 s of printf) */
   const size_t nk = (C + stride - 1) / stride;
   double *buf = malloc(6 * nk * nk * sizeof(double));
-  if (!buf) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory for the Gram matrices (C = %zu)", nk);
+  if (!buf) return ufm_fail(errbuf, UFM_ENOMEM, "out of memory for the Gram matrices (%zu classes)", nk);
   gsl_matrix_view g[6];
   for (int k = 0; k < 6; k++) g[k] = gsl_matrix_view_array(buf + (size_t)k * nk * nk, nk, nk);
   ufm_metrics_grams(mw, m, stride, &g[0].matrix, &g[1].matrix, &g[2].matrix, &g[3].matrix,
