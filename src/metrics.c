@@ -2136,13 +2136,14 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stri
       gsl_matrix_set(Ms, k, a, gsl_matrix_get(mw->M, k, a * K));
     }
   }
+  /* the norms of the whole W W^T and M^T M from the evaluation */
   if (WW) {
     gram(CblasNoTrans, Ws, WW);
-    scale_by(WW, K == 1 ? sqrt(sumsq_rows(WW->data, nk, nk, WW->tda)) : mw->fro_W);
+    scale_by(WW, mw->fro_W);
   }
   if (MM) {
     gram(CblasTrans, Ms, MM);
-    scale_by(MM, K == 1 ? sqrt(sumsq_rows(MM->data, nk, nk, MM->tda)) : mw->fro_M);
+    scale_by(MM, mw->fro_M);
   }
   if (WM) {
     gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, Ws, Ms, 0.0, WM);
