@@ -61,7 +61,10 @@ results() { (cd "$1" && find . -type f ! -path './checkpoint/*' ! -name '*.tmp.*
 put_bytes() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
 
 # A run of ~0.5 s (unloaded), with a checkpoint every 1000 of its 20000 steps.
-BASE="classes=6 dim=16 n=10 iterations=20000 log_points=60 optimizer=momentum lr=0.5"
+# long enough that a kill after the largest random delay (0.25 s) finds it
+# running: 20000 iterations took 0.17 s in session 12, and a kill at 0.14 s
+# once came too late; 60000 take about 1 s with checkpoints
+BASE="classes=6 dim=16 n=10 iterations=60000 log_points=60 optimizer=momentum lr=0.5"
 LONG="$BASE checkpoint_every=1000"
 Q="--quiet --no-plot"
 
