@@ -249,7 +249,19 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     fprintf(stderr, "ufm-bench: the step diverged at size %s\n", sz->name);
     exit(1);
   }
-  gsl_matrix_memcpy(G, ws->G); /* the step's G */
+  if (ws->G) {
+    gsl_matrix_memcpy(G, ws->G); /* the step's G */
+  } else { /* the column-block path keeps none: the three products' G at the same point */
+    ufm_grad_ws *wp = ufm_grad_ws_alloc(m->C, m->p, m->N);
+    if (!wp) {
+      fprintf(stderr, "ufm-bench: out of memory at size %s\n", sz->name);
+      exit(1);
+    }
+    wp->path = UFM_GRAD_PRODUCTS;
+    ufm_grad_eval(&pb, m, wp);
+    gsl_matrix_memcpy(G, wp->G);
+    ufm_grad_ws_free(wp);
+  }
   double t = now();
   bare_dgemms(m, G, &b);
   double one_d = now() - t;

@@ -54,17 +54,59 @@ static size_t slot_doubles(size_t C, size_t p)
   return (n + 7) / 8 * 8;
 }
 
+/* The column-block path (section 5): Z's block about BK_BYTES, at most
+ * BK_SLOTS slots. */
+#define BK_BYTES ((size_t)1 << 20)
+#define BK_SLOTS 8
+
+/* Columns per block: about BK_BYTES of Z's block, a multiple of 8 between
+ * 16 and 1024. */
+static size_t bk_cols_of(size_t C)
+{
+  size_t nb = BK_BYTES / sizeof(double) / (C ? C : 1) / 8 * 8;
+  return nb < 16 ? 16 : nb > 1024 ? 1024 : nb;
+}
+
+int ufm_grad_blocks_auto(size_t C, size_t p, size_t N)
+{
+  return C > UFM_GRAD_FUSED_CMAX && p <= 128
+         && (double)C * (double)N * sizeof(double) > (double)(4u << 20);
+}
+
+/* One slot's layout: grad_W (C p), the bias gradient (C), per row of H the
+ * sums of squares of H and of grad_H (2 p), the largest entries and a NaN
+ * flag (4), Z's block (C bk_cols), the loss pass's rows (UFM_LOSS_BLOCK C). */
+static size_t bk_slot_len(size_t C, size_t p, size_t nb)
+{
+  return (C * p + C + 2 * p + 4 + C * nb + UFM_LOSS_BLOCK * C + 7) / 8 * 8;
+}
+
+static int bk_alloc(ufm_grad_ws *ws)
+{
+  const size_t C = ws->C, p = ws->p, N = ws->N, nb = bk_cols_of(C);
+  const size_t nblk = (N + nb - 1) / nb;
+  ws->bk_cols = nb;
+  ws->bk_nslot = nblk < BK_SLOTS ? (nblk ? nblk : 1) : BK_SLOTS;
+  ws->bk_len = bk_slot_len(C, p, nb);
+  ws->bk = aligned_alloc(64, ws->bk_nslot * ws->bk_len * sizeof(double));
+  return ws->bk != NULL;
+}
+
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
 {
   ufm_grad_ws *ws = ufm_calloc(1, sizeof *ws);
   ws->C = C;
   ws->p = p;
   ws->N = N;
-  ws->G = gsl_matrix_alloc(C, N);
+  /* the column-block path keeps no C x N matrix: with it (chosen by the
+   * shape), its slots instead of G; the other paths allocate either if a
+   * test forces them (ufm_grad_eval) */
+  const int blocks = ufm_grad_blocks_auto(C, p, N);
+  ws->G = blocks ? NULL : gsl_matrix_alloc(C, N);
   ws->gW = gsl_matrix_alloc(C, p);
   ws->gH = gsl_matrix_alloc(p, N);
   ws->gb = gsl_vector_calloc(C);
-  if (!ws->G || !ws->gW || !ws->gH || !ws->gb) {
+  if ((!blocks && !ws->G) || (blocks && !bk_alloc(ws)) || !ws->gW || !ws->gH || !ws->gb) {
     ufm_grad_ws_free(ws);
     return NULL;
   }
@@ -114,6 +156,7 @@ void ufm_grad_ws_free(ufm_grad_ws *ws)
   free(ws->lrows);
   free(ws->gwork);
   free(ws->slots);
+  free(ws->bk);
   free(ws);
 }
 
@@ -573,7 +616,98 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
   *g2 = sum_in_order(rg, p);
 }
 
-/* ------------------------------------------------------------- 5. evaluation */
+/* ---------------------------------------------- 5. the products in column blocks */
+
+/* For thin shapes (p small against C) the three products are bound by
+ * memory, not arithmetic: Z = W H is written (C N doubles), read and
+ * rewritten by the loss pass, and read twice more as G, four crossings of
+ * memory against p multiply-adds per entry per product. Here the columns
+ * are taken in blocks of bk_cols (Z's block, C x bk_cols, about BK_BYTES,
+ * stays in cache): per block Z_b = W H_b, the loss pass on it (G_b in
+ * place), grad_H_b = W^T G_b with its decay (and the folded step of H) on
+ * those columns, and G_b H_b^T added into the slot's grad_W. The blocks are
+ * grouped in at most BK_SLOTS slots fixed by N (as the fused pass's are);
+ * each slot owns a partial grad_W, bias gradient and row sums of squares,
+ * added in slot order at the end: the same bits whatever thread runs which
+ * slot. G itself is not kept (ws->G is left as it was). */
+/* Slot s: blocks kb0 .. kb1-1. */
+static void bk_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *slot,
+                    size_t kb0, size_t kb1, double lr)
+{
+  const size_t C = m->C, p = m->p, N = m->N, nb = ws->bk_cols;
+  double *gW = slot, *gb = gW + C * p, *sx = gb + C, *sg = sx + p, *fl = sg + p, *zb = fl + 4,
+         *rows = zb + C * nb;
+  memset(slot, 0, (C * p + C + 2 * p + 4) * sizeof(double));
+  const double *b = m->bias ? m->b->data : NULL, scale = 1.0 / (double)N;
+  gsl_matrix_view gWv = gsl_matrix_view_array(gW, C, p);
+  double xm = 0.0, gm = 0.0;
+  int nan_seen = 0;
+  for (size_t kb = kb0; kb < kb1; kb++) {
+    const size_t i0 = kb * nb, len = N - i0 < nb ? N - i0 : nb;
+    gsl_matrix_view Zb = gsl_matrix_view_array_with_tda(zb, C, len, nb);
+    gsl_matrix_const_view Hb = gsl_matrix_const_submatrix(m->H, 0, i0, p, len);
+    gsl_matrix_view gHb = gsl_matrix_submatrix(ws->gH, 0, i0, p, len);
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &Hb.matrix, 0.0, &Zb.matrix);
+    ufm_loss_cols(pb->loss, C, len, nb, zb, b, m->labels + i0, scale, ws->loss_i + i0,
+                  ws->pred + i0, ws->margin + i0, ws->zstat + 2 * i0, b ? gb : NULL, rows);
+    gsl_blas_dgemm(CblasTrans, CblasNoTrans, 1.0, m->W, &Zb.matrix, 0.0, &gHb.matrix);
+    for (size_t k = 0; k < p; k++) {
+      double st[5];
+      decay_row(len, m->H->data + k * N + i0, ws->gH->data + k * N + i0, pb->lambda_H, lr, st);
+      sx[k] += st[0];
+      sg[k] += st[1];
+      if (st[2] > xm) xm = st[2];
+      if (st[3] > gm) gm = st[3];
+      if (st[4] != 0.0) nan_seen = 1;
+    }
+    gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, &Zb.matrix, &Hb.matrix, kb == kb0 ? 0.0 : 1.0,
+                   &gWv.matrix);
+  }
+  fl[0] = xm;
+  fl[1] = gm;
+  fl[2] = nan_seen;
+}
+
+/* The step in column blocks: loss, grad_W (without its decay), grad_b's G 1
+ * part, grad_H with its decay (or the next H), the norms of H and grad_H
+ * and the largest entries, as products_pass leaves them. */
+static void blocks_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *g2,
+                        double *hmax, double *ghmax)
+{
+  const size_t C = m->C, p = m->p, N = m->N, ns = ws->bk_nslot, len = ws->bk_len;
+  const size_t nblk = (N + ws->bk_cols - 1) / ws->bk_cols;
+  /* gd's step of H folded in; ngd's lr / loss waits for the loss */
+  const double lr = ws->fold_ngd ? 0.0 : ws->fold_lr;
+#pragma omp parallel for schedule(dynamic, 1) if (C * p * N >= UFM_FUSED_PAR_MIN && ns > 1)
+  for (size_t s = 0; s < ns; s++)
+    bk_slot(pb, m, ws, ws->bk + s * len, s * nblk / ns, (s + 1) * nblk / ns, lr);
+  ws->h_next = lr > 0.0;
+  /* the slots in order */
+  double *gW = ws->gW->data, *gb = ws->gb->data, *rx = ws->rows, *rg = ws->rows + p;
+  const double *s0 = ws->bk;
+  memcpy(gW, s0, C * p * sizeof(double));
+  if (m->bias) memcpy(gb, s0 + C * p, C * sizeof(double));
+  memcpy(rx, s0 + C * p + C, 2 * p * sizeof(double));
+  double xm = s0[C * p + C + 2 * p], gm = s0[C * p + C + 2 * p + 1];
+  int nan_seen = s0[C * p + C + 2 * p + 2] != 0.0;
+  for (size_t s = 1; s < ns; s++) {
+    const double *sl = ws->bk + s * len, *fl = sl + C * p + C + 2 * p;
+    for (size_t k = 0; k < C * p; k++) gW[k] += sl[k];
+    if (m->bias)
+      for (size_t c = 0; c < C; c++) gb[c] += sl[C * p + c];
+    for (size_t k = 0; k < 2 * p; k++) rx[k] += sl[C * p + C + k];
+    if (fl[0] > xm) xm = fl[0];
+    if (fl[1] > gm) gm = fl[1];
+    if (fl[2] != 0.0) nan_seen = 1;
+  }
+  ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
+  ws->normH2 = sum_in_order(rx, p);
+  *g2 = sum_in_order(rg, p);
+  *hmax = nan_seen ? NAN : xm;
+  *ghmax = nan_seen ? NAN : gm;
+}
+
+/* ------------------------------------------------------------- 6. evaluation */
 
 int ufm_grad_fused_auto(size_t C, size_t p, size_t N)
 {
@@ -588,13 +722,20 @@ int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)
   int fused = ws->slots && pb->loss->block
               && (ws->path == UFM_GRAD_FUSED
                   || (ws->path == UFM_GRAD_AUTO && ufm_grad_fused_auto(C, p, N)));
+  const int blocks = !fused && (ws->path == UFM_GRAD_BLOCKS
+                                || (ws->path == UFM_GRAD_AUTO && ufm_grad_blocks_auto(C, p, N)));
+  /* a path the shape did not choose at allocation, forced: its memory once */
+  if (blocks && !ws->bk && !bk_alloc(ws)) return UFM_ENOMEM;
+  if (!blocks && !ws->G && !(ws->G = gsl_matrix_alloc(C, N))) return UFM_ENOMEM;
   double hmax, ghmax, gh2;
   ws->h_next = 0;
   gsl_vector_set_zero(ws->gb);
   if (fused) {
     fused_pass(pb, m, ws, &gh2, &hmax, &ghmax);
     ws->loss = sum_in_order(ws->loss_i, N) / (double)N;
-  } else
+  } else if (blocks)
+    blocks_pass(pb, m, ws, &gh2, &hmax, &ghmax);
+  else
     products_pass(pb, m, ws, &gh2, &hmax, &ghmax); /* sets ws->loss for ngd's fold */
 
   double *rx = ws->rows, *rg = ws->rows + (p + C);

@@ -33,6 +33,12 @@ typedef struct {
    * when C is too large for it */
   double *slots;
   size_t nslot, slot_len;
+  /* the products in column blocks (grad.c section 5): per slot of blocks a
+   * partial grad_W, bias gradient and row sums, a block of logits and the
+   * loss pass's rows; allocated at the first evaluation that takes that
+   * path (NULL until then) */
+  double *bk;
+  size_t bk_cols, bk_nslot, bk_len;
   int path; /* UFM_GRAD_AUTO (default), or one path forced (tests, benchmarks) */
   /* The H step folded into the evaluation (gd and ngd; ufm_optim_prepare
    * sets it): with fold_lr > 0 the three-product path writes
@@ -52,7 +58,7 @@ typedef struct {
   double gmax, thetamax;         /* largest |entry| of gradient, of state    */
 } ufm_grad_ws;
 
-enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2 };
+enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2, UFM_GRAD_BLOCKS = 3 };
 
 /* The fused path can run for C <= UFM_GRAD_FUSED_CMAX (and a loss with a
  * block form, on a CPU with AVX2+FMA); UFM_GRAD_AUTO takes it where
@@ -65,6 +71,11 @@ enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2 };
  * against the products path for C 2..32, p 16..1024, N 10^3 and 10^4, on
  * 1 and 2 threads (bench/README.md, "Which path"). */
 int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
+
+/* Whether the three products are better taken in blocks of columns (Z and
+ * G then stay in cache instead of crossing memory four times: thin shapes,
+ * where the products are bound by memory), from C, p and N alone. */
+int ufm_grad_blocks_auto(size_t C, size_t p, size_t N);
 
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
 void ufm_grad_ws_free(ufm_grad_ws *ws);

@@ -279,63 +279,75 @@ size_t ufm_loss_groups(size_t N)
 
 size_t ufm_loss_rows_len(size_t N, size_t C) { return ufm_loss_groups(N) * UFM_LOSS_BLOCK * C; }
 
-/* The batch pass, in place on the class-major Z (C x N): each group copies
- * its samples eight at a time into its own rows (8 C doubles, in L1), runs
- * the sample-major row passes on them and writes the rows back into Z's
- * columns. Z's C rows are too many streams for the hardware prefetcher:
- * each class's line of two blocks ahead is asked for as a block is read
- * (without it the loads' misses took 1.5 % of a step at M). */
+/* The batch pass on n columns of a class-major Z (C rows, row stride ld;
+ * column j is sample j of the arrays passed): the samples copied eight at a
+ * time into rows (8 C doubles, in L1), the sample-major row passes run on
+ * them and the rows written back into Z's columns; G's columns added into
+ * part (if not NULL) in sample order. Z's C rows are too many streams for
+ * the hardware prefetcher: each class's line of two blocks ahead is asked
+ * for as a block is read (without it the loads' misses took 1.5 % of a
+ * step at M). */
+void ufm_loss_cols(const ufm_loss_type *L, size_t C, size_t n, size_t ld, double *Z,
+                   const double *b, const int32_t *labels, double scale, double *loss_i,
+                   int32_t *pred, double *margin, double *zstat, double *part, double *rows)
+{
+  /* the two built-in losses get the max from the scan and prefetch the next
+   * row of the block while they compute */
+  const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
+  const row_passes *rp = row_passes_here();
+  for (size_t i = 0; i < n; i++) {
+    const size_t l = i % UFM_LOSS_BLOCK, len = n - (i - l) < UFM_LOSS_BLOCK ? n - (i - l) : UFM_LOSS_BLOCK;
+    double *z = rows + l * C;
+    if (l == 0) { /* the block's logits into rows */
+      const int ahead = i + 24 <= n;
+      for (size_t c = 0; c < C; c++) {
+        const double *src = Z + c * ld + i;
+        if (ahead) __builtin_prefetch(src + 16);
+        for (size_t k = 0; k < len; k++) rows[k * C + c] = src[k];
+      }
+    }
+    int32_t y = labels[i];
+    row_scan r;
+    rp->scan(C, z, b, y, &r); /* adds the bias */
+    pred[i] = (int32_t)r.a;
+    margin[i] = z[y] - r.other;
+    if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
+      zstat[2 * i] = r.sq;
+      zstat[2 * i + 1] = z[y] - r.sum / (double)C;
+    }
+    const double *next = l + 1 < len ? z + C : NULL;
+    loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
+                : mse ? rp->mse(C, z, y, scale, next)
+                      : L->sample(C, z, y, scale);
+    if (part) /* the row just written, while it is in cache */
+      for (size_t c = 0; c < C; c++) part[c] += z[c];
+    if (l + 1 == len) { /* the block's G back into Z's columns */
+      const size_t ib = i - l;
+      for (size_t c = 0; c < C; c++) {
+        double *dst = Z + c * ld + ib;
+        for (size_t k = 0; k < len; k++) dst[k] = rows[k * C + c];
+      }
+    }
+  }
+}
+
+/* The batch pass on the whole of Z (C x N): each group runs ufm_loss_cols
+ * on its samples with its own rows and part of the bias gradient. */
 double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, const double *b,
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work, double *rows)
 {
   const double scale = 1.0 / (double)N;
-  /* the two built-in losses get the max from the scan and prefetch the next
-   * row of the block while they compute */
-  const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
-  const row_passes *rp = row_passes_here();
   const size_t ng = ufm_loss_groups(N);
 #pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
   for (size_t q = 0; q < ng; q++) {
     const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
-    double *part = gsum ? work + q * C : NULL, *rq = rows + q * UFM_LOSS_BLOCK * C;
+    double *part = gsum ? work + q * C : NULL;
     if (part)
       for (size_t c = 0; c < C; c++) part[c] = 0.0;
-    for (size_t i = i0; i < i1; i++) {
-      const size_t l = (i - i0) % UFM_LOSS_BLOCK,
-                   len = i1 - (i - l) < UFM_LOSS_BLOCK ? i1 - (i - l) : UFM_LOSS_BLOCK;
-      double *z = rq + l * C;
-      if (l == 0) { /* the block's logits into rq */
-        const int ahead = i + 24 <= N;
-        for (size_t c = 0; c < C; c++) {
-          const double *src = Z + c * N + i;
-          if (ahead) __builtin_prefetch(src + 16);
-          for (size_t k = 0; k < len; k++) rq[k * C + c] = src[k];
-        }
-      }
-      int32_t y = labels[i];
-      row_scan r;
-      rp->scan(C, z, b, y, &r); /* adds the bias */
-      pred[i] = (int32_t)r.a;
-      margin[i] = z[y] - r.other;
-      if (zstat) { /* ||z_i||^2 and z_{i,y_i} - mean_c z_ic, for the SELI distance of Z */
-        zstat[2 * i] = r.sq;
-        zstat[2 * i + 1] = z[y] - r.sum / (double)C;
-      }
-      const double *next = l + 1 < len ? z + C : NULL;
-      loss_i[i] = ce    ? rp->ce(C, z, y, scale, r.m, r.fast, next)
-                  : mse ? rp->mse(C, z, y, scale, next)
-                        : L->sample(C, z, y, scale);
-      if (part) /* the row just written, while it is in cache */
-        for (size_t c = 0; c < C; c++) part[c] += z[c];
-      if (l + 1 == len) { /* the block's G back into Z's columns */
-        const size_t ib = i - l;
-        for (size_t c = 0; c < C; c++) {
-          double *dst = Z + c * N + ib;
-          for (size_t k = 0; k < len; k++) dst[k] = rq[k * C + c];
-        }
-      }
-    }
+    ufm_loss_cols(L, C, i1 - i0, N, Z + i0, b, labels + i0, scale, loss_i + i0, pred + i0,
+                  margin + i0, zstat ? zstat + 2 * i0 : NULL, part,
+                  rows + q * UFM_LOSS_BLOCK * C);
   }
   if (gsum) {
     memcpy(gsum, work, C * sizeof(double));

@@ -52,6 +52,16 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, con
                       const int32_t *labels, double *loss_i, int32_t *pred, double *margin,
                       double *zstat, double *gsum, double *work, double *rows);
 
+/* ufm_loss_batch's pass on n columns of a class-major block Z (C rows, row
+ * stride ld), column j holding sample j of labels, loss_i, pred, margin and
+ * zstat (2 per sample, or NULL); the gradient scaled by scale (1/N for the
+ * whole batch); G's columns added into part (C, or NULL) in sample order;
+ * rows: UFM_LOSS_BLOCK C doubles of scratch. The same arithmetic per sample
+ * as ufm_loss_batch (which runs it on its groups): the same bits. */
+void ufm_loss_cols(const ufm_loss_type *L, size_t C, size_t n, size_t ld, double *Z,
+                   const double *b, const int32_t *labels, double scale, double *loss_i,
+                   int32_t *pred, double *margin, double *zstat, double *part, double *rows);
+
 /* ufm_loss_batch's samples per block of scratch rows, and the scratch it
  * needs: UFM_LOSS_BLOCK C doubles for each of its groups. */
 #define UFM_LOSS_BLOCK 8

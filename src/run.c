@@ -464,6 +464,10 @@ int ufm_run(const ufm_config *cfg, const ufm_run_opts *opts, char *errbuf)
       }
     }
     int gst = ufm_grad_eval(&pb, m, ws);
+    if (gst == UFM_ENOMEM) { /* never with the path the shape chose (allocated with ws) */
+      st = ufm_fail(errbuf, UFM_ENOMEM, "out of memory for the gradient's work space");
+      break;
+    }
     if (gst == UFM_EDIVERGED) {
       status = "diverged";
       snprintf(msg, sizeof msg,

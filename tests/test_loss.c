@@ -100,12 +100,13 @@ static void check_gradient_path(const ufm_loss_type *L, int bias, int reg, int p
   ufm_model_free(m);
 }
 
-/* Both evaluation paths: the fused small-C pass (where this CPU runs it) and
- * the three products. */
+/* Every evaluation path: the fused small-C pass (where this CPU runs it),
+ * the three products, and the products in column blocks. */
 static void check_gradient(const ufm_loss_type *L, int bias, int reg)
 {
   check_gradient_path(L, bias, reg, UFM_GRAD_FUSED);
   check_gradient_path(L, bias, reg, UFM_GRAD_PRODUCTS);
+  check_gradient_path(L, bias, reg, UFM_GRAD_BLOCKS);
 }
 
 static void test_grad_ce_nobias(void **s) { (void)s; check_gradient(&ufm_loss_ce, 0, 0); check_gradient(&ufm_loss_ce, 0, 1); }
@@ -471,6 +472,128 @@ static void test_fused_matches_products(void **s)
       }
 }
 
+/* The products in column blocks agree with the three products in
+ * everything they return: the per-sample records and the loss bit for bit
+ * where the logits are (a block of Z is W times a block of H, each entry
+ * the same dot product; checked to 1e-15), the gradients to 1e-13 of
+ * their largest entry, the bias gradient (a sum over the samples in
+ * another order) to 1e-13 of sum_i |G_ci|. Shapes: one block, a partial
+ * last block, fewer blocks than slots, every slot several blocks; C on
+ * both sides of the fused pass's limit; both losses, with and without
+ * bias. And the path the shape chooses: the blocks keep no G (a forced
+ * other path allocates it at its first evaluation). */
+static void test_blocks_match_products(void **s)
+{
+  (void)s;
+  const size_t shapes[][3] = {{33, 5, 7},    {3, 4, 700},    {40, 16, 4100},
+                              {300, 2, 1301}, {1000, 9, 2500}, {64, 128, 3000}};
+  const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
+  for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+    for (int li = 0; li < 2; li++)
+      for (int bias = 0; bias < 2; bias++) {
+        const size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
+        size_t *counts = malloc(C * sizeof *counts);
+        for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
+        ufm_model *m = ufm_model_alloc(C, p, counts, bias);
+        ufm_model_init_random(m, 808 + q, 0.6);
+        for (size_t c = 0; c < C && bias; c++) gsl_vector_set(m->b, c, 0.01 * (double)(c % 17) - 0.05);
+        ufm_problem pb = {losses[li], 2.385e-2, 1.7e-2, 3.1e-2};
+        ufm_grad_ws *wb = ufm_grad_ws_alloc(C, p, N), *wp = ufm_grad_ws_alloc(C, p, N);
+        wb->path = UFM_GRAD_BLOCKS;
+        wp->path = UFM_GRAD_PRODUCTS;
+        assert_int_equal(ufm_grad_eval(&pb, m, wb), UFM_OK);
+        assert_int_equal(ufm_grad_eval(&pb, m, wp), UFM_OK);
+        assert_non_null(wp->G);
+        double eb = 0.0;
+        for (size_t c = 0; c < C; c++) {
+          double a = 0.0;
+          for (size_t i = 0; i < N; i++) a += fabs(gsl_matrix_get(wp->G, c, i));
+          eb = fmax(eb, fabs(wb->gb->data[c] - wp->gb->data[c]) / (a > 0 ? a : 1.0));
+        }
+        const double eW = rel_diff(wb->gW->data, wp->gW->data, C * p);
+        const double eH = rel_diff(wb->gH->data, wp->gH->data, p * N);
+        printf("# blocks: %s C=%zu p=%zu N=%zu bias=%d (%zu columns a block, %zu slots): gW %.1e "
+               "gH %.1e gb %.1e\n", pb.loss->name, C, p, N, bias, wb->bk_cols, wb->bk_nslot, eW,
+               eH, eb);
+        assert_true(eW < 1e-13 && eH < 1e-13 && eb < 1e-13);
+        assert_true(rel_diff(wb->loss_i, wp->loss_i, N) < 1e-15);
+        assert_true(rel_diff(wb->margin, wp->margin, N) < 1e-15);
+        assert_true(rel_diff(wb->zstat, wp->zstat, 2 * N) < 1e-15);
+        assert_memory_equal(wb->pred, wp->pred, N * sizeof(int32_t));
+        assert_close(wb->loss, wp->loss, 1e-15, 0);
+        assert_close(wb->gnorm2, wp->gnorm2, 1e-13, 0);
+        assert_close(wb->normW2, wp->normW2, 1e-15, 0);
+        assert_close(wb->normH2, wp->normH2, 1e-13, 0);
+        assert_close(wb->normb2, wp->normb2, 1e-15, 0);
+        assert_close(wb->gmax, wp->gmax, 1e-13, 0);
+        assert_true(wb->thetamax == wp->thetamax);
+        assert_int_equal(wb->h_next, 0);
+        ufm_grad_ws_free(wb);
+        ufm_grad_ws_free(wp);
+        ufm_model_free(m);
+        free(counts);
+      }
+  assert_int_equal(ufm_grad_blocks_auto(1000, 8, 10000), 1);
+  assert_int_equal(ufm_grad_blocks_auto(100, 512, 10000), 0); /* M */
+  assert_int_equal(ufm_grad_blocks_auto(32, 8, 100000), 0);   /* the fused pass's */
+  ufm_grad_ws *w = ufm_grad_ws_alloc(1000, 8, 10000);
+  assert_null(w->G);
+  assert_non_null(w->bk);
+  ufm_grad_ws_free(w);
+}
+
+/* The column blocks give the same bits on 1 and 2 threads (gradients,
+ * norms, maxima, loss, records and the folded next H), with the step of H
+ * folded in (gd: h_next, gH = H - lr grad_H, as the three products fold
+ * it, to 1e-13) and not (ngd: its lr waits for the loss, no fold). */
+static void test_blocks_threads(void **s)
+{
+  (void)s;
+  const size_t C = 500, p = 24, N = 9001;
+  const int threads = ufm_threads();
+  size_t *counts = malloc(C * sizeof *counts);
+  for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
+  ufm_model *m = ufm_model_alloc(C, p, counts, 1);
+  ufm_model_init_random(m, 31, 0.5);
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-2, 1.7e-2, 3.1e-2};
+  for (int ngd = 0; ngd < 2; ngd++) {
+    ufm_grad_ws *w[3];
+    for (int k = 0; k < 3; k++) {
+      w[k] = ufm_grad_ws_alloc(C, p, N);
+      w[k]->path = k == 2 ? UFM_GRAD_PRODUCTS : UFM_GRAD_AUTO;
+      w[k]->fold_lr = 0.3;
+      w[k]->fold_ngd = ngd;
+      ufm_set_threads(k == 1 ? 1 : 2);
+      assert_int_equal(ufm_grad_eval(&pb, m, w[k]), UFM_OK);
+    }
+    ufm_set_threads(threads);
+    assert_non_null(w[0]->bk); /* this shape takes the blocks */
+    assert_true(w[0]->bk_nslot == 8 && w[0]->bk_cols < N / 8);
+    assert_memory_equal(w[0]->gW->data, w[1]->gW->data, C * p * sizeof(double));
+    assert_memory_equal(w[0]->gH->data, w[1]->gH->data, p * N * sizeof(double));
+    assert_memory_equal(w[0]->gb->data, w[1]->gb->data, C * sizeof(double));
+    assert_memory_equal(w[0]->loss_i, w[1]->loss_i, N * sizeof(double));
+    assert_memory_equal(w[0]->zstat, w[1]->zstat, 2 * N * sizeof(double));
+    assert_true(w[0]->normH2 == w[1]->normH2 && w[0]->normW2 == w[1]->normW2);
+    assert_true(w[0]->gnorm2 == w[1]->gnorm2 && w[0]->gmax == w[1]->gmax);
+    assert_true(w[0]->thetamax == w[1]->thetamax && w[0]->loss == w[1]->loss);
+    assert_int_equal(w[0]->h_next, !ngd);
+    assert_int_equal(w[2]->h_next, 1); /* the products fold ngd's step too */
+    double d = 0.0, r = 0.0;
+    for (size_t k = 0; k < p * N; k++) {
+      double next = ngd ? m->H->data[k] - 0.3 / w[2]->loss * w[0]->gH->data[k] : w[0]->gH->data[k];
+      d = fmax(d, fabs(next - w[2]->gH->data[k]));
+      r = fmax(r, fabs(w[2]->gH->data[k]));
+    }
+    printf("# blocks C=%zu p=%zu N=%zu (%s): 2 and 1 threads bit for bit; the next H %.1e from the "
+           "three products'\n", C, p, N, ngd ? "ngd, not folded" : "gd, folded", d / r);
+    assert_true(d / r < 1e-13);
+    for (int k = 0; k < 3; k++) ufm_grad_ws_free(w[k]);
+  }
+  ufm_model_free(m);
+  free(counts);
+}
+
 /* grad_W's pieces beside the decay pass (grad.c, gradW_beside_decay) give
  * the bits of the plain order (ufm_gemm_long, then grad_H, then
  * decay_pass), on 1 and 2 threads: gradients, norms, maxima and the folded
@@ -581,6 +704,22 @@ static void test_nonfinite_detected(void **s)
   assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_EDIVERGED);
   ufm_grad_ws_free(ws);
   ufm_model_free(m);
+  /* a NaN in the last slot of column blocks (and the same on the three
+   * products): the largest entries of state and gradient are NaN */
+  size_t counts[40];
+  for (size_t c = 0; c < 40; c++) counts[c] = 100;
+  m = ufm_model_alloc(40, 3, counts, 1);
+  ufm_model_init_random(m, 5, 0.5);
+  m->H->data[1 * 4000 + 3950] = NAN;
+  for (int path = UFM_GRAD_PRODUCTS; path <= UFM_GRAD_BLOCKS; path += UFM_GRAD_BLOCKS - UFM_GRAD_PRODUCTS) {
+    ws = ufm_grad_ws_alloc(40, 3, 4000);
+    ws->path = path;
+    assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_EDIVERGED);
+    assert_true(isnan(ws->thetamax) && isnan(ws->gmax));
+    if (path == UFM_GRAD_BLOCKS) assert_true(ws->bk_nslot == 4);
+    ufm_grad_ws_free(ws);
+  }
+  ufm_model_free(m);
 }
 
 /* The bias gradient G 1 that ufm_loss_batch sums as it writes G: the
@@ -668,7 +807,8 @@ int main(void)
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
       cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
-      cmocka_unit_test(test_products_orders),
+      cmocka_unit_test(test_products_orders),  cmocka_unit_test(test_blocks_match_products),
+      cmocka_unit_test(test_blocks_threads),
       cmocka_unit_test(test_batch_reference),  cmocka_unit_test(test_batch_gsum),
   };
   return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
