@@ -81,6 +81,13 @@ static size_t bk_slot_len(size_t C, size_t p, size_t nb)
   return (C * p + C + 2 * p + 4 + C * nb + UFM_LOSS_BLOCK * C + 7) / 8 * 8;
 }
 
+double ufm_grad_logits_doubles(size_t C, size_t p, size_t N)
+{
+  if (!ufm_grad_blocks_auto(C, p, N)) return (double)C * (double)N;
+  const size_t nb = bk_cols_of(C), nblk = (N + nb - 1) / nb;
+  return (double)(nblk < BK_SLOTS ? nblk : BK_SLOTS) * (double)bk_slot_len(C, p, nb);
+}
+
 static int bk_alloc(ufm_grad_ws *ws)
 {
   const size_t C = ws->C, p = ws->p, N = ws->N, nb = bk_cols_of(C);

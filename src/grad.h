@@ -77,6 +77,10 @@ int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
  * where the products are bound by memory), from C, p and N alone. */
 int ufm_grad_blocks_auto(size_t C, size_t p, size_t N);
 
+/* The doubles ufm_grad_ws_alloc takes for the logits at this shape: G
+ * (C N), or with the column blocks their slots (about 8 MB plus 8 C p). */
+double ufm_grad_logits_doubles(size_t C, size_t p, size_t N);
+
 ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N);
 void ufm_grad_ws_free(ufm_grad_ws *ws);
 

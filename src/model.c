@@ -3,6 +3,7 @@
  * Contents: 1. allocation  2. initialisation  3. class counts
  */
 #include "model.h"
+#include "grad.h" /* the logits' memory */
 #include "common.h"
 
 #include <math.h>
@@ -192,7 +193,8 @@ int ufm_model_init_random_fast(ufm_model *m, unsigned long seed, double scale)
   return fast;
 }
 
-/* W, H, b; gradients of each; logits/loss-gradient Z (N x C); per-sample
+/* W, H, b; gradients of each; logits/loss-gradient Z (N x C, or the
+ * column blocks' slots, ufm_grad_logits_doubles); per-sample
  * scratch; metrics workspace (M and a C x C buffer; a scratch region of
  * p x C plus the larger of p x C + C x C and dgesdd's ~4 min(p,C)^2);
  * momentum buffers when used. */
@@ -200,7 +202,8 @@ double ufm_model_bytes_needed(size_t C, size_t p, size_t N, int momentum)
 {
   double Cd = (double)C, pd = (double)p, Nd = (double)N;
   double k = Cd < pd ? Cd : pd, svd = 4 * k * k + 8 * k, tmp = Cd * pd + Cd * Cd;
-  double doubles = 2 * (Cd * pd + pd * Nd + Cd) + Cd * Nd + 5 * Nd + 2 * Cd * pd + Cd * Cd
+  double doubles = 2 * (Cd * pd + pd * Nd + Cd) + ufm_grad_logits_doubles(C, p, N) + 5 * Nd
+                   + 2 * Cd * pd + Cd * Cd
                    + (svd > tmp ? svd : tmp);
   if (momentum) doubles += Cd * pd + pd * Nd + Cd;
   if (C <= 32) /* UFM_GRAD_FUSED_CMAX: the fused step's slots (grad.c), at most 8 */
