@@ -1,7 +1,8 @@
-/* grad.c -- loss and gradient of the UFM objective: three dgemm calls, or one fused pass for small C.
+/* grad.c -- loss and gradient of the UFM objective: three products (whole, or in column blocks), or one fused pass.
  *
  * Contents: 1. workspace  2. reductions  3. the fused small-C pass
- *           4. the three products  5. evaluation
+ *           4. the three products  5. the products in column blocks
+ *           6. evaluation
  *
  * Large C (the three products):
  *   Z      = W H (+ b 1^T)          dgemm (C x N)     then the loss pass turns Z into G
@@ -21,6 +22,9 @@
  * The blocks are grouped in slots fixed by N alone; each slot owns a partial
  * grad_W, bias gradient and norms, and the slots are added in slot order:
  * the same bits whatever thread runs which slot.
+ *
+ * Thin shapes (section 5: C > 32, p <= 128, Z over 4 MB): the three
+ * products block by block of columns, Z's block in cache, slots as above.
  */
 #include "grad.h"
 #include "common.h"
@@ -637,6 +641,7 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
  * each slot owns a partial grad_W, bias gradient and row sums of squares,
  * added in slot order at the end: the same bits whatever thread runs which
  * slot. G itself is not kept (ws->G is left as it was). */
+
 /* Slot s: blocks kb0 .. kb1-1. */
 static void bk_slot(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *slot,
                     size_t kb0, size_t kb1, double lr)

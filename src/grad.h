@@ -15,7 +15,8 @@ typedef struct {
  * losses, predictions and margins, and the reductions below. */
 typedef struct {
   size_t C, p, N;
-  gsl_matrix *G;   /* C x N: the logits Z = W H + b 1^T, then G = (1/N) dLoss/dZ  */
+  gsl_matrix *G;   /* C x N: the logits Z = W H + b 1^T, then G = (1/N) dLoss/dZ
+                    * (NULL where the column blocks run: they keep none)        */
   gsl_matrix *gW;  /* C x p: grad_W = G H^T + lambda_W W                          */
   gsl_matrix *gH;  /* p x N: grad_H = W^T G + lambda_H H (the next H if h_next)  */
   gsl_vector *gb;  /* C:     grad_b = G 1 + lambda_b b (zero without bias)        */

@@ -1,7 +1,8 @@
 #!/bin/sh
 # reliability.sh -- ufm under interruption, faults and hostile input, driven from outside:
 # kill -9 at random moments then --resume (bit-identical results), SIGTERM and
-# SIGINT (exit 143 / 130, a checkpoint, the resume command), sweeps stopped and
+# SIGINT (exit 143 / 130, a checkpoint, the resume command), the column-block step
+# (1 and 2 threads, SIGTERM and --resume), sweeps stopped and
 # resumed, divergence, a full disk (RLIMIT_FSIZE; a tiny tmpfs when mount works),
 # unwritable and foreign directories, malformed inputs of every class.
 #
@@ -33,13 +34,13 @@ echo "# UFM_TEST_SEED=$SEED"
 # shellcheck source=tests/checks.sh
 . "$HERE/checks.sh"
 # same_run A B: the final state and metrics byte for byte, summary.tsv but
-# for its timing lines
+# for its timing and thread-count lines
 same_run() {
   for f in W.npy H.npy b.npy labels.npy metrics.tsv; do
     cmp -s "$1/$f" "$2/$f" || { echo "       $f differs: $1 $2"; return 1; }
   done
-  grep -v -e '^wall_time' -e '^iters_per_sec' "$1/summary.tsv" >"$T/sa"
-  grep -v -e '^wall_time' -e '^iters_per_sec' "$2/summary.tsv" >"$T/sb"
+  grep -v -e '^wall_time' -e '^iters_per_sec' -e '^threads' "$1/summary.tsv" >"$T/sa"
+  grep -v -e '^wall_time' -e '^iters_per_sec' -e '^threads' "$2/summary.tsv" >"$T/sb"
   cmp -s "$T/sa" "$T/sb" || { echo "       summary.tsv differs: $1 $2"; return 1; }
 }
 no_tmp() { ! find "$1" -name '*.tmp.*' | grep -q .; }
@@ -155,6 +156,31 @@ for sig in TERM INT; do
   check "SIG$sig: --resume exits 0" is_rc 0
   check "SIG$sig: the resumed run equals the uninterrupted one" same_run "$T/ref" "$D"
 done
+
+# ------------------------------------------------- the column-block step
+section "the column-block step (thin shapes): 1 and 2 threads, SIGTERM and --resume"
+# C = 100, p = 8, N = 6000: Z would be 4.8 MB, so the step takes the
+# products in column blocks (src/grad.c section 5), 6 slots of 1 block;
+# about 1.5 ms a step unloaded, so the SIGTERM after the first checkpoint
+# (iteration 100) lands well before the end (1000)
+THIN="classes=100 dim=8 n=60 iterations=1000 log_points=20 lr=0.5"
+# shellcheck disable=SC2086
+run "$UFM" run $Q out="$T/thin" $THIN
+check "thin: exit 0" is_rc 0
+# shellcheck disable=SC2086
+run "$UFM" --threads 1 run $Q out="$T/thin1" $THIN
+check "thin: 1 thread gives the same bits as 2" same_run "$T/thin" "$T/thin1"
+# shellcheck disable=SC2086
+"$UFM" run $Q out="$T/thint" $THIN checkpoint_every=100 2>"$T/err" &
+pid=$!
+wait_for "$T/thint/checkpoint/checkpoint.tsv" || true
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+check "thin: SIGTERM mid-run: exit 143, a checkpoint, no summary.tsv" \
+  sh -c "[ $rc -eq 143 ] && [ -s '$T/thint/checkpoint/checkpoint.tsv' ] && [ ! -e '$T/thint/summary.tsv' ]"
+run "$UFM" run $Q --resume "$T/thint"
+check "thin: the resumed run equals the uninterrupted one" same_run "$T/thin" "$T/thint"
 
 # -------------------------------------------------------------------- sweeps
 section "a sweep stopped by SIGTERM, then resumed"
