@@ -478,15 +478,14 @@ static void test_fused_matches_products(void **s)
  * the same dot product; checked to 1e-15), the gradients to 1e-13 of
  * their largest entry, the bias gradient (a sum over the samples in
  * another order) to 1e-13 of sum_i |G_ci|. Shapes: one block, a partial
- * last block, fewer blocks than slots, every slot several blocks; C on
- * both sides of the fused pass's limit; both losses, with and without
- * bias. And the path the shape chooses: the blocks keep no G (a forced
+ * last block, 1 to 4 slots; C on both sides of the fused pass's limit;
+ * both losses, with and without bias (8 slots: test_blocks_threads). And the path the shape chooses: the blocks keep no G (a forced
  * other path allocates it at its first evaluation). */
 static void test_blocks_match_products(void **s)
 {
   (void)s;
-  const size_t shapes[][3] = {{33, 5, 7},    {3, 4, 700},    {40, 16, 4100},
-                              {300, 2, 1301}, {1000, 9, 2500}, {64, 128, 3000}};
+  const size_t shapes[][3] = {{33, 5, 7},    {3, 4, 700},    {40, 16, 2100},
+                              {300, 2, 1301}, {1000, 9, 300}, {64, 40, 1100}};
   const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
   for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
     for (int li = 0; li < 2; li++)
@@ -543,13 +542,14 @@ static void test_blocks_match_products(void **s)
 }
 
 /* The column blocks give the same bits on 1 and 2 threads (gradients,
- * norms, maxima, loss, records and the folded next H), with the step of H
+ * norms, maxima, loss, records and the folded next H), grad_W as the three
+ * products give it (to 1e-13) with a slot of two blocks, with the step of H
  * folded in (gd: h_next, gH = H - lr grad_H, as the three products fold
  * it, to 1e-13) and not (ngd: its lr waits for the loss, no fold). */
 static void test_blocks_threads(void **s)
 {
   (void)s;
-  const size_t C = 500, p = 24, N = 9001;
+  const size_t C = 600, p = 4, N = 1800; /* 9 blocks of 216 columns in 8 slots */
   const int threads = ufm_threads();
   size_t *counts = malloc(C * sizeof *counts);
   for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
@@ -577,6 +577,9 @@ static void test_blocks_threads(void **s)
     assert_true(w[0]->normH2 == w[1]->normH2 && w[0]->normW2 == w[1]->normW2);
     assert_true(w[0]->gnorm2 == w[1]->gnorm2 && w[0]->gmax == w[1]->gmax);
     assert_true(w[0]->thetamax == w[1]->thetamax && w[0]->loss == w[1]->loss);
+    /* 9 blocks in 8 slots: the slot of two adds its second block's grad_W */
+    assert_true(rel_diff(w[0]->gW->data, w[2]->gW->data, C * p) < 1e-13);
+    assert_close(w[0]->loss, w[2]->loss, 1e-15, 0);
     assert_int_equal(w[0]->h_next, !ngd);
     assert_int_equal(w[2]->h_next, 1); /* the products fold ngd's step too */
     double d = 0.0, r = 0.0;
