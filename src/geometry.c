@@ -94,7 +94,8 @@ int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
   gsl_matrix *B = gsl_matrix_alloc(n, n);
   if (!B) return -1;
   gsl_matrix_memcpy(B, A);
-  dsyevd_("V", "U", &nn, B->data, &nn, ev->data, &w0, &lw, &iw0, &liw, &info, 1, 1);
+  const char *jobz = V ? "V" : "N"; /* without V the eigenvalues alone (a third of the time) */
+  dsyevd_(jobz, "U", &nn, B->data, &nn, ev->data, &w0, &lw, &iw0, &liw, &info, 1, 1);
   lw = (int)w0;
   liw = iw0;
   double *work = info == 0 ? malloc((size_t)lw * sizeof(double)) : NULL;
@@ -102,8 +103,8 @@ int ufm_eigen_lapack(const gsl_matrix *A, gsl_vector *ev, gsl_matrix *V)
   if (iwork) {
     /* row-major A is its own column-major transpose; the eigenvectors come
      * back as the columns of the column-major B, that is its rows */
-    dsyevd_("V", "U", &nn, B->data, &nn, ev->data, work, &lw, iwork, &liw, &info, 1, 1);
-    if (info == 0) gsl_matrix_transpose_memcpy(V, B);
+    dsyevd_(jobz, "U", &nn, B->data, &nn, ev->data, work, &lw, iwork, &liw, &info, 1, 1);
+    if (info == 0 && V) gsl_matrix_transpose_memcpy(V, B);
   } else {
     info = -1;
   }
@@ -252,9 +253,9 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
     const int st = seli_grouped(C, counts, sv, WW, K, nuclear);
     if (st <= 0) return st;
   }
-  gsl_matrix *A = gsl_matrix_alloc(C, C), *U = gsl_matrix_alloc(C, C);
+  gsl_matrix *A = gsl_matrix_alloc(C, C), *U = WW || K ? gsl_matrix_alloc(C, C) : NULL;
   gsl_vector *ev = gsl_vector_alloc(C);
-  if (!A || !U || !ev) {
+  if (!A || (!U && (WW || K)) || !ev) {
     if (A) gsl_matrix_free(A);
     if (U) gsl_matrix_free(U);
     if (ev) gsl_vector_free(ev);
@@ -278,7 +279,7 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
     for (size_t k = 0; sv && k < C; k++) gsl_vector_set(sv, k, k + 1 < C ? l : 0.0);
     if (nuclear) *nuclear = (Cd - 1) * l;
     gsl_matrix_free(A);
-    gsl_matrix_free(U);
+    if (U) gsl_matrix_free(U);
     gsl_vector_free(ev);
     return 0;
   }
@@ -288,8 +289,23 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
                  + N / (Cd * Cd);
       gsl_matrix_set(A, a, b, v);
     }
-  if (ufm_eigen_lapack(A, ev, U) != 0) jacobi_eigen(A, ev, U);
-  gsl_eigen_symmv_sort(ev, U, GSL_EIGEN_SORT_VAL_DESC);
+  if (!WW && !K) { /* the singular values alone: no eigenvectors */
+    if (ufm_eigen_lapack(A, ev, NULL) != 0) {
+      gsl_eigen_symm_workspace *w = gsl_eigen_symm_alloc(C);
+      if (!w) {
+        gsl_matrix_free(A);
+        if (U) gsl_matrix_free(U);
+        gsl_vector_free(ev);
+        return -1;
+      }
+      gsl_eigen_symm(A, ev, w); /* A destroyed: not needed again */
+      gsl_eigen_symm_free(w);
+    }
+    qsort(ev->data, C, sizeof(double), cmp_desc);
+  } else {
+    if (ufm_eigen_lapack(A, ev, U) != 0) jacobi_eigen(A, ev, U);
+    gsl_eigen_symmv_sort(ev, U, GSL_EIGEN_SORT_VAL_DESC);
+  }
   double emax = gsl_vector_get(ev, 0), tol = seli_tol(C, emax), nuc = 0;
   for (size_t k = 0; k < C; k++) {
     double e = gsl_vector_get(ev, k);
@@ -314,7 +330,7 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
   }
   if (nuclear) *nuclear = nuc;
   gsl_matrix_free(A);
-  gsl_matrix_free(U);
+  if (U) gsl_matrix_free(U);
   gsl_vector_free(ev);
   return 0;
 }

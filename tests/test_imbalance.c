@@ -65,6 +65,37 @@ static void test_seli_hand_case(void **s)
   gsl_vector_free(sv);
 }
 
+/* Without W W^T or K, ufm_seli takes the eigenvalues alone (no
+ * eigenvectors): its singular values agree with the full decomposition's
+ * to 1e-13 of the largest, and its nuclear norm with the trace of the full
+ * path's W W^T (= U L U^T, positive semidefinite) to 1e-12, at C = 150 with
+ * every count distinct (more than C/2 values: the C x C eigenproblem). */
+static void test_seli_values_only(void **s)
+{
+  (void)s;
+  const size_t C = 150;
+  size_t counts[150];
+  for (size_t c = 0; c < C; c++) counts[c] = 1000 + 7 * c * c % 991;
+  gsl_vector *sv = gsl_vector_alloc(C), *sv0 = gsl_vector_alloc(C);
+  gsl_matrix *WW = gsl_matrix_alloc(C, C);
+  double nuc = 0.0, nuc0 = 0.0, tr = 0.0, es = 0.0;
+  assert_int_equal(ufm_seli(C, counts, sv, NULL, NULL, &nuc), 0);
+  assert_int_equal(ufm_seli(C, counts, sv0, WW, NULL, &nuc0), 0);
+  for (size_t k = 0; k < C; k++) {
+    es = fmax(es, fabs(gsl_vector_get(sv, k) - gsl_vector_get(sv0, k)));
+    tr += gsl_matrix_get(WW, k, k);
+  }
+  es /= gsl_vector_get(sv0, 0);
+  printf("# values only, C = %zu: singular values %.1e, nuclear %.1e from the trace of W W^T\n", C,
+         es, fabs(nuc - tr) / tr);
+  assert_true(es < 1e-13);
+  assert_true(gsl_vector_get(sv, C - 1) == 0.0 && gsl_vector_get(sv, C - 2) > 0.0);
+  assert_true(fabs(nuc - tr) < 1e-12 * tr && fabs(nuc - nuc0) < 1e-12 * nuc0);
+  gsl_vector_free(sv);
+  gsl_vector_free(sv0);
+  gsl_matrix_free(WW);
+}
+
 /* Counts with few distinct values (C/2 or fewer: step imbalance, three
  * values with a class alone, C = 101): the G x G reduction that ufm_seli
  * then uses gives the singular values, nuclear norm, W W^T and K of the
@@ -338,6 +369,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seli_balanced_is_etf), cmocka_unit_test(test_seli_hand_case),
       cmocka_unit_test(test_seli_many_counts),   cmocka_unit_test(test_seli_grouped),
+      cmocka_unit_test(test_seli_values_only),
       cmocka_unit_test(test_metrics_on_seli_state), cmocka_unit_test(test_minority_collapse_threshold),
       cmocka_unit_test(test_projections),           cmocka_unit_test(test_ngd_step),
   };
