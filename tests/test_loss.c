@@ -412,6 +412,19 @@ static void test_batch_reference(void **s)
   }
 }
 
+/* C classes of N / C samples (the first N % C one more), W and H drawn
+ * with this seed and scale. */
+static ufm_model *spread_model(size_t C, size_t p, size_t N, int bias, unsigned long seed,
+                               double scale)
+{
+  size_t *counts = malloc(C * sizeof *counts);
+  for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
+  ufm_model *m = ufm_model_alloc(C, p, counts, bias);
+  free(counts);
+  ufm_model_init_random(m, seed, scale);
+  return m;
+}
+
 static double rel_diff(const double *x, const double *ref, size_t n)
 {
   double d = 0.0, r = 0.0;
@@ -435,11 +448,8 @@ static void test_fused_matches_products(void **s)
     for (int li = 0; li < 2; li++)
       for (int bias = 0; bias < 2; bias++) {
         size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
-        size_t *counts = malloc(C * sizeof *counts);
-        for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
-        ufm_model *m = ufm_model_alloc(C, p, counts, bias);
         unsigned long seed = 4711 + q;
-        ufm_model_init_random(m, seed, 0.37);
+        ufm_model *m = spread_model(C, p, N, bias, seed, 0.37);
         for (size_t c = 0; c < C && bias; c++) gsl_vector_set(m->b, c, 0.1 * (double)c - 0.23);
         ufm_problem pb = {losses[li], 2.385e-2, 1.7e-2, 3.1e-2};
         ufm_grad_ws *wf = ufm_grad_ws_alloc(C, p, m->N), *wp = ufm_grad_ws_alloc(C, p, m->N);
@@ -468,7 +478,6 @@ static void test_fused_matches_products(void **s)
         ufm_grad_ws_free(wf);
         ufm_grad_ws_free(wp);
         ufm_model_free(m);
-        free(counts);
       }
 }
 
@@ -479,8 +488,9 @@ static void test_fused_matches_products(void **s)
  * their largest entry, the bias gradient (a sum over the samples in
  * another order) to 1e-13 of sum_i |G_ci|. Shapes: one block, a partial
  * last block, 1 to 4 slots; C on both sides of the fused pass's limit;
- * both losses, with and without bias (8 slots: test_blocks_threads). And the path the shape chooses: the blocks keep no G (a forced
- * other path allocates it at its first evaluation). */
+ * both losses, with and without bias (8 slots: test_blocks_threads). And
+ * the path the shape chooses: the blocks keep no G (a forced other path
+ * allocates it at its first evaluation). */
 static void test_blocks_match_products(void **s)
 {
   (void)s;
@@ -491,10 +501,7 @@ static void test_blocks_match_products(void **s)
     for (int li = 0; li < 2; li++)
       for (int bias = 0; bias < 2; bias++) {
         const size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
-        size_t *counts = malloc(C * sizeof *counts);
-        for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
-        ufm_model *m = ufm_model_alloc(C, p, counts, bias);
-        ufm_model_init_random(m, 808 + q, 0.6);
+        ufm_model *m = spread_model(C, p, N, bias, 808 + q, 0.6);
         for (size_t c = 0; c < C && bias; c++) gsl_vector_set(m->b, c, 0.01 * (double)(c % 17) - 0.05);
         ufm_problem pb = {losses[li], 2.385e-2, 1.7e-2, 3.1e-2};
         ufm_grad_ws *wb = ufm_grad_ws_alloc(C, p, N), *wp = ufm_grad_ws_alloc(C, p, N);
@@ -530,7 +537,6 @@ static void test_blocks_match_products(void **s)
         ufm_grad_ws_free(wb);
         ufm_grad_ws_free(wp);
         ufm_model_free(m);
-        free(counts);
       }
   assert_int_equal(ufm_grad_blocks_auto(1000, 8, 10000), 1);
   assert_int_equal(ufm_grad_blocks_auto(100, 512, 10000), 0); /* M */
@@ -551,10 +557,7 @@ static void test_blocks_threads(void **s)
   (void)s;
   const size_t C = 600, p = 4, N = 1800; /* 9 blocks of 216 columns in 8 slots */
   const int threads = ufm_threads();
-  size_t *counts = malloc(C * sizeof *counts);
-  for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
-  ufm_model *m = ufm_model_alloc(C, p, counts, 1);
-  ufm_model_init_random(m, 31, 0.5);
+  ufm_model *m = spread_model(C, p, N, 1, 31, 0.5);
   ufm_problem pb = {&ufm_loss_ce, 2.385e-2, 1.7e-2, 3.1e-2};
   for (int ngd = 0; ngd < 2; ngd++) {
     ufm_grad_ws *w[3];
@@ -594,7 +597,6 @@ static void test_blocks_threads(void **s)
     for (int k = 0; k < 3; k++) ufm_grad_ws_free(w[k]);
   }
   ufm_model_free(m);
-  free(counts);
 }
 
 /* grad_W's pieces beside the decay pass (grad.c, gradW_beside_decay) give
@@ -610,10 +612,7 @@ static void test_products_orders(void **s)
   for (size_t q = 0; q < 2; q++)
     for (int fold = 0; fold < 2; fold++) {
       const size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
-      size_t *counts = malloc(C * sizeof *counts);
-      for (size_t c = 0; c < C; c++) counts[c] = N / C + (c < N % C);
-      ufm_model *m = ufm_model_alloc(C, p, counts, 1);
-      ufm_model_init_random(m, 99 + q, 0.4);
+      ufm_model *m = spread_model(C, p, N, 1, 99 + q, 0.4);
       ufm_problem pb = {&ufm_loss_ce, 2.385e-2, 1.7e-2, 3.1e-2};
       ufm_grad_ws *w[3];
       for (int k = 0; k < 3; k++) {
@@ -643,7 +642,6 @@ static void test_products_orders(void **s)
              C, p, N, fold ? "H step folded in" : "gradient only");
       for (int k = 0; k < 3; k++) ufm_grad_ws_free(w[k]);
       ufm_model_free(m);
-      free(counts);
     }
 }
 
