@@ -1,4 +1,4 @@
-/* grad.c -- loss and gradient of the UFM objective: three products (whole, or in column blocks), or one fused pass.
+/* grad.c -- loss and gradient of the UFM objective: three products (whole or in column blocks) or a fused pass.
  *
  * Contents: 1. workspace  2. reductions  3. the fused small-C pass
  *           4. the three products  5. the products in column blocks

@@ -296,7 +296,8 @@ void ufm_loss_cols(const ufm_loss_type *L, size_t C, size_t n, size_t ld, double
   const int ce = L->sample == ce_sample, mse = L->sample == mse_sample;
   const row_passes *rp = row_passes_here();
   for (size_t i = 0; i < n; i++) {
-    const size_t l = i % UFM_LOSS_BLOCK, len = n - (i - l) < UFM_LOSS_BLOCK ? n - (i - l) : UFM_LOSS_BLOCK;
+    const size_t l = i % UFM_LOSS_BLOCK, left = n - (i - l);
+    const size_t len = left < UFM_LOSS_BLOCK ? left : UFM_LOSS_BLOCK;
     double *z = rows + l * C;
     if (l == 0) { /* the block's logits into rows */
       const int ahead = i + 24 <= n;
