@@ -36,8 +36,9 @@ typedef struct {
   size_t nslot, slot_len;
   /* the products in column blocks (grad.c section 5): per slot of blocks a
    * partial grad_W, bias gradient and row sums, a block of logits and the
-   * loss pass's rows; allocated at the first evaluation that takes that
-   * path (NULL until then) */
+   * loss pass's rows; allocated with the workspace where the shape takes
+   * that path (ufm_grad_blocks_auto), else at the first evaluation forced
+   * onto it (NULL until then) */
   double *bk;
   size_t bk_cols, bk_nslot, bk_len;
   int path; /* UFM_GRAD_AUTO (default), or one path forced (tests, benchmarks) */
