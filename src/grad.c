@@ -44,9 +44,13 @@
 #define VL 4 /* doubles per vector (section 3) */
 #define NV (FB / VL)
 #define NSLOT 8
-/* the slots run in parallel above this many multiply-adds per product (S,
- * 3.2e5, gains ~20 % on 2 threads; a sweep's points run these on one thread) */
+/* the slots run in parallel above this much work: multiply-adds per product
+ * (S, 3.2e5, gains ~20 % on 2 threads; a sweep's points run these on one
+ * thread) plus, in the fused pass, FUSED_LOSS_MA per logit for the loss (its
+ * exponential and the rest: C = p = 2, N = 40000, whose products are 1.6e5
+ * multiply-adds, spent 0.85 ms a step in the loss on one thread) */
 #define UFM_FUSED_PAR_MIN ((size_t)1 << 18)
+#define FUSED_LOSS_MA 20
 /* per slot: partial grad_W (C p, or C p VL lane sums), bias gradient (C), the block's logits
  * then G (C x FB), the last, partial block of H padded to FB columns
  * (p x FB), and four vectors for the norms and largest entries */
@@ -508,7 +512,7 @@ static void fused_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
   const size_t nblk = (N + FB - 1) / FB, ns = ws->nslot;
   /* gd's step of H folded in (grad.h); ngd's lr / loss waits for the loss */
   const double lr = ws->fold_ngd ? 0.0 : ws->fold_lr;
-#pragma omp parallel for schedule(dynamic, 1) if (C * p * N >= UFM_FUSED_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (C * (p + FUSED_LOSS_MA) * N >= UFM_FUSED_PAR_MIN)
   for (size_t s = 0; s < ns; s++)
     fused_slot(pb, m, ws, ws->slots + s * ws->slot_len, s * nblk / ns, (s + 1) * nblk / ns, lr);
   ws->h_next = lr > 0.0;
