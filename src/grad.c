@@ -89,19 +89,25 @@ static size_t bk_slot_len(size_t C, size_t p, size_t nb)
   return (C * p + C + 2 * p + 4 + C * nb + UFM_LOSS_BLOCK * C + 7) / 8 * 8;
 }
 
+/* Slots for N columns in blocks of nb: one a block, at most BK_SLOTS, at least 1. */
+static size_t bk_nslot_of(size_t N, size_t nb)
+{
+  const size_t nblk = (N + nb - 1) / nb;
+  return nblk < 1 ? 1 : nblk < BK_SLOTS ? nblk : BK_SLOTS;
+}
+
 double ufm_grad_logits_doubles(size_t C, size_t p, size_t N)
 {
   if (!ufm_grad_blocks_auto(C, p, N)) return (double)C * (double)N;
-  const size_t nb = bk_cols_of(C), nblk = (N + nb - 1) / nb;
-  return (double)(nblk < BK_SLOTS ? nblk : BK_SLOTS) * (double)bk_slot_len(C, p, nb);
+  const size_t nb = bk_cols_of(C);
+  return (double)bk_nslot_of(N, nb) * (double)bk_slot_len(C, p, nb);
 }
 
 static int bk_alloc(ufm_grad_ws *ws)
 {
   const size_t C = ws->C, p = ws->p, N = ws->N, nb = bk_cols_of(C);
-  const size_t nblk = (N + nb - 1) / nb;
   ws->bk_cols = nb;
-  ws->bk_nslot = nblk < BK_SLOTS ? (nblk ? nblk : 1) : BK_SLOTS;
+  ws->bk_nslot = bk_nslot_of(N, nb);
   ws->bk_len = bk_slot_len(C, p, nb);
   ws->bk = aligned_alloc(64, ws->bk_nslot * ws->bk_len * sizeof(double));
   return ws->bk != NULL;
