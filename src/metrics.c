@@ -1117,7 +1117,34 @@ static inline __attribute__((always_inline)) void features_body(
   for (size_t j = 0; j < w; j++) xn[j] = 0.0;
   if (wn)
     for (size_t j = 0; j < w; j++) dn[j] = 0.0;
-  for (size_t k = 0; k < p; k++) {
+  /* two rows at a time: xn and dn are read and written once per pair,
+   * their sums still taken row by row in order (the same bits) */
+  size_t k = 0;
+  for (; k + 2 <= p; k += 2) {
+    const double *h0 = m->H->data + k * N, *h1 = h0 + N;
+    const double *M0 = mw->M->data + k * C, *M1 = M0 + C;
+    const double g0 = mw->muG->data[k], g1 = mw->muG->data[k + 1];
+    double *o0 = wd ? out + k * w : NULL, *o1 = wd ? o0 + w : NULL;
+    float *f0 = Xf + k * w, *f1 = f0 + w;
+    for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
+      const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
+      const double mu0 = M0[c] + g0, mu1 = M1[c] + g1;
+#pragma omp simd
+      for (size_t j = lo; j < hi; j++) {
+        const double x0 = h0[j] - g0, d0 = h0[j] - mu0, x1 = h1[j] - g1, d1 = h1[j] - mu1;
+        if (wd) {
+          o0[j - j0] = d0;
+          o1[j - j0] = d1;
+        }
+        xn[j - j0] = (xn[j - j0] + x0 * x0) + x1 * x1;
+        if (wn) dn[j - j0] = (dn[j - j0] + d0 * d0) + d1 * d1;
+        f0[j - j0] = (float)(x0 * sc);
+        f1[j - j0] = (float)(x1 * sc);
+      }
+      lo = hi;
+    }
+  }
+  for (; k < p; k++) {
     const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
     const double g = mw->muG->data[k];
     double *o = wd ? out + k * w : NULL;
