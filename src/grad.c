@@ -735,7 +735,7 @@ int ufm_grad_fused_auto(size_t C, size_t p, size_t N)
 {
   if (C > UFM_GRAD_FUSED_CMAX) return 0;
   const double cp = (double)C * (double)p;
-  return cp <= (C <= 16 ? 1024.0 : 512.0) || cp * (double)N <= (double)(1 << 21);
+  return cp <= (C <= 16 ? 1024.0 : 512.0) || (cp < 2048.0 && cp * (double)N <= (double)(1 << 21));
 }
 
 int ufm_grad_eval(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws)

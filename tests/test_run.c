@@ -319,6 +319,10 @@ static void test_path_choice(void **state)
   assert_false(ufm_grad_fused_auto(32, 32, 10000));
   assert_false(ufm_grad_fused_auto(32, 256, 9600));
   assert_true(ufm_grad_fused_auto(10, 128, 1000));   /* small work */
+  assert_true(ufm_grad_fused_auto(20, 64, 600));     /* small work, C p = 1280 */
+  assert_false(ufm_grad_fused_auto(32, 64, 256));    /* small work, but C p = 2048 */
+  assert_false(ufm_grad_fused_auto(16, 128, 128));
+  assert_false(ufm_grad_fused_auto(4, 512, 40));
   assert_false(ufm_grad_fused_auto(33, 4, 10));      /* above UFM_GRAD_FUSED_CMAX */
 }
 
