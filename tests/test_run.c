@@ -180,9 +180,12 @@ static void test_thread_invariance(void **s)
   /* C above UFM_GRAD_FUSED_CMAX: the three blocked products (the sets above
    * take the fused small-C pass, its slots in parallel) */
   const char *kvp[] = {"classes=40", "dim=48", "n=60", "iterations=4", "log_points=4", "lr=1", NULL};
-  const char *const *sets[4] = {kv, kvm, kvb, kvp};
-  const char *outs[4][2] = {{"t1", "t2"}, {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"}};
-  for (int v = 0; v < 4; v++) {
+  /* N = 256: the fused pass's 8 blocks in 2 slots, each block of H copied
+   * (N a multiple of 128) */
+  const char *kvs[] = {"classes=16", "dim=64", "n=16", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *const *sets[5] = {kv, kvm, kvb, kvp, kvs};
+  const char *outs[5][2] = {{"t1", "t2"}, {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"}, {"t1s", "t2s"}};
+  for (int v = 0; v < 5; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
