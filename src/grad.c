@@ -49,8 +49,14 @@
  * thread) plus, in the fused pass, FUSED_LOSS_MA per logit for the loss (its
  * exponential and the rest: C = p = 2, N = 40000, whose products are 1.6e5
  * multiply-adds, spent 0.85 ms a step in the loss on one thread) */
-#define UFM_FUSED_PAR_MIN ((size_t)1 << 18)
+#define UFM_FUSED_PAR_MIN ((size_t)1 << 17)
 #define FUSED_LOSS_MA 20
+/* (since session 14 from 2^17, not 2^18: C = 12, p = 64, N = 240, 2.4e5,
+ * 0.044 -> 0.025 ms a step on 2 threads) */
+static int fused_parallel(size_t C, size_t p, size_t N)
+{
+  return C * (p + FUSED_LOSS_MA) * N >= UFM_FUSED_PAR_MIN;
+}
 /* per slot: partial grad_W (C p, or C p VL lane sums), bias gradient (C), the block's logits
  * then G (C x FB), the last, partial block of H padded to FB columns
  * (p x FB), and four vectors for the norms and largest entries */
@@ -149,10 +155,14 @@ ufm_grad_ws *ufm_grad_ws_alloc(size_t C, size_t p, size_t N)
   }
   if (C <= UFM_GRAD_FUSED_CMAX && N > 0 && ufm_simd_ok()) {
     size_t nblk = (N + FB - 1) / FB;
-    /* at least 8 blocks a slot, and 2 slots from 8 blocks (N = 256: 0.061
-     * -> 0.048 ms at C = 16, p = 64 on 2 threads; slots of 4 blocks
-     * throughout made S slower, 0.071 -> 0.082) */
-    ws->nslot = nblk < 8 ? 1 : nblk < 16 ? 2 : nblk / 8 > NSLOT ? NSLOT : nblk / 8;
+    /* at least 8 blocks a slot; below 16 blocks 2 slots where they run in
+     * parallel (fused_pass) and there are 4 blocks or more (C = 16, p = 64,
+     * N = 256: 0.061 -> 0.048 ms on 2 threads, and 0.084 before the copies
+     * of fused_pack; C = 10, p = 64, N = 200: 0.042 -> 0.027). Slots of 4
+     * blocks throughout made S slower (0.071 -> 0.082), and 2 slots run in
+     * turn cost 2-5 %, hence the work test. */
+    ws->nslot = nblk >= 16 ? (nblk / 8 > NSLOT ? NSLOT : nblk / 8)
+                           : nblk >= 4 && fused_parallel(C, p, N) ? 2 : 1;
     ws->slot_len = slot_doubles(C, p);
     size_t bytes = ws->nslot * ws->slot_len * sizeof(double);
     ws->slots = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -532,7 +542,7 @@ static void fused_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *w
   const size_t nblk = (N + FB - 1) / FB, ns = ws->nslot;
   /* gd's step of H folded in (grad.h); ngd's lr / loss waits for the loss */
   const double lr = ws->fold_ngd ? 0.0 : ws->fold_lr;
-#pragma omp parallel for schedule(dynamic, 1) if (C * (p + FUSED_LOSS_MA) * N >= UFM_FUSED_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (fused_parallel(C, p, N))
   for (size_t s = 0; s < ns; s++)
     fused_slot(pb, m, ws, ws->slots + s * ws->slot_len, s * nblk / ns, (s + 1) * nblk / ns, lr);
   ws->h_next = lr > 0.0;
