@@ -441,8 +441,8 @@ static double rel_diff(const double *x, const double *ref, size_t n)
 static void test_fused_matches_products(void **s)
 {
   (void)s;
-  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700},  {2, 3, 1},
-                              {32, 70, 160}, {10, 64, 500}, {32, 20, 640}};
+  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700},  {2, 3, 1},   {32, 70, 160},
+                              {10, 64, 500}, {32, 20, 640}, {10, 64, 200}};
   const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
   for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
     for (int li = 0; li < 2; li++)

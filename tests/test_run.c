@@ -183,9 +183,12 @@ static void test_thread_invariance(void **s)
   /* N = 256: the fused pass's 8 blocks in 2 slots, each block of H copied
    * (N a multiple of 128) */
   const char *kvs[] = {"classes=16", "dim=64", "n=16", "iterations=6", "log_points=6", "lr=1", NULL};
-  const char *const *sets[5] = {kv, kvm, kvb, kvp, kvs};
-  const char *outs[5][2] = {{"t1", "t2"}, {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"}, {"t1s", "t2s"}};
-  for (int v = 0; v < 5; v++) {
+  /* N = 200: 7 blocks (the last one partial) in 2 slots */
+  const char *kvt[] = {"classes=10", "dim=64", "n=20", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *const *sets[6] = {kv, kvm, kvb, kvp, kvs, kvt};
+  const char *outs[6][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"},
+                            {"t1p", "t2p"}, {"t1s", "t2s"}, {"t1t", "t2t"}};
+  for (int v = 0; v < 6; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
