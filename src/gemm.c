@@ -9,17 +9,22 @@
  * threads: G H^T at C = 1000, p = 1024, N = 1000 took 16.0 ms in rows and
  * 18.5 in columns; 500 x 1000 products 10-20% less in rows), but a short,
  * wide C (100 x 10^4) needs columns (Z = W H: 7.9 against 14.8 ms). Small
- * products (below 2^18 multiply-adds) are one piece. When the inner dimension is more
+ * products (below 2^20 multiply-adds) are one piece. When the inner dimension is more
  * than 4 times that side (grad_W = G H^T: K = N), every piece packs all of
  * the other operand again (80 MB of G at C = 1000, N = 10^4), so pieces are
  * then at least 256 wide: 2 pieces at p = 512, 4 at p = 1024 (at 64 wide,
- * that product took 1.5x OpenBLAS's own threaded call). */
+ * that product took 1.5x OpenBLAS's own threaded call). Since session 14
+ * products below 2^20 multiply-adds are one piece (it was 2^18): at C = 32,
+ * p = 64, N = 256, whose three products are 2^19 each, the step took 0.13
+ * ms on 2 threads with the pieces against 0.106 as one call each (and
+ * 0.106 on one thread); likewise 24:100:10 0.136 -> 0.108, 64:32:4 0.156
+ * -> 0.119. */
 void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gsl_matrix *A,
               const gsl_matrix *B, double beta, gsl_matrix *C)
 {
   const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
   const double work = (double)M * (double)N * (double)K;
-  if (work < (double)(1 << 18) || (M < 128 && N < 128)) {
+  if (work < (double)(1 << 20) || (M < 128 && N < 128)) {
     gsl_blas_dgemm(ta, tb, alpha, A, B, beta, C);
     return;
   }
