@@ -24,7 +24,7 @@ void ufm_gemm(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, double alpha, const gs
 {
   const size_t M = C->size1, N = C->size2, K = ta == CblasNoTrans ? A->size2 : A->size1;
   const double work = (double)M * (double)N * (double)K;
-  if (work < (double)(1 << 20) || (M < 128 && N < 128)) {
+  if (work < (double)UFM_GEMM_ONE_CALL || (M < 128 && N < 128)) {
     gsl_blas_dgemm(ta, tb, alpha, A, B, beta, C);
     return;
   }

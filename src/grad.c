@@ -35,6 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <gsl/gsl_blas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ------------------------------------------------------------- 1. workspace */
 
@@ -621,6 +624,17 @@ static void gradW_beside_decay(const ufm_model *m, ufm_grad_ws *ws, double lambd
   *gmax = nan_seen ? NAN : gm;
 }
 
+/* Whether a parallel region here would get a second thread (not on one
+ * thread, nor inside a sweep's region for its points) */
+static int side_by_side(void)
+{
+#ifdef _OPENMP
+  return omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+  return 0;
+#endif
+}
+
 /* Z, the loss pass, grad_W and grad_H with their decay; the norms of W, H
  * and the gradient blocks (without grad_b) into ws, *g2 and the maxima. */
 static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *g2,
@@ -649,6 +663,23 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
   if (ws->gwork) {
     ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
     gradW_beside_decay(m, ws, pb->lambda_H, lr, rx, rg, hmax, ghmax);
+  } else if ((double)C * (double)p * (double)N < (double)UFM_GEMM_ONE_CALL) {
+    /* small products, one BLAS call each (gemm.c): on 2 threads the two
+     * side by side, as they would run in turn (the same bits; C = 32, p =
+     * 64, N = 256: 0.104 -> 0.089 ms a step) */
+    if (side_by_side()) {
+#pragma omp parallel sections
+      {
+#pragma omp section
+        ufm_gemm(CblasNoTrans, CblasTrans, 1.0, ws->G, m->H, 0.0, ws->gW);
+#pragma omp section
+        ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
+      }
+    } else {
+      ufm_gemm(CblasNoTrans, CblasTrans, 1.0, ws->G, m->H, 0.0, ws->gW);
+      ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
+    }
+    decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax, lr);
   } else {
     /* grad_W's inner dimension is N: in pieces of the samples, the partial
      * products in gH's buffer (free until grad_H is formed) */

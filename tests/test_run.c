@@ -185,10 +185,12 @@ static void test_thread_invariance(void **s)
   const char *kvs[] = {"classes=16", "dim=64", "n=16", "iterations=6", "log_points=6", "lr=1", NULL};
   /* N = 200: 7 blocks (the last one partial) in 2 slots */
   const char *kvt[] = {"classes=10", "dim=64", "n=20", "iterations=6", "log_points=6", "lr=1", NULL};
-  const char *const *sets[6] = {kv, kvm, kvb, kvp, kvs, kvt};
-  const char *outs[6][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"},
-                            {"t1p", "t2p"}, {"t1s", "t2s"}, {"t1t", "t2t"}};
-  for (int v = 0; v < 6; v++) {
+  /* the three products below UFM_GEMM_ONE_CALL: grad_W and grad_H side by side */
+  const char *kvq[] = {"classes=40", "dim=20", "n=10", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *const *sets[7] = {kv, kvm, kvb, kvp, kvs, kvt, kvq};
+  const char *outs[7][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"},
+                            {"t1s", "t2s"}, {"t1t", "t2t"}, {"t1q", "t2q"}};
+  for (int v = 0; v < 7; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
