@@ -72,8 +72,11 @@ enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2, UFM_GRAD_BL
  * C p <= 1024 with C <= 16, C p <= 512 above, or C p < 2048 and C p N <=
  * 2^21. Measured against the products path for C 2..32, p 16..1024, N 10^3
  * and 10^4, on 1 and 2 threads (bench/README.md, "Which path"); since
- * session 14 the small-work clause stops at C p = 2048, where the products
- * won at every N from 64 to 4096 tried (1.2-3.4x, both thread counts). */
+ * session 14 the small-work clause stops at C p = 2048: there the three
+ * products are the faster on one thread (a sweep's points) at nearly every
+ * N from 48 to 1024 tried, while on 2 threads the fused pass, since its
+ * blocks are copied and 4 blocks make 2 slots, wins at 20 of those 35
+ * shapes, most at N = 224-256 (bench/README.md). */
 int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
 
 /* Whether the three products are better taken in blocks of columns (Z and
