@@ -255,11 +255,10 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
   }
   gsl_matrix *A = gsl_matrix_alloc(C, C), *U = WW || K ? gsl_matrix_alloc(C, C) : NULL;
   gsl_vector *ev = gsl_vector_alloc(C);
+  int st = 0;
   if (!A || (!U && (WW || K)) || !ev) {
-    if (A) gsl_matrix_free(A);
-    if (U) gsl_matrix_free(U);
-    if (ev) gsl_vector_free(ev);
-    return -1;
+    st = -1;
+    goto done;
   }
   double N = 0;
   int balanced = 1;
@@ -278,10 +277,7 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
       }
     for (size_t k = 0; sv && k < C; k++) gsl_vector_set(sv, k, k + 1 < C ? l : 0.0);
     if (nuclear) *nuclear = (Cd - 1) * l;
-    gsl_matrix_free(A);
-    if (U) gsl_matrix_free(U);
-    gsl_vector_free(ev);
-    return 0;
+    goto done;
   }
   for (size_t a = 0; a < C; a++)
     for (size_t b = 0; b < C; b++) {
@@ -293,10 +289,8 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
     if (ufm_eigen_lapack(A, ev, NULL) != 0) {
       gsl_eigen_symm_workspace *w = gsl_eigen_symm_alloc(C);
       if (!w) {
-        gsl_matrix_free(A);
-        if (U) gsl_matrix_free(U);
-        gsl_vector_free(ev);
-        return -1;
+        st = -1;
+        goto done;
       }
       gsl_eigen_symm(A, ev, w); /* A destroyed: not needed again */
       gsl_eigen_symm_free(w);
@@ -329,8 +323,9 @@ int ufm_seli_general(size_t C, const size_t *counts, gsl_vector *sv, gsl_matrix 
       for (size_t b = 0; b < a; b++) gsl_matrix_set(outs[o], a, b, gsl_matrix_get(outs[o], b, a));
   }
   if (nuclear) *nuclear = nuc;
-  gsl_matrix_free(A);
+done:
+  if (A) gsl_matrix_free(A);
   if (U) gsl_matrix_free(U);
-  gsl_vector_free(ev);
-  return 0;
+  if (ev) gsl_vector_free(ev);
+  return st;
 }
