@@ -25,6 +25,9 @@
  *
  * Thin shapes (section 5: C > 32, p <= 128, Z over 4 MB): the three
  * products block by block of columns, Z's block in cache, slots as above.
+ * Small three-product shapes (C > 32, p <= 64, C p N from 2^17 to 2^20,
+ * N >= 64) the same way in two blocks, one slot each, so that both
+ * threads take the whole step (bk_halves).
  */
 #include "grad.h"
 #include "common.h"
@@ -76,18 +79,36 @@ static size_t slot_doubles(size_t C, size_t p)
 #define BK_BYTES ((size_t)1 << 20)
 #define BK_SLOTS 8
 
-/* Columns per block: about BK_BYTES of Z's block, a multiple of 8 between
- * 16 and 1024. */
-static size_t bk_cols_of(size_t C)
+/* Small three-product shapes (since session 15): C > UFM_GRAD_FUSED_CMAX,
+ * p <= 64, C p N from UFM_FUSED_PAR_MIN to UFM_GEMM_ONE_CALL and N >= 64.
+ * Their products are one BLAS call each and the loss pass one thread's, so
+ * on 2 threads only grad_W and grad_H ran side by side; in two halves of
+ * the columns (two blocks, two slots) the whole step runs on both: 0.3-0.9
+ * of the time on 2 threads, 0.94-1.04 on one (bench/README.md). With p
+ * above 64 the halves lost on one thread (1.03-1.10) and at C <= 32 or
+ * p >= 100 often on two as well; above 2^20 they gained little. */
+static int bk_halves(size_t C, size_t p, size_t N)
 {
+  const double cpn = (double)C * (double)p * (double)N;
+  return C > UFM_GRAD_FUSED_CMAX && p <= 64 && N >= 64 && cpn >= (double)UFM_FUSED_PAR_MIN
+         && cpn < (double)UFM_GEMM_ONE_CALL;
+}
+
+/* Columns per block: for bk_halves, half of N rounded up to a multiple of 8
+ * (two blocks); else about BK_BYTES of Z's block, a multiple of 8 between
+ * 16 and 1024. */
+static size_t bk_cols_of(size_t C, size_t p, size_t N)
+{
+  if (bk_halves(C, p, N)) return ((N + 1) / 2 + 7) / 8 * 8;
   size_t nb = BK_BYTES / sizeof(double) / (C ? C : 1) / 8 * 8;
   return nb < 16 ? 16 : nb > 1024 ? 1024 : nb;
 }
 
 int ufm_grad_blocks_auto(size_t C, size_t p, size_t N)
 {
-  return C > UFM_GRAD_FUSED_CMAX && p <= 128
-         && (double)C * (double)N * sizeof(double) > (double)(4u << 20);
+  return (C > UFM_GRAD_FUSED_CMAX && p <= 128
+          && (double)C * (double)N * sizeof(double) > (double)(4u << 20))
+         || bk_halves(C, p, N);
 }
 
 /* One slot's layout: grad_W (C p), the bias gradient (C), per row of H the
@@ -108,13 +129,13 @@ static size_t bk_nslot_of(size_t N, size_t nb)
 double ufm_grad_logits_doubles(size_t C, size_t p, size_t N)
 {
   if (!ufm_grad_blocks_auto(C, p, N)) return (double)C * (double)N;
-  const size_t nb = bk_cols_of(C);
+  const size_t nb = bk_cols_of(C, p, N);
   return (double)bk_nslot_of(N, nb) * (double)bk_slot_len(C, p, nb);
 }
 
 static int bk_alloc(ufm_grad_ws *ws)
 {
-  const size_t C = ws->C, p = ws->p, N = ws->N, nb = bk_cols_of(C);
+  const size_t C = ws->C, p = ws->p, N = ws->N, nb = bk_cols_of(C, p, N);
   ws->bk_cols = nb;
   ws->bk_nslot = bk_nslot_of(N, nb);
   ws->bk_len = bk_slot_len(C, p, nb);

@@ -79,9 +79,12 @@ enum { UFM_GRAD_AUTO = 0, UFM_GRAD_PRODUCTS = 1, UFM_GRAD_FUSED = 2, UFM_GRAD_BL
  * shapes, most at N = 224-256 (bench/README.md). */
 int ufm_grad_fused_auto(size_t C, size_t p, size_t N);
 
-/* Whether the three products are better taken in blocks of columns (Z and
- * G then stay in cache instead of crossing memory four times: thin shapes,
- * where the products are bound by memory), from C, p and N alone. */
+/* Whether the three products are better taken in blocks of columns, from C,
+ * p and N alone: thin shapes (C > 32, p <= 128, Z over 4 MB), where the
+ * products are bound by memory and Z's and G's blocks then stay in cache
+ * instead of crossing memory four times; and since session 15 small
+ * three-product shapes (C > 32, p <= 64, C p N from 2^17 to 2^20, N >= 64)
+ * in two halves, a slot each, so that both threads take the whole step. */
 int ufm_grad_blocks_auto(size_t C, size_t p, size_t N);
 
 /* The doubles ufm_grad_ws_alloc takes for the logits at this shape: G

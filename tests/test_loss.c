@@ -708,16 +708,16 @@ static void test_nonfinite_detected(void **s)
   /* a NaN in the last slot of column blocks (and the same on the three
    * products): the largest entries of state and gradient are NaN */
   size_t counts[40];
-  for (size_t c = 0; c < 40; c++) counts[c] = 100;
+  for (size_t c = 0; c < 40; c++) counts[c] = 250;
   m = ufm_model_alloc(40, 3, counts, 1);
   ufm_model_init_random(m, 5, 0.5);
-  m->H->data[1 * 4000 + 3950] = NAN;
+  m->H->data[1 * 10000 + 9950] = NAN;
   for (int path = UFM_GRAD_PRODUCTS; path <= UFM_GRAD_BLOCKS; path += UFM_GRAD_BLOCKS - UFM_GRAD_PRODUCTS) {
-    ws = ufm_grad_ws_alloc(40, 3, 4000);
+    ws = ufm_grad_ws_alloc(40, 3, 10000);
     ws->path = path;
     assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_EDIVERGED);
     assert_true(isnan(ws->thetamax) && isnan(ws->gmax));
-    if (path == UFM_GRAD_BLOCKS) assert_true(ws->bk_nslot == 4);
+    if (path == UFM_GRAD_BLOCKS) assert_true(ws->bk_nslot == 8); /* 10 blocks of 1024 */
     ufm_grad_ws_free(ws);
   }
   ufm_model_free(m);

@@ -185,12 +185,15 @@ static void test_thread_invariance(void **s)
   const char *kvs[] = {"classes=16", "dim=64", "n=16", "iterations=6", "log_points=6", "lr=1", NULL};
   /* N = 200: 7 blocks (the last one partial) in 2 slots */
   const char *kvt[] = {"classes=10", "dim=64", "n=20", "iterations=6", "log_points=6", "lr=1", NULL};
-  /* the three products below UFM_GEMM_ONE_CALL: grad_W and grad_H side by side */
+  /* C p N from 2^17 to 2^20: the three products in two column blocks, a
+   * slot each (since session 15) */
   const char *kvq[] = {"classes=40", "dim=20", "n=10", "iterations=6", "log_points=6", "lr=1", NULL};
-  const char *const *sets[7] = {kv, kvm, kvb, kvp, kvs, kvt, kvq};
-  const char *outs[7][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"},
-                            {"t1s", "t2s"}, {"t1t", "t2t"}, {"t1q", "t2q"}};
-  for (int v = 0; v < 7; v++) {
+  /* the three products below 2^17: grad_W and grad_H side by side */
+  const char *kvr[] = {"classes=40", "dim=20", "n=3", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *const *sets[8] = {kv, kvm, kvb, kvp, kvs, kvt, kvq, kvr};
+  const char *outs[8][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"},
+                            {"t1s", "t2s"}, {"t1t", "t2t"}, {"t1q", "t2q"}, {"t1r", "t2r"}};
+  for (int v = 0; v < 8; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
@@ -245,17 +248,19 @@ static void test_log_schedule(void **s)
 
 /* gd and ngd with the step of H folded into the evaluation (ufm_optim_prepare)
  * give the same bits as the separate update, with and without decay, and the
- * fold does happen: on the three-product path (C = 40 > UFM_GRAD_FUSED_CMAX)
- * for both, on the fused small-C path (C = 6, where the CPU has it) for gd. */
+ * fold does happen: on the three-product path (C = 40 > UFM_GRAD_FUSED_CMAX,
+ * p = 20: C p N under 2^17) for both, on the two column blocks of a small
+ * three-product shape (p = 24: C p N = 134400) and on the fused small-C path
+ * (C = 6, where the CPU has it) for gd. */
 static void test_folded_step_bits(void **s)
 {
   (void)s;
-  const size_t p = 24, n = 3;
+  const size_t n = 3;
   size_t counts[40];
   const ufm_optim_type *types[] = {&ufm_optim_gd, &ufm_optim_ngd};
-  const size_t Cs[] = {40, 6};
-  for (int k = 0; k < 8; k++) {
-    const size_t C = Cs[k / 4];
+  const size_t Cs[] = {40, 40, 6}, ps[] = {20, 24, 24};
+  for (int k = 0; k < 12; k++) {
+    const size_t C = Cs[k / 4], p = ps[k / 4];
     const int ti = k / 2 % 2, dec = k % 2;
     for (size_t c = 0; c < C; c++) counts[c] = n + c % 2;
     ufm_problem pb = {&ufm_loss_ce, 5e-3, dec ? 7e-3 : 0.0, 1e-3};
@@ -270,7 +275,9 @@ static void test_folded_step_bits(void **s)
       assert_int_equal(ufm_grad_eval(&pb, a, wa), UFM_OK);
       assert_int_equal(ufm_grad_eval(&pb, b, wb), UFM_OK);
       assert_int_equal(wa->h_next, 0);
-      assert_int_equal(wb->h_next, wb->slots == NULL || types[ti] == &ufm_optim_gd);
+      assert_int_equal(wb->h_next, (wb->slots == NULL && wb->bk == NULL) || types[ti] == &ufm_optim_gd);
+      if (k / 4 == 0) assert_true(wb->slots == NULL && wb->bk == NULL);
+      if (k / 4 == 1) assert_true(wb->bk != NULL && wb->bk_nslot == 2);
       assert_true(wa->gnorm2 == wb->gnorm2 && wa->gmax == wb->gmax && wa->loss == wb->loss);
       ufm_optim_iterate(oa, a, wa);
       ufm_optim_iterate(ob, b, wb);
@@ -332,6 +339,25 @@ static void test_path_choice(void **state)
   assert_false(ufm_grad_fused_auto(16, 128, 128));
   assert_false(ufm_grad_fused_auto(4, 512, 40));
   assert_false(ufm_grad_fused_auto(33, 4, 10));      /* above UFM_GRAD_FUSED_CMAX */
+  /* the column blocks: thin shapes, and (since session 15) the small
+   * three-product shapes, C > 32, p <= 64, C p N in [2^17, 2^20) with
+   * N >= 64, in halves */
+  assert_true(ufm_grad_blocks_auto(1000, 8, 10000));  /* thin */
+  assert_false(ufm_grad_blocks_auto(100, 512, 10000)); /* M */
+  assert_true(ufm_grad_blocks_auto(40, 64, 320));     /* 819200 */
+  assert_true(ufm_grad_blocks_auto(100, 20, 500));    /* 10^6 */
+  assert_true(ufm_grad_blocks_auto(64, 32, 64));      /* 2^17 */
+  assert_false(ufm_grad_blocks_auto(64, 32, 63));     /* below 2^17 */
+  assert_false(ufm_grad_blocks_auto(64, 32, 512));    /* 2^20 */
+  assert_false(ufm_grad_blocks_auto(2048, 1, 63));    /* N < 64 */
+  assert_true(ufm_grad_blocks_auto(2048, 1, 64));
+  assert_false(ufm_grad_blocks_auto(40, 65, 320));    /* p > 64 */
+  assert_false(ufm_grad_blocks_auto(32, 64, 256));    /* C <= 32 */
+  assert_false(ufm_grad_blocks_auto(20, 64, 600));    /* the fused pass's */
+  assert_false(ufm_grad_blocks_auto(10, 64, 500));    /* S: the fused pass's */
+  ufm_grad_ws *w = ufm_grad_ws_alloc(40, 64, 200);    /* halves: 104 + 96 columns */
+  assert_true(w->bk != NULL && w->G == NULL && w->bk_cols == 104 && w->bk_nslot == 2);
+  ufm_grad_ws_free(w);
 }
 
 /* Gaussian operands of op(A) op(B) (M x K times K x N, stored transposed
