@@ -318,6 +318,11 @@ static inline void decay_one(size_t r, size_t L, const double *x, double *g, dou
   if (st[4] != 0.0) *nan_seen = 1;
 }
 
+/* decay_pass's rows in parallel from this many entries (2^16 until session
+ * 15: a small three-product step's pass, 16384 entries at p = 64, N = 256,
+ * ran on one thread) */
+#define UFM_DECAY_PAR_MIN ((size_t)1 << 12)
+
 /* g <- g + lambda x for an R x L row-major block; per row: ||x_r||^2 into
  * xs[r], ||g_r||^2 into gs[r] (the order of ufm_sumsq: four interleaved
  * partial sums); returns through *xmax, *gmax the largest |entry| (NaN if
@@ -330,7 +335,7 @@ static void decay_pass(size_t R, size_t L, const double *x, double *g, double la
   double xm = 0.0, gm = 0.0;
   int nan_seen = 0;
 #pragma omp parallel for schedule(static) reduction(max : xm, gm) reduction(| : nan_seen) \
-    if (R * L >= UFM_PAR_MIN)
+    if (R * L >= UFM_DECAY_PAR_MIN)
   for (size_t r = 0; r < R; r++) decay_one(r, L, x, g, lambda, lr, xs, gs, &xm, &gm, &nan_seen);
   *xmax = nan_seen ? NAN : xm;
   *gmax = nan_seen ? NAN : gm;
@@ -656,6 +661,17 @@ static int side_by_side(void)
 #endif
 }
 
+/* Small three-product steps (C p N from 2^16 to UFM_GEMM_ONE_CALL, N >= 64;
+ * since session 15) form Z in two halves of the columns, so that on 2
+ * threads Z and the loss pass (two groups from N = 64) are shared as well
+ * as grad_W and grad_H: 0.66-0.94 of the time on 2 threads at 19 shapes,
+ * 0.98-1.01 on one (1.03-1.07 at C p N = 80000-96000). */
+static int small_halves(size_t C, size_t p, size_t N)
+{
+  const double cpn = (double)C * (double)p * (double)N;
+  return N >= 64 && cpn >= (double)UFM_PAR_MIN && cpn < (double)UFM_GEMM_ONE_CALL;
+}
+
 /* Z, the loss pass, grad_W and grad_H with their decay; the norms of W, H
  * and the gradient blocks (without grad_b) into ws, *g2 and the maxima. */
 static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws *ws, double *g2,
@@ -668,7 +684,31 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
    * C = 1000). OpenBLAS forms W H faster than H^T W^T at small C (M: 11.3
    * against 14.8 ms), and G H^T, W^T G faster from G than from G^T (M:
    * 0.7 ms a step); the loss pass takes Z's columns eight at a time */
-  ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, ws->G);
+  if (small_halves(C, p, N)) {
+    /* Z's two halves of the columns, side by side on 2 threads (one call
+     * each, fixed by N: the same bits on any thread count); the loss pass
+     * then shares its two groups (C = 32, p = 64, N = 256: 0.72 of the
+     * step's time on 2 threads, the same on one) */
+    const size_t h = N / 2 / 8 * 8;
+    gsl_matrix_const_view H0 = gsl_matrix_const_submatrix(m->H, 0, 0, p, h);
+    gsl_matrix_const_view H1 = gsl_matrix_const_submatrix(m->H, 0, h, p, N - h);
+    gsl_matrix_view Z0 = gsl_matrix_submatrix(ws->G, 0, 0, C, h);
+    gsl_matrix_view Z1 = gsl_matrix_submatrix(ws->G, 0, h, C, N - h);
+    if (side_by_side()) {
+#pragma omp parallel sections
+      {
+#pragma omp section
+        gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H0.matrix, 0.0, &Z0.matrix);
+#pragma omp section
+        gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H1.matrix, 0.0, &Z1.matrix);
+      }
+    } else {
+      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H0.matrix, 0.0, &Z0.matrix);
+      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H1.matrix, 0.0, &Z1.matrix);
+    }
+  } else {
+    ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, ws->G);
+  }
   ufm_loss_batch(pb->loss, N, C, ws->G->data, m->bias ? m->b->data : NULL, m->labels,
                  ws->loss_i, ws->pred, ws->margin, ws->zstat, m->bias ? ws->gb->data : NULL,
                  ws->gbpart, ws->lrows);

@@ -274,7 +274,8 @@ const char *ufm_loss_names(void) { return "ce, mse"; }
 size_t ufm_loss_groups(size_t N)
 {
   const size_t g = (N + UFM_LOSS_GROUP_ROWS - 1) / UFM_LOSS_GROUP_ROWS;
-  return g < 1 ? 1 : g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
+  if (g < 2) return N >= UFM_LOSS_TWO_GROUPS ? 2 : 1;
+  return g > UFM_LOSS_GROUPS_MAX ? UFM_LOSS_GROUPS_MAX : g;
 }
 
 size_t ufm_loss_rows_len(size_t N, size_t C) { return ufm_loss_groups(N) * UFM_LOSS_BLOCK * C; }
@@ -340,7 +341,7 @@ double ufm_loss_batch(const ufm_loss_type *L, size_t N, size_t C, double *Z, con
 {
   const double scale = 1.0 / (double)N;
   const size_t ng = ufm_loss_groups(N);
-#pragma omp parallel for schedule(static) if (N * C >= UFM_PAR_MIN && ng > 1)
+#pragma omp parallel for schedule(static) if (N * C >= UFM_LOSS_PAR_MIN && ng > 1)
   for (size_t q = 0; q < ng; q++) {
     const size_t i0 = q * N / ng, i1 = (q + 1) * N / ng;
     double *part = gsum ? work + q * C : NULL;

@@ -67,11 +67,16 @@ void ufm_loss_cols(const ufm_loss_type *L, size_t C, size_t n, size_t ld, double
 #define UFM_LOSS_BLOCK 8
 size_t ufm_loss_rows_len(size_t N, size_t C);
 
-/* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 1
- * and at most UFM_LOSS_GROUPS_MAX (so they are also the units the threads
- * share). */
+/* The groups of ufm_loss_batch: ceil(N / UFM_LOSS_GROUP_ROWS), at least 2
+ * from N = UFM_LOSS_TWO_GROUPS (since session 15) and at most
+ * UFM_LOSS_GROUPS_MAX (so they are also the units the threads share); the
+ * threads share them from N C = UFM_LOSS_PAR_MIN samples x classes (a
+ * small step's loss pass, 8192 logits at C = 32, N = 256, took 25 us on
+ * one thread). */
 #define UFM_LOSS_GROUP_ROWS 256
 #define UFM_LOSS_GROUPS_MAX 64
+#define UFM_LOSS_TWO_GROUPS 64
+#define UFM_LOSS_PAR_MIN ((size_t)1 << 12)
 size_t ufm_loss_groups(size_t N);
 
 /* The vector width, in doubles, of the sample-major passes (ufm_loss_batch

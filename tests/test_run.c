@@ -188,12 +188,16 @@ static void test_thread_invariance(void **s)
   /* C p N from 2^17 to 2^20: the three products in two column blocks, a
    * slot each (since session 15) */
   const char *kvq[] = {"classes=40", "dim=20", "n=10", "iterations=6", "log_points=6", "lr=1", NULL};
-  /* the three products below 2^17: grad_W and grad_H side by side */
+  /* the three products below 2^17 (C p N = 96000): Z in two halves of the
+   * columns, the loss pass's two groups and grad_W, grad_H side by side */
   const char *kvr[] = {"classes=40", "dim=20", "n=3", "iterations=6", "log_points=6", "lr=1", NULL};
-  const char *const *sets[8] = {kv, kvm, kvb, kvp, kvs, kvt, kvq, kvr};
-  const char *outs[8][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"}, {"t1p", "t2p"},
-                            {"t1s", "t2s"}, {"t1t", "t2t"}, {"t1q", "t2q"}, {"t1r", "t2r"}};
-  for (int v = 0; v < 8; v++) {
+  /* the same at C <= 32, C p = 2048, N = 256 (the decay pass's rows shared) */
+  const char *kvh[] = {"classes=32", "dim=64", "n=8", "iterations=6", "log_points=6", "lr=1", NULL};
+  const char *const *sets[9] = {kv, kvm, kvb, kvp, kvs, kvt, kvq, kvr, kvh};
+  const char *outs[9][2] = {{"t1", "t2"},   {"t1m", "t2m"}, {"t1b", "t2b"},
+                            {"t1p", "t2p"}, {"t1s", "t2s"}, {"t1t", "t2t"},
+                            {"t1q", "t2q"}, {"t1r", "t2r"}, {"t1h", "t2h"}};
+  for (int v = 0; v < 9; v++) {
     for (int t = 0; t < 2; t++) {
       ufm_set_threads(t + 1);
       ufm_config *cfg = make_config(outs[v][t], sets[v]);
