@@ -85,8 +85,9 @@ static size_t slot_doubles(size_t C, size_t p)
  * on 2 threads only grad_W and grad_H ran side by side; in two halves of
  * the columns (two blocks, two slots) the whole step runs on both: 0.3-0.9
  * of the time on 2 threads, 0.94-1.04 on one (bench/README.md). With p
- * above 64 the halves lost on one thread (1.03-1.10) and at C <= 32 or
- * p >= 100 often on two as well; above 2^20 they gained little. */
+ * above 64 the halves lost on one thread (1.03-1.11) and at C <= 32 or
+ * p >= 100 often on two as well; above 2^20 they gained little. Those
+ * shapes take small_halves instead (section 4). */
 static int bk_halves(size_t C, size_t p, size_t N)
 {
   const double cpn = (double)C * (double)p * (double)N;
