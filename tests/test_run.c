@@ -253,9 +253,10 @@ static void test_log_schedule(void **s)
 /* gd and ngd with the step of H folded into the evaluation (ufm_optim_prepare)
  * give the same bits as the separate update, with and without decay, and the
  * fold does happen: on the three-product path (C = 40 > UFM_GRAD_FUSED_CMAX,
- * p = 20: C p N under 2^17) for both, on the two column blocks of a small
- * three-product shape (p = 24: C p N = 134400) and on the fused small-C path
- * (C = 6, where the CPU has it) for gd. */
+ * p = 20: C p N = 112000, under 2^17, so the products, Z in two halves) for
+ * both, on the two column blocks of a small three-product shape (p = 24:
+ * C p N = 134400) and on the fused small-C path (C = 6, where the CPU has
+ * it) for gd. */
 static void test_folded_step_bits(void **s)
 {
   (void)s;
