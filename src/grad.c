@@ -79,20 +79,29 @@ static size_t slot_doubles(size_t C, size_t p)
 #define BK_BYTES ((size_t)1 << 20)
 #define BK_SLOTS 8
 
-/* Small three-product shapes (since session 15): C > UFM_GRAD_FUSED_CMAX,
- * p <= 64, C p N from UFM_FUSED_PAR_MIN to UFM_GEMM_ONE_CALL and N >= 64.
- * Their products are one BLAS call each and the loss pass one thread's, so
- * on 2 threads only grad_W and grad_H ran side by side; in two halves of
- * the columns (two blocks, two slots) the whole step runs on both: 0.3-0.9
- * of the time on 2 threads, 0.94-1.04 on one (bench/README.md). With p
- * above 64 the halves lost on one thread (1.03-1.11) and at C <= 32 or
- * p >= 100 often on two as well; above 2^20 they gained little. Those
- * shapes take small_halves instead (section 4). */
-static int bk_halves(size_t C, size_t p, size_t N)
+/* Small three-product steps (C p N from 2^16 to UFM_GEMM_ONE_CALL, N >= 64;
+ * since session 15) are taken in two halves of the columns, fixed by N, so
+ * that on 2 threads the whole step, not only grad_W and grad_H side by
+ * side, runs on both: as the column blocks' two slots (bk_halves) or, for
+ * the other ones, Z in two calls and the loss pass's two groups shared
+ * (products_pass: 0.66-0.94 of the time on 2 threads at 19 shapes,
+ * 0.98-1.01 on one, 1.03-1.07 at C p N = 80000-96000). */
+static int small_halves(size_t C, size_t p, size_t N)
 {
   const double cpn = (double)C * (double)p * (double)N;
-  return C > UFM_GRAD_FUSED_CMAX && p <= 64 && N >= 64 && cpn >= (double)UFM_FUSED_PAR_MIN
-         && cpn < (double)UFM_GEMM_ONE_CALL;
+  return N >= 64 && cpn >= (double)UFM_PAR_MIN && cpn < (double)UFM_GEMM_ONE_CALL;
+}
+
+/* Of those, C > UFM_GRAD_FUSED_CMAX, p <= 64 and C p N from
+ * UFM_FUSED_PAR_MIN take the column blocks, two blocks, a slot each: 0.3-0.9
+ * of the three products' time on 2 threads, 0.94-1.04 on one
+ * (bench/README.md). With p above 64 the blocks lost on one thread
+ * (1.03-1.11), and at C <= 32 or p >= 100 often on two as well; above 2^20
+ * they gained little. The others take Z's two calls (products_pass). */
+static int bk_halves(size_t C, size_t p, size_t N)
+{
+  return C > UFM_GRAD_FUSED_CMAX && p <= 64 && small_halves(C, p, N)
+         && (double)C * (double)p * (double)N >= (double)UFM_FUSED_PAR_MIN;
 }
 
 /* Columns per block: for bk_halves, half of N rounded up to a multiple of 8
@@ -662,15 +671,27 @@ static int side_by_side(void)
 #endif
 }
 
-/* Small three-product steps (C p N from 2^16 to UFM_GEMM_ONE_CALL, N >= 64;
- * since session 15) form Z in two halves of the columns, so that on 2
- * threads Z and the loss pass (two groups from N = 64) are shared as well
- * as grad_W and grad_H: 0.66-0.94 of the time on 2 threads at 19 shapes,
- * 0.98-1.01 on one (1.03-1.07 at C p N = 80000-96000). */
-static int small_halves(size_t C, size_t p, size_t N)
+/* C0 = op(A0) op(B0) and C1 = op(A1) op(B1), two small products (below
+ * UFM_GEMM_ONE_CALL: one BLAS call each, so the same bits either way), side
+ * by side on 2 threads, else in turn (a parallel region of one thread cost
+ * 4-5% at 100:20:5) */
+static void gemm_pair(CBLAS_TRANSPOSE_t ta0, CBLAS_TRANSPOSE_t tb0, const gsl_matrix *A0,
+                      const gsl_matrix *B0, gsl_matrix *C0, CBLAS_TRANSPOSE_t ta1,
+                      CBLAS_TRANSPOSE_t tb1, const gsl_matrix *A1, const gsl_matrix *B1,
+                      gsl_matrix *C1)
 {
-  const double cpn = (double)C * (double)p * (double)N;
-  return N >= 64 && cpn >= (double)UFM_PAR_MIN && cpn < (double)UFM_GEMM_ONE_CALL;
+  if (side_by_side()) {
+#pragma omp parallel sections
+    {
+#pragma omp section
+      ufm_gemm(ta0, tb0, 1.0, A0, B0, 0.0, C0);
+#pragma omp section
+      ufm_gemm(ta1, tb1, 1.0, A1, B1, 0.0, C1);
+    }
+  } else {
+    ufm_gemm(ta0, tb0, 1.0, A0, B0, 0.0, C0);
+    ufm_gemm(ta1, tb1, 1.0, A1, B1, 0.0, C1);
+  }
 }
 
 /* Z, the loss pass, grad_W and grad_H with their decay; the norms of W, H
@@ -695,18 +716,8 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
     gsl_matrix_const_view H1 = gsl_matrix_const_submatrix(m->H, 0, h, p, N - h);
     gsl_matrix_view Z0 = gsl_matrix_submatrix(ws->G, 0, 0, C, h);
     gsl_matrix_view Z1 = gsl_matrix_submatrix(ws->G, 0, h, C, N - h);
-    if (side_by_side()) {
-#pragma omp parallel sections
-      {
-#pragma omp section
-        gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H0.matrix, 0.0, &Z0.matrix);
-#pragma omp section
-        gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H1.matrix, 0.0, &Z1.matrix);
-      }
-    } else {
-      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H0.matrix, 0.0, &Z0.matrix);
-      gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, &H1.matrix, 0.0, &Z1.matrix);
-    }
+    gemm_pair(CblasNoTrans, CblasNoTrans, m->W, &H0.matrix, &Z0.matrix, CblasNoTrans,
+              CblasNoTrans, m->W, &H1.matrix, &Z1.matrix);
   } else {
     ufm_gemm(CblasNoTrans, CblasNoTrans, 1.0, m->W, m->H, 0.0, ws->G);
   }
@@ -727,20 +738,10 @@ static void products_pass(const ufm_problem *pb, const ufm_model *m, ufm_grad_ws
     gradW_beside_decay(m, ws, pb->lambda_H, lr, rx, rg, hmax, ghmax);
   } else if ((double)C * (double)p * (double)N < (double)UFM_GEMM_ONE_CALL) {
     /* small products, one BLAS call each (gemm.c): on 2 threads the two
-     * side by side, as they would run in turn (the same bits; C = 32, p =
-     * 64, N = 256: 0.104 -> 0.089 ms a step) */
-    if (side_by_side()) {
-#pragma omp parallel sections
-      {
-#pragma omp section
-        ufm_gemm(CblasNoTrans, CblasTrans, 1.0, ws->G, m->H, 0.0, ws->gW);
-#pragma omp section
-        ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
-      }
-    } else {
-      ufm_gemm(CblasNoTrans, CblasTrans, 1.0, ws->G, m->H, 0.0, ws->gW);
-      ufm_gemm(CblasTrans, CblasNoTrans, 1.0, m->W, ws->G, 0.0, ws->gH);
-    }
+     * side by side (the same bits; C = 32, p = 64, N = 256: 0.104 -> 0.089
+     * ms a step) */
+    gemm_pair(CblasNoTrans, CblasTrans, ws->G, m->H, ws->gW, CblasTrans, CblasNoTrans, m->W,
+              ws->G, ws->gH);
     decay_pass(p, N, m->H->data, ws->gH->data, pb->lambda_H, rx, rg, hmax, ghmax, lr);
   } else {
     /* grad_W's inner dimension is N: in pieces of the samples, the partial
