@@ -90,4 +90,15 @@ size_t ufm_metrics_ncc_fused(const ufm_metrics_ws *mw);
 void ufm_metrics_ncc_certify(ufm_metrics_ws *mw, int on);
 size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw);
 
+/* Then, from C = 32 classes, the pair test settles, again without scoring
+ * every class, the samples whose own class centre is provably nearer in
+ * double precision than the centre of the class the classifier predicts
+ * (so they disagree; most samples near initialisation).
+ * ufm_metrics_ncc_pair(mw, how): 0 never, 1 from C = 32 (the default), 2
+ * at any C (tests: the answer is the same either way);
+ * ufm_metrics_ncc_paired tells how many samples it settled in the last
+ * evaluation. */
+void ufm_metrics_ncc_pair(ufm_metrics_ws *mw, int how);
+size_t ufm_metrics_ncc_paired(const ufm_metrics_ws *mw);
+
 #endif

@@ -809,6 +809,40 @@ static size_t certify_same_bits(const ufm_model *m, const char *name, double *nc
   return n1;
 }
 
+/* Classes 0 and 1 in 40 dimensions: class 0 in pairs a +- e, class 1 in
+ * pairs h, 2b - h (so that their means are a and b up to round-off), h
+ * within 1e-17 .. 1e-15 |b - a| of their bisector; class 2 far; every
+ * classifier prediction class 0. */
+static ufm_model *bisector_state(void)
+{
+  const size_t p = 40, cc[3] = {50, 400, 50};
+  ufm_model *m = random_state(3, p, cc, 97);
+  double a[40], b[40], u[40];
+  for (size_t k = 0; k < p; k++) {
+    a[k] = 1.0 / 3.0 + sin((double)k);
+    b[k] = 0.7 + cos((double)(3 * k));
+    u[k] = b[k] - a[k];
+  }
+  for (size_t i = 0; i < m->N; i++) {
+    const int y = m->labels[i];
+    const size_t j = i - m->offset[y];
+    for (size_t k = 0; k < p; k++) {
+      double v;
+      if (y == 0) v = a[k] + (j % 2 ? 0.05 : -0.05) * sin((double)(k + 5 * (j / 2)));
+      else if (y == 2) v = 10.0 + cos((double)(k * j));
+      else {
+        /* t along b - a from the midpoint, +- 1e-17 .. 1e-15 relative */
+        const double t = ldexp(j % 4 < 2 ? 1.0 : -1.0, -56 + (int)(j % 50) / 7) * (1.0 + 0.1 * (double)(j % 7));
+        const double h = 0.5 * (a[k] + b[k]) + t * u[k];
+        v = j % 2 ? 2.0 * b[k] - h : h;
+      }
+      gsl_matrix_set(m->H, k, i, v);
+    }
+  }
+  gsl_vector_set(m->b, 0, 1e6); /* every prediction class 0 */
+  return m;
+}
+
 /* The nearest-centre rule's collapse test (metrics.c, section 5):
  * 1. collapsed states (h_i = 3 w_{y_i} + 0.01 noise), D D^T in slabs
  *    (p = 24, N = 43800) and in blocks (p = 600, unequal counts): every
@@ -868,34 +902,8 @@ static void test_ncc_certify(void **s)
     assert_close(nc4, r.nc4, 0, 0);
     ufm_model_free(m);
   }
-  { /* 3: class 0 in pairs a +- e, class 1 in pairs h, 2b - h (so their
-     * means are a and b up to round-off), h within 1e-17 .. 1e-15 |b - a|
-     * of the bisector; class 2 far */
-    const size_t p = 40, cc[3] = {50, 400, 50};
-    ufm_model *m = random_state(3, p, cc, 97);
-    double a[40], b[40], u[40];
-    for (size_t k = 0; k < p; k++) {
-      a[k] = 1.0 / 3.0 + sin((double)k);
-      b[k] = 0.7 + cos((double)(3 * k));
-      u[k] = b[k] - a[k];
-    }
-    for (size_t i = 0; i < m->N; i++) {
-      const int y = m->labels[i];
-      const size_t j = i - m->offset[y];
-      for (size_t k = 0; k < p; k++) {
-        double v;
-        if (y == 0) v = a[k] + (j % 2 ? 0.05 : -0.05) * sin((double)(k + 5 * (j / 2)));
-        else if (y == 2) v = 10.0 + cos((double)(k * j));
-        else {
-          /* t along b - a from the midpoint, +- 1e-17 .. 1e-15 relative */
-          const double t = ldexp(j % 4 < 2 ? 1.0 : -1.0, -56 + (int)(j % 50) / 7) * (1.0 + 0.1 * (double)(j % 7));
-          const double h = 0.5 * (a[k] + b[k]) + t * u[k];
-          v = j % 2 ? 2.0 * b[k] - h : h;
-        }
-        gsl_matrix_set(m->H, k, i, v);
-      }
-    }
-    gsl_vector_set(m->b, 0, 1e6); /* every prediction class 0 */
+  { /* 3 */
+    ufm_model *m = bisector_state();
     /* classes 0 and 2 settled, none of class 1 (the bisector's samples and
      * their mirror images, at the test's boundary); round-off sends some
      * of the bisector's samples to class 0 and some to class 1, so NC4
@@ -903,6 +911,87 @@ static void test_ncc_certify(void **s)
      * strictly between 0.5 and 0.9 */
     assert_int_equal(certify_same_bits(m, "near the bisector", &nc4), 100);
     assert_true(nc4 > 0.5 && nc4 < 0.9);
+    ufm_model_free(m);
+  }
+}
+
+/* One evaluation on `threads` threads with the collapse test and the pair
+ * test each on or off; the pair test's count into *paired. */
+static void eval_pair(const ufm_model *m, int threads, int certify, int pair, double *out,
+                      size_t *paired)
+{
+  ufm_set_threads(threads);
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ncc_certify(mw, certify);
+  ufm_metrics_ncc_pair(mw, pair);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  *paired = ufm_metrics_ncc_paired(mw);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_set_threads(2);
+}
+
+/* The nearest-centre rule's pair test (metrics.c, section 5), on and off,
+ * on 1 and 2 threads, with the collapse test on and off: the same bits in
+ * all (it only settles what the scores would decide) and the count it
+ * settled:
+ * 1. states at initialisation (the classifier's prediction seldom the
+ *    class): D D^T in slabs (C = 32, p = 128, N = 10240) and in blocks
+ *    (C = 40, p = 600, unequal counts): most samples settled, NC4 that
+ *    of the brute-force rule;
+ * 2. bisector_state (every prediction class 0; C = 3, so the test is
+ *    forced on): class 2's 50 samples and class 1's 200 mirror images
+ *    (their own centre clearly nearer than class 0's), or with the
+ *    collapse test only the mirror images (class 2 is its); never the 200
+ *    within 1e-15 of the bisector, where round-off decides (the test
+ *    without its error terms settles some of them and changes NC4). */
+static void test_ncc_pair(void **s)
+{
+  (void)s;
+  size_t c32[32], c40[40];
+  for (size_t c = 0; c < 32; c++) c32[c] = 320;
+  for (size_t c = 0; c < 40; c++) c40[c] = 25 + c % 3;
+  const struct { size_t C, p; const size_t *counts; const char *name; } cases[] = {
+      {32, 128, c32, "initialisation, slabs"},
+      {40, 600, c40, "initialisation, blocks, unequal counts"},
+      {0, 0, NULL, "near the bisector"}};
+  for (size_t j = 0; j < 3; j++) {
+    ufm_model *m;
+    if (cases[j].counts) {
+      m = ufm_model_alloc(cases[j].C, cases[j].p, cases[j].counts, 1);
+      ufm_model_init_random(m, 111 + j, 1.0);
+    } else {
+      m = bisector_state();
+    }
+    ref_metrics r;
+    reference(m, &r);
+    double first[UFM_NMETRICS], out[UFM_NMETRICS];
+    size_t n[2] = {0, 0}, got;
+    eval_pair(m, 1, 0, 0, first, &got);
+    assert_int_equal(got, 0);
+    if (cases[j].counts) assert_close(first[UFM_M_NC4], r.nc4, 0, 0);
+    for (int run = 0; run < 4; run++) {
+      const int threads = 1 + run % 2, certify = run / 2;
+      eval_pair(m, threads, certify, cases[j].counts ? 1 : 2, out, &got);
+      assert_memory_equal(out, first, sizeof out);
+      if (threads == 1)
+        n[certify] = got;
+      else
+        assert_int_equal(got, n[certify]);
+    }
+    printf("# pair test, %s: %zu (%zu after the collapse test) of %zu samples settled, nc4 %.6g\n",
+           cases[j].name, n[0], n[1], m->N, first[UFM_M_NC4]);
+    if (cases[j].counts) {
+      assert_true(n[0] > m->N / 2);
+      assert_int_equal(n[1], n[0]); /* nothing collapsed: the collapse test settles none */
+    } else {
+      assert_int_equal(n[0], 250);
+      assert_int_equal(n[1], 200);
+      assert_true(first[UFM_M_NC4] > 0.5 && first[UFM_M_NC4] < 0.9);
+    }
     ufm_model_free(m);
   }
 }
@@ -1122,6 +1211,7 @@ int main(void)
       cmocka_unit_test(test_ncc_near_ties),
       cmocka_unit_test(test_ncc_slabs),
       cmocka_unit_test(test_ncc_certify),
+      cmocka_unit_test(test_ncc_pair),
       cmocka_unit_test(test_large_tiles),
       cmocka_unit_test(test_without_seli_H),
   };
