@@ -23,7 +23,8 @@
  *      undecided (near ties) again in double, so the answer is that of
  *      double precision (section 5); a second thread takes the metrics of
  *      M^T M and W W^T (section 6) before joining them; for p <= 512
- *      (and N >= 2^20/p) the threads instead sum the single tile of
+ *      (and N >= 5 2^17/p, or N >= 400 with p^2 N >= 2^22) the threads
+ *      instead sum the single tile of
  *      D D^T in two column slabs (it needs only the means), and score
  *      each chunk of columns as its slab forms the chunk's deviations,
  *      H read once for both; threads with nothing else to do (the one
@@ -46,7 +47,7 @@
  *
  * Memory (besides W, H and the gradient's workspace): M (p x C), M^T M
  * (C x C), the blocks of A (C + p floats and a few doubles per column,
- * NBLOCK columns, with slabs p floats per column of a chunk of 2^18/p,
+ * NBLOCK columns, with slabs p floats per column of a chunk of 5 2^15/p,
  * and a batch of NAMB columns to rescore, per thread), and
  * one scratch region holding the class means, then the factorisation's
  * input (later B) and, during A, the LQ path's workspace and square
@@ -112,11 +113,25 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * threads' worth of equal work: side 256 formed each row four times, and
  * C = 5, p = 1000, n = 2000 took 115.8 ms an evaluation against 100.4;
  * p >= 1024 has tiles of 512), and the deviations formed at once in a
- * tile of D D^T (DCHUNK doubles per row block: 1024 columns of 256 rows). */
+ * tile of D D^T (DCHUNK doubles per row block: 640 columns of 256 rows,
+ * 320 of 512; at C = 100, p = 512, n = 100 an evaluation took 2-3% less
+ * than with 512 columns, the same or a little less at C = 1000, p = 1024,
+ * n = 10, and 4-8% less at p = 128 and 256: the chunk's deviations and
+ * features stay nearer the core, and each slab has more chunks to share
+ * out). */
 #define BLOCK 256
 #define TILE 256
 #define DTILE(p) ((p) <= 512 ? (p) : (p) < 1024 ? ((p) + 1) / 2 : 512)
-#define DCHUNK ((size_t)1 << 18)
+#define DCHUNK ((size_t)5 << 15)
+/* A single tile of D D^T (p <= 512) is summed in two column slabs, one a
+ * thread, from four chunks of DCHUNK / p columns, or (since session 16)
+ * from N = SLAB_MIN_N and p^2 N = SLAB_MIN_WORK in four chunks of N / 4
+ * (before, such shapes summed it on one thread after the rest of the
+ * evaluation: 0.52-0.81 of the time at 10:64:400, 20:128:50, 32:96:40,
+ * 100:128:5, 16:64:80, 20:64:60, 5:512:200, 100:64:20, 10:256:30 (C:p:n);
+ * 1.03-1.10 at 10:64:50, 10:128:20 and 10:128:30, left out) */
+#define SLAB_MIN_N 400
+#define SLAB_MIN_WORK ((size_t)1 << 22)
 /* Columns per block of the nearest-class-centre rule, and per batch of its
  * exact rescoring (section 5). */
 #define NBLOCK 512
@@ -365,8 +380,10 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
   mw->nslab = 1;
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
+    const int four = N >= 4 * mw->dchunk; /* four chunks or more */
+    mw->nslab = mw->ntile == 1 && (four || (N >= SLAB_MIN_N && p * p * N >= SLAB_MIN_WORK)) ? 2 : 1;
+    if (mw->nslab > 1 && !four) mw->dchunk = ((N + 3) / 4 + 7) / 8 * 8; /* two a slab */
     const size_t ch = mw->dchunk, ts = mw->dtile;
-    mw->nslab = mw->ntile == 1 && N >= 4 * ch ? 2 : 1;
     mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
     if (mw->nslab > 1) {
       mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
