@@ -939,9 +939,9 @@ static void eval_pair(const ufm_model *m, int threads, int certify, int pair, do
  * all (it only settles what the scores would decide) and the count it
  * settled:
  * 1. states at initialisation (the classifier's prediction seldom the
- *    class): D D^T in slabs (C = 32, p = 128, N = 10240) and in blocks
- *    (C = 40, p = 600, unequal counts): most samples settled, NC4 that
- *    of the brute-force rule;
+ *    class): D D^T in slabs (C = 32, p = 128, N = 5120) and without
+ *    them, the samples in blocks (C = 40, p = 64, N = 359, unequal
+ *    counts): most samples settled, NC4 that of the brute-force rule;
  * 2. bisector_state (every prediction class 0; C = 3, so the test is
  *    forced on): class 2's 50 samples and class 1's 200 mirror images
  *    (their own centre clearly nearer than class 0's), or with the
@@ -952,11 +952,11 @@ static void test_ncc_pair(void **s)
 {
   (void)s;
   size_t c32[32], c40[40];
-  for (size_t c = 0; c < 32; c++) c32[c] = 320;
-  for (size_t c = 0; c < 40; c++) c40[c] = 25 + c % 3;
+  for (size_t c = 0; c < 32; c++) c32[c] = 160;
+  for (size_t c = 0; c < 40; c++) c40[c] = 8 + c % 3;
   const struct { size_t C, p; const size_t *counts; const char *name; } cases[] = {
       {32, 128, c32, "initialisation, slabs"},
-      {40, 600, c40, "initialisation, blocks, unequal counts"},
+      {40, 64, c40, "initialisation, blocks, unequal counts"},
       {0, 0, NULL, "near the bisector"}};
   for (size_t j = 0; j < 3; j++) {
     ufm_model *m;
@@ -1072,13 +1072,32 @@ static void direct_case(size_t p, size_t n, unsigned long seed, const char *what
 }
 
 /* p >= 1024: tiles of D D^T of side 512, the last partial; p = 512 and
- * N = 2048 = 4 x 2^18/p: the single tile in two column slabs, finished by
- * inner products with (M M^T)^+ and sum_c n_c mu_c mu_c^T (slabs_finish). */
+ * N = 2048 (at least four chunks of 5 2^15/p = 320 columns): the single
+ * tile in two column slabs, finished by inner products with (M M^T)^+ and
+ * sum_c n_c mu_c mu_c^T (slabs_finish); p = 128 and N = 480 (N >= 400,
+ * p^2 N >= 2^22, fewer than four chunks of 1280): two slabs of two
+ * chunks of N/4, all four scored as their slab forms them on one thread. */
 static void test_large_tiles(void **s)
 {
   (void)s;
   direct_case(1030, 140, 71, "large tiles");
   direct_case(512, 256, 72, "slabs");
+  direct_case(128, 60, 73, "slabs of short chunks");
+  size_t cc[8];
+  for (size_t c = 0; c < 8; c++) cc[c] = 60;
+  ufm_model *m = random_state(8, 128, cc, 73);
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  double out[UFM_NMETRICS];
+  ufm_set_threads(1);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  ufm_set_threads(2);
+  assert_int_equal(ufm_metrics_ncc_fused(mw), 4);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+  ufm_model_free(m);
 }
 
 /* ------------------------------------- 8. compute_seli_H = false */
