@@ -23,7 +23,8 @@
  *      undecided (near ties) again in double, so the answer is that of
  *      double precision (section 5); a second thread takes the metrics of
  *      M^T M and W W^T (section 6) before joining them; for p <= 512
- *      (and N >= 5 2^17/p, or N >= 400 with p^2 N >= 2^22) the threads
+ *      (and N >= 5 2^17/p, p^2 N >= 2^24, or N >= 400 with p^2 N >=
+ *      2^22) the threads
  *      instead sum the single tile of
  *      D D^T in two column slabs (it needs only the means), and score
  *      each chunk of columns as its slab forms the chunk's deviations,
@@ -125,11 +126,12 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
 #define DCHUNK ((size_t)5 << 15)
 /* A single tile of D D^T (p <= 512) is summed in two column slabs, one a
  * thread, from four chunks of DCHUNK / p columns, or (since session 16)
- * from N = SLAB_MIN_N and p^2 N = SLAB_MIN_WORK in four chunks of N / 4
- * (before, such shapes summed it on one thread after the rest of the
- * evaluation: 0.52-0.81 of the time at 10:64:400, 20:128:50, 32:96:40,
- * 100:128:5, 16:64:80, 20:64:60, 5:512:200, 100:64:20, 10:256:30 (C:p:n);
- * 1.03-1.10 at 10:64:50, 10:128:20 and 10:128:30, left out) */
+ * in four chunks of N / 4 from p^2 N = 4 SLAB_MIN_WORK, or from N =
+ * SLAB_MIN_N and p^2 N = SLAB_MIN_WORK (before, such shapes summed it on
+ * one thread after the rest of the evaluation: 0.52-0.81 of the time at
+ * 10:64:400, 20:128:50, 32:96:40, 100:128:5, 16:64:80, 20:64:60,
+ * 5:512:200, 100:64:20 and, with N = 300 but p^2 N = 2^24.2, 10:256:30
+ * (C:p:n); 1.03-1.10 at 10:64:50, 10:128:20 and 10:128:30, left out) */
 #define SLAB_MIN_N 400
 #define SLAB_MIN_WORK ((size_t)1 << 22)
 /* Columns per block of the nearest-class-centre rule, and per batch of its
@@ -381,7 +383,11 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
     const int four = N >= 4 * mw->dchunk; /* four chunks or more */
-    mw->nslab = mw->ntile == 1 && (four || (N >= SLAB_MIN_N && p * p * N >= SLAB_MIN_WORK)) ? 2 : 1;
+    const size_t work = p * p * N;
+    mw->nslab = mw->ntile == 1 && (four || work >= 4 * SLAB_MIN_WORK ||
+                                   (N >= SLAB_MIN_N && work >= SLAB_MIN_WORK))
+                    ? 2
+                    : 1;
     if (mw->nslab > 1 && !four) mw->dchunk = ((N + 3) / 4 + 7) / 8 * 8; /* two a slab */
     const size_t ch = mw->dchunk, ts = mw->dtile;
     mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;

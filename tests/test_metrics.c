@@ -1076,28 +1076,33 @@ static void direct_case(size_t p, size_t n, unsigned long seed, const char *what
  * tile in two column slabs, finished by inner products with (M M^T)^+ and
  * sum_c n_c mu_c mu_c^T (slabs_finish); p = 128 and N = 480 (N >= 400,
  * p^2 N >= 2^22, fewer than four chunks of 1280): two slabs of two
- * chunks of N/4, all four scored as their slab forms them on one thread. */
+ * chunks of N/4; p = 256 and N = 280 (p^2 N >= 2^24) likewise; in both all
+ * four chunks scored as their slab forms them on one thread. */
 static void test_large_tiles(void **s)
 {
   (void)s;
   direct_case(1030, 140, 71, "large tiles");
   direct_case(512, 256, 72, "slabs");
   direct_case(128, 60, 73, "slabs of short chunks");
-  size_t cc[8];
-  for (size_t c = 0; c < 8; c++) cc[c] = 60;
-  ufm_model *m = random_state(8, 128, cc, 73);
-  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
-  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
-  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
-  double out[UFM_NMETRICS];
-  ufm_set_threads(1);
-  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
-  ufm_metrics_eval(&pb, m, ws, mw, out);
-  ufm_set_threads(2);
-  assert_int_equal(ufm_metrics_ncc_fused(mw), 4);
-  ufm_metrics_ws_free(mw);
-  ufm_grad_ws_free(ws);
-  ufm_model_free(m);
+  direct_case(256, 35, 74, "slabs of short chunks, N < 400");
+  const size_t ps[2] = {128, 256}, ns[2] = {60, 35};
+  for (int j = 0; j < 2; j++) {
+    size_t cc[8];
+    for (size_t c = 0; c < 8; c++) cc[c] = ns[j];
+    ufm_model *m = random_state(8, ps[j], cc, 73 + (unsigned long)j);
+    ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+    ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+    ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+    double out[UFM_NMETRICS];
+    ufm_set_threads(1);
+    assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+    ufm_metrics_eval(&pb, m, ws, mw, out);
+    ufm_set_threads(2);
+    assert_int_equal(ufm_metrics_ncc_fused(mw), 4);
+    ufm_metrics_ws_free(mw);
+    ufm_grad_ws_free(ws);
+    ufm_model_free(m);
+  }
 }
 
 /* ------------------------------------- 8. compute_seli_H = false */
