@@ -1306,7 +1306,7 @@ UFM_CLONES static void ncc_pair_scores(const ufm_model *m, const ufm_metrics_ws 
 /* Below this many classes the filter's SGEMM costs little more than the
  * pair test and the gathering of the columns it leaves (measured, 2
  * threads, every evaluation near initialisation: C = 10, p = 64, n = 50
- * 7% slower with the test; C = 16 and 24 0.5% and 2%; C = 32 1.5-3%
+ * 7% slower with the test; C = 16 and 24 0.5% and 2%; C = 32 3-4%
  * faster, C = 64 to 1000 10-17% faster) */
 #define PAIR_MIN_C 32
 
