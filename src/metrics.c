@@ -24,9 +24,8 @@
  *      double precision (section 5); a second thread takes the metrics of
  *      M^T M and W W^T (section 6) before joining them; for p <= 512
  *      (and N >= 5 2^17/p, p^2 N >= 2^24, or N >= 400 with p^2 N >=
- *      2^22) the threads
- *      instead sum the single tile of
- *      D D^T in two column slabs (it needs only the means), and score
+ *      2^22) the threads instead sum the single tile of D D^T in two
+ *      column slabs (it needs only the means), and score
  *      each chunk of columns as its slab forms the chunk's deviations,
  *      H read once for both; threads with nothing else to do (the one
  *      that had the LQ factorisation starts its slab late) score chunks
@@ -1354,6 +1353,7 @@ static size_t ncc_pair(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metr
     }
     b->idx[left++] = (int32_t)col;
   }
+  if (left == n) return 0; /* idx as it was: nothing to gather */
   *idx = b->idx;
   *nu = left;
   return n - left;
