@@ -772,21 +772,31 @@ static void test_ncc_slabs(void **s)
 }
 
 /* One evaluation on `threads` threads with the nearest-centre rule's
- * collapse test on or off; returns how many samples the test settled. */
-static size_t eval_certify(const ufm_model *m, int threads, int on, double *out)
+ * collapse test and pair test each on or off (ufm_metrics_ncc_certify,
+ * ufm_metrics_ncc_pair); returns how many samples the collapse test
+ * settled, and the pair test's count into *paired if not NULL. */
+static size_t eval_ncc(const ufm_model *m, int threads, int certify, int pair, double *out,
+                       size_t *paired)
 {
   ufm_set_threads(threads);
   ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
-  ufm_metrics_ncc_certify(mw, on);
+  ufm_metrics_ncc_certify(mw, certify);
+  ufm_metrics_ncc_pair(mw, pair);
   assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
   ufm_metrics_eval(&pb, m, ws, mw, out);
   const size_t n = ufm_metrics_ncc_certified(mw);
+  if (paired) *paired = ufm_metrics_ncc_paired(mw);
   ufm_metrics_ws_free(mw);
   ufm_grad_ws_free(ws);
   ufm_set_threads(2);
   return n;
+}
+
+static size_t eval_certify(const ufm_model *m, int threads, int on, double *out)
+{
+  return eval_ncc(m, threads, on, 1, out, NULL);
 }
 
 /* The collapse test on and off, on 1 and 2 threads: the same bits in all
@@ -915,25 +925,6 @@ static void test_ncc_certify(void **s)
   }
 }
 
-/* One evaluation on `threads` threads with the collapse test and the pair
- * test each on or off; the pair test's count into *paired. */
-static void eval_pair(const ufm_model *m, int threads, int certify, int pair, double *out,
-                      size_t *paired)
-{
-  ufm_set_threads(threads);
-  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
-  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
-  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
-  ufm_metrics_ncc_certify(mw, certify);
-  ufm_metrics_ncc_pair(mw, pair);
-  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
-  ufm_metrics_eval(&pb, m, ws, mw, out);
-  *paired = ufm_metrics_ncc_paired(mw);
-  ufm_metrics_ws_free(mw);
-  ufm_grad_ws_free(ws);
-  ufm_set_threads(2);
-}
-
 /* The nearest-centre rule's pair test (metrics.c, section 5), on and off,
  * on 1 and 2 threads, with the collapse test on and off: the same bits in
  * all (it only settles what the scores would decide) and the count it
@@ -970,12 +961,12 @@ static void test_ncc_pair(void **s)
     reference(m, &r);
     double first[UFM_NMETRICS], out[UFM_NMETRICS];
     size_t n[2] = {0, 0}, got;
-    eval_pair(m, 1, 0, 0, first, &got);
+    eval_ncc(m, 1, 0, 0, first, &got);
     assert_int_equal(got, 0);
     if (cases[j].counts) assert_close(first[UFM_M_NC4], r.nc4, 0, 0);
     for (int run = 0; run < 4; run++) {
       const int threads = 1 + run % 2, certify = run / 2;
-      eval_pair(m, threads, certify, cases[j].counts ? 1 : 2, out, &got);
+      eval_ncc(m, threads, certify, cases[j].counts ? 1 : 2, out, &got);
       assert_memory_equal(out, first, sizeof out);
       if (threads == 1)
         n[certify] = got;
