@@ -78,6 +78,11 @@ const char *ufm_blas_core_note(void)
   if (before && now)
     snprintf(buf, sizeof buf, "kernels %s chosen by ufm for this CPU (OpenBLAS's own choice: %s)",
              now, before);
+  else if (now && ufm_blas_core_wanted(now))
+    snprintf(buf, sizeof buf,
+             "kernels set by OPENBLAS_CORETYPE=%s; this CPU runs %s, which ufm chooses when "
+             "OPENBLAS_CORETYPE is unset",
+             now, ufm_blas_core_wanted(now));
   else if (now)
     snprintf(buf, sizeof buf, "kernels set by OPENBLAS_CORETYPE=%s", now);
   else

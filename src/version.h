@@ -17,7 +17,10 @@ const char *ufm_blas_name(void);
 void ufm_blas_select_core(char **argv);
 /* The OpenBLAS core ufm would ask for given OpenBLAS's choice `core`, or NULL. */
 const char *ufm_blas_core_wanted(const char *core);
-/* One line saying who chose the BLAS kernels. */
+/* One line saying who chose the BLAS kernels, and, when the user's
+ * OPENBLAS_CORETYPE names kernels below what the CPU runs, which ufm would
+ * choose without it (on a Zen 5 with OPENBLAS_CORETYPE=Haswell the AVX-512
+ * kernels make M's step 1.5x faster: bench/README.md, session 17). */
 const char *ufm_blas_core_note(void);
 /* Threads OpenMP will use for a parallel region. */
 int ufm_threads(void);

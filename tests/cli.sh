@@ -52,6 +52,15 @@ if [ -n "$LDCONFIG" ] && "$LDCONFIG" -p 2>/dev/null | grep -q libopenblas; then
   run env OPENBLAS_CORETYPE=Prescott "$UFM" --version
   check "OPENBLAS_CORETYPE set by the user is kept" grep -q '^BLAS .*Prescott' "$T/out"
   check "--version says who chose the kernels" grep -q 'kernels set by OPENBLAS_CORETYPE=Prescott' "$T/out"
+  if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
+    check "--version names the faster kernels the user's OPENBLAS_CORETYPE keeps out" \
+      grep -Eq 'this CPU runs (SkylakeX|Haswell), which ufm chooses when OPENBLAS_CORETYPE is unset' "$T/out"
+  fi
+  if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    run env OPENBLAS_CORETYPE=SkylakeX "$UFM" --version
+    check "--version: no such note when the user's kernels are the best ufm knows" \
+      sh -c "grep -q 'kernels set by OPENBLAS_CORETYPE=SkylakeX' '$T/out' && ! grep -q 'this CPU runs' '$T/out'"
+  fi
   # other kernels, other rounding, the same run to 1e-9
   run env OPENBLAS_CORETYPE=Prescott "$UFM" run -q --no-plot classes=40 dim=48 n=4 iterations=200 out=kp
   run "$UFM" run -q --no-plot --force classes=40 dim=48 n=4 iterations=200 out=ka
