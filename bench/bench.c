@@ -160,11 +160,15 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *G, bare_ws *b)
  * of one dsyrk call was slower than ufm's whole evaluation at M (51 against
  * 45 ms), so each thread instead sums the Gram of its own share of the
  * long dimension, one thread of BLAS each (the sums of the partial Grams
- * are left out too), and takes its share of the samples to score. Timed
- * only while the threads' Grams fit in 2^27 doubles (1 GiB). */
+ * are left out too), and takes its share of the samples to score. With
+ * OpenBLAS's AVX2 kernels the Gram is summed in row blocks, a dsyrk on each
+ * diagonal block and a dgemm for the rest of its row, as ufm sums D D^T
+ * (faster than one dsyrk there: src/metrics.c, SYRK_ROWS). Timed only
+ * while the threads' Grams fit in 2^27 doubles (1 GiB). */
 typedef struct {
   double *X; /* a Gram per thread */
   float *Hf, *Mf, *Ef;
+  size_t rows; /* the Gram in row blocks of this many rows, as ufm sums D D^T (0: one dsyrk) */
 } bare_ev;
 
 #define EVAL_FLOOR_MAX ((size_t)1 << 27)
@@ -178,7 +182,17 @@ static void bare_eval(const ufm_model *m, bare_ev *e)
     const size_t T = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
     const size_t j0 = t * N / T, j1 = (t + 1) * N / T, k0 = t * p / T, k1 = (t + 1) * p / T;
     double *X = e->X + t * q * q;
-    if (p <= N)
+    if (p <= N && e->rows > 0 && e->rows < p) { /* row blocks, as ufm sums D D^T */
+      for (size_t b = 0; b < p; b += e->rows) {
+        const size_t nb = p - b < e->rows ? p - b : e->rows;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)nb, (int)(j1 - j0), 1.0,
+                    H + b * N + j0, (int)N, 0.0, X + b * p + b, (int)p);
+        if (b + nb < p)
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(p - b - nb),
+                      (int)(j1 - j0), 1.0, H + b * N + j0, (int)N, H + (b + nb) * N + j0, (int)N,
+                      0.0, X + b * p + b + nb, (int)p);
+      }
+    } else if (p <= N)
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)(j1 - j0), 1.0, H + j0,
                   (int)N, 0.0, X, (int)p);
     else
@@ -249,7 +263,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
                gsl_matrix_alloc(m->p, m->N)};
   gsl_matrix *G = gsl_matrix_alloc(m->C, m->N);
   const size_t q = m->p < m->N ? m->p : m->N;
-  bare_ev e = {NULL, NULL, NULL, NULL};
+  bare_ev e = {NULL, NULL, NULL, NULL, ufm_metrics_syrk_rows_default()};
   if (q * q * (size_t)bare_threads <= EVAL_FLOOR_MAX) {
     e.X = ufm_malloc(q * q * (size_t)bare_threads * sizeof(double));
     e.Hf = ufm_malloc(m->p * m->N * sizeof(float));

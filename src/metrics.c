@@ -84,6 +84,7 @@
 #endif
 
 #include "geometry.h"
+#include "version.h"
 
 /* AVX-512 and AVX2 clones of a loop-heavy function besides the default
  * one: GCC contracts nothing in ISO C mode, so all three give the same
@@ -123,6 +124,14 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
 #define TILE 256
 #define DTILE(p) ((p) <= 512 ? (p) : (p) < 1024 ? ((p) + 1) / 2 : 512)
 #define DCHUNK ((size_t)5 << 15)
+/* With OpenBLAS 0.3.21's AVX2 kernels (Haswell, also Zen's), one DSYRK
+ * of a 512-row tile ran at 84% of DGEMM's rate on a Zen 5 (family 26),
+ * and the same upper triangle in row blocks of 128 (a DSYRK on each
+ * diagonal block, one DGEMM for the rest of its block row) 5-6% faster:
+ * an evaluation 4-10% faster at 32:384:100, 50:256:200, 5:512:200 and M
+ * (session 17). With the AVX-512 kernels DSYRK ran at 94% and the blocks
+ * were as fast or slower, so they are used with the AVX2 kernels only. */
+#define SYRK_ROWS ((size_t)128)
 /* A single tile of D D^T (p <= 512) is summed in two column slabs, one a
  * thread, from four chunks of DCHUNK / p columns, or (since session 16)
  * in four chunks of N / 4 from p^2 N = 4 SLAB_MIN_WORK, or from N =
@@ -205,6 +214,8 @@ struct ufm_metrics_ws {
   int *nhow;          /* nnblk  and by whom: 1 its slab, 2 another thread        */
   long nsteal;        /* with slabs: the highest block not yet offered, + 1      */
   int ncc_apart;      /* with slabs: every block scored on its own (tests)       */
+  size_t syrk_bs;     /* D D^T's diagonal tiles summed in row blocks of this
+                       * many rows (gram_upper), 0: one DSYRK each          */
   size_t *ufirst;     /* nslab + 1: each slab's first block (the last: nnblk)   */
   size_t *unext;      /* nslab: the block each slab is forming (SIZE_MAX: not
                        * started)                                               */
@@ -465,6 +476,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
   mw->certify = 1;
   mw->blkpair = ufm_calloc(mw->nnblk ? mw->nnblk : 1, sizeof(size_t));
   mw->pair = 1;
+  mw->syrk_bs = ufm_metrics_syrk_rows_default();
   mw->tilefro = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilenc1 = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
   mw->tilecross = ufm_malloc((mw->ntile ? mw->ntile : 1) * sizeof(double));
@@ -547,6 +559,13 @@ size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw)
 }
 
 void ufm_metrics_ncc_pair(ufm_metrics_ws *mw, int how) { mw->pair = how < 0 || how > 2 ? 1 : how; }
+
+void ufm_metrics_syrk_rows(ufm_metrics_ws *mw, size_t rows) { mw->syrk_bs = rows; }
+
+size_t ufm_metrics_syrk_rows_default(void)
+{
+  return ufm_blas_core_level() == 2 ? SYRK_ROWS : 0;
+}
 
 size_t ufm_metrics_ncc_paired(const ufm_metrics_ws *mw)
 {
@@ -1511,6 +1530,30 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
   }
 }
 
+/* The upper triangle of X (n x n, row stride ldx) = beta X + A A^T, A
+ * n x w (row stride w): one DSYRK, or with rows > 0 (mw->syrk_bs) in row
+ * blocks of that many rows, a DSYRK on each diagonal block and one DGEMM
+ * for the rest of its block row (as fast as DGEMM where DSYRK is not:
+ * SYRK_ROWS). Either way one thread, in a fixed order. */
+static void gram_upper(const double *A, size_t n, size_t w, size_t rows, double beta, double *X,
+                       size_t ldx)
+{
+  if (rows == 0 || rows >= n) {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)w, 1.0, A, (int)w, beta, X,
+                (int)ldx);
+    return;
+  }
+  for (size_t b = 0; b < n; b += rows) {
+    const size_t nb = n - b < rows ? n - b : rows;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)nb, (int)w, 1.0, A + b * w, (int)w,
+                beta, X + b * ldx + b, (int)ldx);
+    if (b + nb < n)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(n - b - nb), (int)w, 1.0,
+                  A + b * w, (int)w, A + (b + nb) * w, (int)w, beta, X + b * ldx + b + nb,
+                  (int)ldx);
+  }
+}
+
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
  * dchunk columns in order (dsyrk on the diagonal: X's upper triangle). */
 static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
@@ -1525,7 +1568,7 @@ static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a
     gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
     deviations(m, mw, a, na, j0, w, Da);
     if (a == b) {
-      gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, beta, &Xv.matrix);
+      gram_upper(Da, na, w, mw->syrk_bs, beta, X, nb);
     } else {
       gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
       deviations(m, mw, b, nb, j0, w, Db);
@@ -1685,10 +1728,8 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
 {
   const size_t p = m->p, N = m->N, ns = mw->nslab, lo = q * N / ns;
   double *X = mw->slabbuf + q * p * p, *Da = mw->slabbuf + ns * p * p + t * p * mw->dchunk;
-  gsl_matrix_view Xv = gsl_matrix_view_array(X, p, p);
   for (size_t u = mw->ufirst[q]; u < mw->ufirst[q + 1]; u++) {
     const size_t j0 = mw->nstart[u], w = mw->nstart[u + 1] - j0;
-    gsl_matrix_view Dav = gsl_matrix_view_array(Da, p, w);
 #pragma omp atomic write
     mw->unext[q] = u;
     slab_balance(m, ws, mw, q, u, t);
@@ -1700,7 +1741,7 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
     } else {
       deviations(m, mw, 0, p, j0, w, Da);
     }
-    gsl_blas_dsyrk(CblasUpper, CblasNoTrans, 1.0, &Dav.matrix, j0 == lo ? 0.0 : 1.0, &Xv.matrix);
+    gram_upper(Da, p, w, mw->syrk_bs, j0 == lo ? 0.0 : 1.0, X, p);
   }
 #pragma omp atomic write
   mw->unext[q] = mw->ufirst[q + 1];

@@ -101,4 +101,14 @@ size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw);
 void ufm_metrics_ncc_pair(ufm_metrics_ws *mw, int how);
 size_t ufm_metrics_ncc_paired(const ufm_metrics_ws *mw);
 
+/* D D^T's diagonal tiles (p <= N) are summed by one DSYRK each, or, with
+ * OpenBLAS's AVX2 kernels (Haswell, Zen), in row blocks of 128 rows: a
+ * DSYRK on each diagonal block and a DGEMM for the rest of its row, which
+ * those kernels do faster (metrics.c, SYRK_ROWS). ufm_metrics_syrk_rows(mw,
+ * rows) sets the block (0: one DSYRK), for tests and benchmarks; the
+ * metrics agree to round-off either way. */
+void ufm_metrics_syrk_rows(ufm_metrics_ws *mw, size_t rows);
+/* The block a new workspace takes: 128 with the AVX2 kernels, else 0. */
+size_t ufm_metrics_syrk_rows_default(void);
+
 #endif

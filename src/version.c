@@ -71,6 +71,16 @@ void ufm_blas_select_core(char **argv)
 #endif
 }
 
+int ufm_blas_core_level(void)
+{
+#ifdef HAVE_OPENBLAS
+  char *(*corename)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+  return corename ? core_level(corename()) : -1;
+#else
+  return -1;
+#endif
+}
+
 const char *ufm_blas_core_note(void)
 {
   static char buf[160];

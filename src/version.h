@@ -17,6 +17,10 @@ const char *ufm_blas_name(void);
 void ufm_blas_select_core(char **argv);
 /* The OpenBLAS core ufm would ask for given OpenBLAS's choice `core`, or NULL. */
 const char *ufm_blas_core_wanted(const char *core);
+/* The instruction set of the kernels OpenBLAS runs: 0 SSE, 1 AVX, 2 AVX2
+ * (Haswell, Zen), 3 AVX-512 (SkylakeX, Cooperlake, SapphireRapids); 0 for
+ * a kernel set it does not name, -1 without OpenBLAS. */
+int ufm_blas_core_level(void);
 /* One line saying who chose the BLAS kernels, and, when the user's
  * OPENBLAS_CORETYPE names kernels below what the CPU runs, which ufm would
  * choose without it (on a Zen 5 with OPENBLAS_CORETYPE=Haswell the AVX-512

@@ -1096,6 +1096,59 @@ static void test_large_tiles(void **s)
   }
 }
 
+/* One evaluation with D D^T's diagonal tiles in row blocks of `rows` rows
+ * (0: one DSYRK each), on the current thread count. */
+static void eval_rows(const ufm_model *m, size_t rows, double *out)
+{
+  ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
+  ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
+  ufm_metrics_syrk_rows(mw, rows);
+  assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
+  ufm_metrics_eval(&pb, m, ws, mw, out);
+  ufm_metrics_ws_free(mw);
+  ufm_grad_ws_free(ws);
+}
+
+/* D D^T's diagonal tiles in row blocks (a DSYRK on each diagonal block, a
+ * DGEMM for the rest of its row: the default with OpenBLAS's AVX2 kernels)
+ * give the metrics of one DSYRK a tile to round-off, in blocks that divide
+ * the tile and in blocks that do not (64, 100, 128), in the slabs (p = 192,
+ * N = 400) and in two tiles of side 260 (p = 520); each on 1 and 2 threads
+ * with the same bits. The DSYRK's own metrics are checked against direct
+ * formulas in test_large_tiles on machines where it is the default. */
+static void test_syrk_rows(void **s)
+{
+  (void)s;
+  const size_t ps[2] = {192, 520}, ns[2] = {50, 66}, rows[3] = {64, 100, 128};
+  for (int j = 0; j < 2; j++) {
+    size_t cc[8];
+    for (size_t c = 0; c < 8; c++) cc[c] = ns[j];
+    ufm_model *m = random_state(8, ps[j], cc, 91 + (unsigned long)j);
+    double one[UFM_NMETRICS];
+    ufm_set_threads(2);
+    eval_rows(m, 0, one);
+    for (int r = 0; r < 3; r++) {
+      double a[UFM_NMETRICS], b[UFM_NMETRICS];
+      ufm_set_threads(1);
+      eval_rows(m, rows[r], a);
+      ufm_set_threads(2);
+      eval_rows(m, rows[r], b);
+      printf("# syrk rows %zu, p = %zu: nc1 %.17g (one DSYRK %.17g), seli_H %.17g (%.17g)\n",
+             rows[r], m->p, b[UFM_M_NC1], one[UFM_M_NC1], b[UFM_M_SELI_H], one[UFM_M_SELI_H]);
+      assert_memory_equal(a, b, sizeof a);
+      for (int k = 0; k < UFM_NMETRICS; k++) {
+        if (isnan(one[k])) {
+          assert_true(isnan(b[k]));
+          continue;
+        }
+        assert_close(b[k], one[k], 1e-12, 1e-300);
+      }
+    }
+    ufm_model_free(m);
+  }
+}
+
 /* ------------------------------------- 8. compute_seli_H = false */
 
 /* One evaluation with seli_H on or off, LQ path allowed or not, on the
@@ -1228,6 +1281,7 @@ int main(void)
       cmocka_unit_test(test_ncc_certify),
       cmocka_unit_test(test_ncc_pair),
       cmocka_unit_test(test_large_tiles),
+      cmocka_unit_test(test_syrk_rows),
       cmocka_unit_test(test_without_seli_H),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
