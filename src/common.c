@@ -36,6 +36,16 @@ void *ufm_calloc(size_t count, size_t size)
   return p;
 }
 
+int ufm_simd512_ok(void)
+{
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  __builtin_cpu_init(); /* GCC checks that the OS saves the ZMM registers */
+  return ufm_simd_ok() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+#else
+  return 0;
+#endif
+}
+
 int ufm_simd_ok(void)
 {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)

@@ -34,6 +34,9 @@
 #endif
 /* 1 when the kernels above may run on this CPU. */
 int ufm_simd_ok(void);
+/* 1 when it also has AVX-512 (F, VL), with the OS saving its registers:
+ * the fused step's kernels then use them, with the same bits (grad.c). */
+int ufm_simd512_ok(void);
 
 enum ufm_status {
   UFM_OK = 0,

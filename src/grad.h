@@ -34,6 +34,8 @@ typedef struct {
    * when C is too large for it */
   double *slots;
   size_t nslot, slot_len;
+  int fused512; /* 1: its kernels with AVX-512 registers (where the CPU has
+                 * them; the same arithmetic, so the same bits), 0: AVX2 */
   /* the products in column blocks (grad.c section 5): per slot of blocks a
    * partial grad_W, bias gradient and row sums, a block of logits and the
    * loss pass's rows; allocated with the workspace where the shape takes

@@ -481,6 +481,62 @@ static void test_fused_matches_products(void **s)
       }
 }
 
+/* The fused pass's AVX-512 kernels (where the CPU has AVX-512: the
+ * default there) give the bits of its AVX2 kernels in everything the
+ * evaluation returns: both losses, with and without bias, with the step of
+ * H folded in (fold_lr) and without, at shapes with 1 and 2 slots, a
+ * partial last block, odd C and p (the kernels take 4, 2 and 1 classes or
+ * rows at a time), and grad_W in lanes (C p <= 1024) and not. Without
+ * AVX-512 the workspace must not ask for them. */
+static void test_fused512_bits(void **s)
+{
+  (void)s;
+  if (!ufm_simd512_ok()) {
+    ufm_grad_ws *ws = ufm_grad_ws_alloc(10, 64, 500);
+    assert_int_equal(ws->fused512, 0);
+    ufm_grad_ws_free(ws);
+    printf("# no AVX-512 here: the AVX2 kernels only\n");
+    return;
+  }
+  const size_t shapes[][3] = {{7, 45, 101}, {5, 19, 700}, {2, 3, 1},    {32, 70, 160},
+                              {10, 64, 500}, {3, 1, 50},   {31, 33, 77}, {13, 6, 333}};
+  const ufm_loss_type *losses[2] = {&ufm_loss_ce, &ufm_loss_mse};
+  for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
+    for (int li = 0; li < 2; li++)
+      for (int bias = 0; bias < 2; bias++)
+        for (int fold = 0; fold < 2; fold++) {
+          const size_t C = shapes[q][0], p = shapes[q][1], N = shapes[q][2];
+          ufm_model *m = spread_model(C, p, N, bias, 5150 + q, 0.45);
+          for (size_t c = 0; c < C && bias; c++) gsl_vector_set(m->b, c, 0.07 * (double)c - 0.3);
+          ufm_problem pb = {losses[li], 2.385e-2, 1.7e-2, 3.1e-2};
+          ufm_grad_ws *a = ufm_grad_ws_alloc(C, p, N), *b = ufm_grad_ws_alloc(C, p, N);
+          assert_int_equal(b->fused512, 1);
+          a->path = b->path = UFM_GRAD_FUSED;
+          a->fused512 = 0;
+          if (fold) a->fold_lr = b->fold_lr = 0.37;
+          assert_int_equal(ufm_grad_eval(&pb, m, a), UFM_OK);
+          assert_int_equal(ufm_grad_eval(&pb, m, b), UFM_OK);
+          assert_memory_equal(a->gW->data, b->gW->data, C * p * sizeof(double));
+          assert_memory_equal(a->gH->data, b->gH->data, p * N * sizeof(double));
+          assert_memory_equal(a->gb->data, b->gb->data, C * sizeof(double));
+          assert_memory_equal(a->G->data, b->G->data, C * N * sizeof(double));
+          assert_memory_equal(a->loss_i, b->loss_i, N * sizeof(double));
+          assert_memory_equal(a->margin, b->margin, N * sizeof(double));
+          assert_memory_equal(a->zstat, b->zstat, 2 * N * sizeof(double));
+          assert_memory_equal(a->pred, b->pred, N * sizeof(int32_t));
+          const double sa[] = {a->loss, a->normW2, a->normH2, a->normb2, a->gnorm2, a->gmax,
+                               a->thetamax},
+                       sb[] = {b->loss, b->normW2, b->normH2, b->normb2, b->gnorm2, b->gmax,
+                               b->thetamax};
+          assert_memory_equal(sa, sb, sizeof sa);
+          assert_int_equal(a->h_next, b->h_next);
+          assert_int_equal(b->h_next, fold);
+          ufm_grad_ws_free(a);
+          ufm_grad_ws_free(b);
+          ufm_model_free(m);
+        }
+}
+
 /* The products in column blocks agree with the three products in
  * everything they return: the per-sample records and the loss bit for bit
  * where the logits are (a block of Z is W times a block of H, each entry
@@ -808,6 +864,7 @@ int main(void)
       cmocka_unit_test(test_objective_value),  cmocka_unit_test(test_ce_extremes),
       cmocka_unit_test(test_gd_step),          cmocka_unit_test(test_momentum_steps),
       cmocka_unit_test(test_nonfinite_detected), cmocka_unit_test(test_fused_matches_products),
+      cmocka_unit_test(test_fused512_bits),
       cmocka_unit_test(test_products_orders),  cmocka_unit_test(test_blocks_match_products),
       cmocka_unit_test(test_blocks_threads),
       cmocka_unit_test(test_batch_reference),  cmocka_unit_test(test_batch_gsum),
