@@ -542,24 +542,34 @@ UFM_SIMD_END
 #ifdef UFM_FUSED512
 #define T512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 
-/* logits of classes c .. c + R - 1 (R <= 4 independent sets of 4 chains) */
+/* a[r][q] = sum_i s[i ds + r dr] x_i[8q .. 8q + 8), x_i = x + i ldx, for
+ * r < R <= 4: R independent sets of 4 chains of fused multiply-adds, each
+ * over i in order (a lane's chain: the AVX2 kernels' for its column) */
+T512 static inline __attribute__((always_inline)) void sums512(int R, size_t n, const double *x,
+                                                               size_t ldx, const double *s,
+                                                               size_t ds, size_t dr,
+                                                               __m512d a[4][4])
+{
+  _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_setzero_pd();
+  for (size_t i = 0; i < n; i++) {
+    __m512d v[4];
+    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) v[q] = _mm512_loadu_pd(x + i * ldx + 8 * q);
+    _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {
+      const __m512d u = _mm512_set1_pd(s[i * ds + (size_t)r * dr]);
+      _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_fmadd_pd(u, v[q], a[r][q]);
+    }
+  }
+}
+
+/* logits of classes c .. c + R - 1: over k, W[c + r][k] times H's row k */
 T512 static inline __attribute__((always_inline)) void logits_rows512(int R, size_t c, size_t p,
                                                                       const double *W,
                                                                       const double *hb, size_t ldh,
                                                                       const double *b, double *zb)
 {
   __m512d a[4][4];
-  _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_setzero_pd();
-  for (size_t k = 0; k < p; k++) {
-    const double *h = hb + k * ldh;
-    __m512d x[4];
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) x[q] = _mm512_loadu_pd(h + 8 * q);
-    _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {
-      const __m512d u = _mm512_set1_pd(W[(c + (size_t)r) * p + k]);
-      _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_fmadd_pd(u, x[q], a[r][q]);
-    }
-  }
+  sums512(R, p, hb, ldh, W + c * p, 1, p, a);
   _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)
     _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) {
       if (b) a[r][q] = _mm512_add_pd(a[r][q], _mm512_set1_pd(b[c + (size_t)r]));
@@ -611,24 +621,14 @@ T512 static inline void gradH_row512(const __m512d *a, const double *h, double l
   }
 }
 
-/* rows k .. k + R - 1 of one block of grad_H (R <= 4 independent sets
- * of 4 chains), each finished by gradH_row512 */
+/* rows k .. k + R - 1 of one block of grad_H: over c, W[c][k + r] times
+ * G's row c; each row finished by gradH_row512 */
 T512 static inline __attribute__((always_inline)) void gradH_rows512(
     int R, size_t C, size_t p, size_t k, const double *W, const double *G, const double *hb,
     size_t ldh, double lambda, double lr, double *out, size_t ldo, size_t len, __m256d *st4)
 {
   __m512d a[4][4];
-  _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_setzero_pd();
-  for (size_t c = 0; c < C; c++) {
-    const double *g = G + c * FB;
-    __m512d x[4];
-    _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) x[q] = _mm512_loadu_pd(g + 8 * q);
-    _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {
-      const __m512d u = _mm512_set1_pd(W[c * p + k + (size_t)r]);
-      _Pragma("GCC unroll 16") for (int q = 0; q < 4; q++) a[r][q] = _mm512_fmadd_pd(u, x[q], a[r][q]);
-    }
-  }
+  sums512(R, C, G, FB, W + k, p, 1, a);
   _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)
     gradH_row512(a[r], hb + (k + (size_t)r) * ldh, lambda, lr, out + (k + (size_t)r) * ldo, len, st4);
 }

@@ -24,7 +24,7 @@ int ufm_blas_core_level(void);
 /* One line saying who chose the BLAS kernels, and, when the user's
  * OPENBLAS_CORETYPE names kernels below what the CPU runs, which ufm would
  * choose without it (on a Zen 5 with OPENBLAS_CORETYPE=Haswell the AVX-512
- * kernels make M's step 1.5x faster: bench/README.md, session 17). */
+ * kernels make M's step 1.4-1.5x faster: bench/README.md, session 17). */
 const char *ufm_blas_core_note(void);
 /* Threads OpenMP will use for a parallel region. */
 int ufm_threads(void);
