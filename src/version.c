@@ -83,7 +83,7 @@ int ufm_blas_core_level(void)
 
 const char *ufm_blas_core_note(void)
 {
-  static char buf[160];
+  static char buf[256];
   const char *before = getenv("UFM_BLAS_CHOSEN"), *now = getenv("OPENBLAS_CORETYPE");
   if (before && now)
     snprintf(buf, sizeof buf, "kernels %s chosen by ufm for this CPU (OpenBLAS's own choice: %s)",
