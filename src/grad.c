@@ -530,12 +530,12 @@ UFM_SIMD_END
 /* The same three kernels with AVX-512 registers, 8 doubles each, doing
  * per column (lane) exactly the arithmetic of the ones above: each logit
  * and each entry of grad_H is the same chain of fused multiply-adds in
- * the same order (two classes, or two rows of grad_H, at a time, for
- * eight independent chains); the norms and maxima of a row of grad_H are
- * taken on its halves of 4 doubles in the order above; grad_W's chains
- * (VL = 4 lanes per entry) run for two rows of H at a time, one in each
- * half (two classes at a time). So the bits are those of the AVX2
- * kernels. On a Zen 5 (family 26, 512-bit units), both alternated in one
+ * the same order (four classes, or four rows of grad_H, at a time: up to
+ * sixteen independent chains, sums512); the norms and maxima of a row of
+ * grad_H are taken on its halves of 4 doubles in the order above; grad_W's
+ * chains (VL = 4 lanes per entry) run for two classes at a time, one in
+ * each half of a register, against H's row broadcast to both. So the bits
+ * are those of the AVX2 kernels. On a Zen 5 (family 26, 512-bit units), both alternated in one
  * process, paired medians: S (C = 10, p = 64, N = 500) 0.63-0.64 of the
  * AVX2 step (0.0375 -> 0.0235 ms), 16:64:4096 0.74, 7:45:707 0.72,
  * 12:64:240 0.75, 2:64:2000 0.86 (session 17). */
