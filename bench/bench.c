@@ -19,6 +19,7 @@
  * steps (ufm run, and the scripts), timed from start to exit.
  */
 #include "common.h"
+#include "gemm.h"
 #include "grad.h"
 #include "metrics.h"
 #include "model.h"
@@ -182,19 +183,8 @@ static void bare_eval(const ufm_model *m, bare_ev *e)
     const size_t T = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
     const size_t j0 = t * N / T, j1 = (t + 1) * N / T, k0 = t * p / T, k1 = (t + 1) * p / T;
     double *X = e->X + t * q * q;
-    if (p <= N && e->rows > 0 && e->rows < p) { /* row blocks, as ufm sums D D^T */
-      for (size_t b = 0; b < p; b += e->rows) {
-        const size_t nb = p - b < e->rows ? p - b : e->rows;
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)nb, (int)(j1 - j0), 1.0,
-                    H + b * N + j0, (int)N, 0.0, X + b * p + b, (int)p);
-        if (b + nb < p)
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(p - b - nb),
-                      (int)(j1 - j0), 1.0, H + b * N + j0, (int)N, H + (b + nb) * N + j0, (int)N,
-                      0.0, X + b * p + b + nb, (int)p);
-      }
-    } else if (p <= N)
-      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)(j1 - j0), 1.0, H + j0,
-                  (int)N, 0.0, X, (int)p);
+    if (p <= N) /* in row blocks where ufm sums D D^T so */
+      ufm_syrk_rows(H + j0, p, j1 - j0, N, e->rows, 0.0, X, p);
     else
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)N, (int)(k1 - k0), 1.0, H + k0 * N,
                   (int)N, 0.0, X, (int)N);

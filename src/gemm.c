@@ -105,3 +105,22 @@ void ufm_gemm_long(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_matrix 
     for (size_t i = 0; i < M; i++) ufm_gemm_long_add(C, work, nk, i);
   }
 }
+
+void ufm_syrk_rows(const double *A, size_t n, size_t w, size_t lda, size_t rows, double beta,
+                   double *X, size_t ldx)
+{
+  if (rows == 0 || rows >= n) {
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)w, 1.0, A, (int)lda, beta, X,
+                (int)ldx);
+    return;
+  }
+  for (size_t b = 0; b < n; b += rows) {
+    const size_t nb = n - b < rows ? n - b : rows;
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)nb, (int)w, 1.0, A + b * lda,
+                (int)lda, beta, X + b * ldx + b, (int)ldx);
+    if (b + nb < n)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(n - b - nb), (int)w, 1.0,
+                  A + b * lda, (int)lda, A + (b + nb) * lda, (int)lda, beta, X + b * ldx + b + nb,
+                  (int)ldx);
+  }
+}

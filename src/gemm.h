@@ -41,4 +41,12 @@ void ufm_gemm_long_piece(CBLAS_TRANSPOSE_t ta, CBLAS_TRANSPOSE_t tb, const gsl_m
                          const gsl_matrix *B, gsl_matrix *C, double *work, size_t nk, size_t q);
 void ufm_gemm_long_add(gsl_matrix *C, const double *work, size_t nk, size_t i);
 
+/* The upper triangle of X (n x n, row stride ldx) = beta X + A A^T, A n x w
+ * (row-major, row stride lda), on the calling thread in a fixed order: one
+ * DSYRK, or with 0 < rows < n in row blocks of `rows` rows, a DSYRK on each
+ * diagonal block and one DGEMM for the rest of its block row (faster than
+ * one DSYRK with OpenBLAS's AVX2 kernels: metrics.c, SYRK_ROWS). */
+void ufm_syrk_rows(const double *A, size_t n, size_t w, size_t lda, size_t rows, double beta,
+                   double *X, size_t ldx);
+
 #endif

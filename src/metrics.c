@@ -83,6 +83,7 @@
 #include <omp.h>
 #endif
 
+#include "gemm.h"
 #include "geometry.h"
 #include "version.h"
 
@@ -215,7 +216,7 @@ struct ufm_metrics_ws {
   long nsteal;        /* with slabs: the highest block not yet offered, + 1      */
   int ncc_apart;      /* with slabs: every block scored on its own (tests)       */
   size_t syrk_bs;     /* D D^T's diagonal tiles summed in row blocks of this
-                       * many rows (gram_upper), 0: one DSYRK each          */
+                       * many rows (ufm_syrk_rows), 0: one DSYRK each       */
   size_t *ufirst;     /* nslab + 1: each slab's first block (the last: nnblk)   */
   size_t *unext;      /* nslab: the block each slab is forming (SIZE_MAX: not
                        * started)                                               */
@@ -1530,30 +1531,6 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
   }
 }
 
-/* The upper triangle of X (n x n, row stride ldx) = beta X + A A^T, A
- * n x w (row stride w): one DSYRK, or with rows > 0 (mw->syrk_bs) in row
- * blocks of that many rows, a DSYRK on each diagonal block and one DGEMM
- * for the rest of its block row (as fast as DGEMM where DSYRK is not:
- * SYRK_ROWS). Either way one thread, in a fixed order. */
-static void gram_upper(const double *A, size_t n, size_t w, size_t rows, double beta, double *X,
-                       size_t ldx)
-{
-  if (rows == 0 || rows >= n) {
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)w, 1.0, A, (int)w, beta, X,
-                (int)ldx);
-    return;
-  }
-  for (size_t b = 0; b < n; b += rows) {
-    const size_t nb = n - b < rows ? n - b : rows;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)nb, (int)w, 1.0, A + b * w, (int)w,
-                beta, X + b * ldx + b, (int)ldx);
-    if (b + nb < n)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(n - b - nb), (int)w, 1.0,
-                  A + b * w, (int)w, A + (b + nb) * w, (int)w, beta, X + b * ldx + b + nb,
-                  (int)ldx);
-  }
-}
-
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
  * dchunk columns in order (dsyrk on the diagonal: X's upper triangle). */
 static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
@@ -1568,7 +1545,7 @@ static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a
     gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
     deviations(m, mw, a, na, j0, w, Da);
     if (a == b) {
-      gram_upper(Da, na, w, mw->syrk_bs, beta, X, nb);
+      ufm_syrk_rows(Da, na, w, w, mw->syrk_bs, beta, X, nb);
     } else {
       gsl_matrix_view Dbv = gsl_matrix_view_array(Db, nb, w);
       deviations(m, mw, b, nb, j0, w, Db);
@@ -1741,7 +1718,7 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
     } else {
       deviations(m, mw, 0, p, j0, w, Da);
     }
-    gram_upper(Da, p, w, mw->syrk_bs, j0 == lo ? 0.0 : 1.0, X, p);
+    ufm_syrk_rows(Da, p, w, w, mw->syrk_bs, j0 == lo ? 0.0 : 1.0, X, p);
   }
 #pragma omp atomic write
   mw->unext[q] = mw->ufirst[q + 1];
