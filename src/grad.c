@@ -534,8 +534,9 @@ UFM_SIMD_END
  * sixteen independent chains, sums512); the norms and maxima of a row of
  * grad_H are taken on its halves of 4 doubles in the order above; grad_W's
  * chains (VL = 4 lanes per entry) run for two classes at a time, one in
- * each half of a register, against H's row broadcast to both. So the bits
- * are those of the AVX2 kernels. On a Zen 5 (family 26, 512-bit units), both alternated in one
+ * each half of a register, against H's row broadcast to both (an odd
+ * last class: fused_gradW itself). So the bits are those of the AVX2
+ * kernels. On a Zen 5 (family 26, 512-bit units), both alternated in one
  * process, paired medians: S (C = 10, p = 64, N = 500) 0.63-0.64 of the
  * AVX2 step (0.0375 -> 0.0235 ms), 16:64:4096 0.74, 7:45:707 0.72,
  * 12:64:240 0.75, 2:64:2000 0.86 (session 17). */
@@ -688,25 +689,8 @@ T512 static void fused_gradW512(size_t C, size_t p, const double *G, const doubl
     gb[c] += hsum256(_mm512_castpd512_pd256(t));
     gb[c + 1] += hsum256(_mm512_extractf64x4_pd(t, 1));
   }
-  if (c < C) {
-    const double *g = G + c * FB;
-    __m256d gv[NV];
-    _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) gv[j] = _mm256_loadu_pd(g + VL * j);
-    for (size_t k = 0; k < p; k++) {
-      const double *h = hb + k * ldh;
-      __m256d t = _mm256_mul_pd(gv[0], _mm256_loadu_pd(h));
-      _Pragma("GCC unroll 16") for (int j = 1; j < NV; j++)
-        t = _mm256_fmadd_pd(gv[j], _mm256_loadu_pd(h + VL * j), t);
-      if (lanes) {
-        double *q = gW + (c * p + k) * VL;
-        _mm256_storeu_pd(q, _mm256_add_pd(_mm256_loadu_pd(q), t));
-      } else
-        gW[c * p + k] += hsum256(t);
-    }
-    __m256d t = gv[0];
-    _Pragma("GCC unroll 16") for (int j = 1; j < NV; j++) t = _mm256_add_pd(t, gv[j]);
-    gb[c] += hsum256(t);
-  }
+  if (c < C) /* the last class alone: the AVX2 kernel's own chains */
+    fused_gradW(1, p, G + c * FB, hb, ldh, gW + c * p * (lanes ? VL : 1), gb + c, lanes);
 }
 #undef T512
 #endif

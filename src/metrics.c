@@ -129,8 +129,9 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * of a 512-row tile ran at 84% of DGEMM's rate on a Zen 5 (family 26),
  * and the same upper triangle in row blocks of 128 (a DSYRK on each
  * diagonal block, one DGEMM for the rest of its block row) 5-6% faster:
- * an evaluation 4-10% faster at 32:384:100, 50:256:200, 5:512:200 and M
- * (session 17). With the AVX-512 kernels DSYRK ran at 94% and the blocks
+ * an evaluation 5% faster at M, 6% at 5:512:200, 1-3% at 50:256:200,
+ * 32:384:100, 20:300:300 and 200:512:20, the same at p >= 700 (paired
+ * medians, session 17). With the AVX-512 kernels DSYRK ran at 94% and the blocks
  * were as fast or slower, so they are used with the AVX2 kernels only. */
 #define SYRK_ROWS ((size_t)128)
 /* A single tile of D D^T (p <= 512) is summed in two column slabs, one a
