@@ -49,4 +49,19 @@ void ufm_gemm_long_add(gsl_matrix *C, const double *work, size_t nk, size_t i);
 void ufm_syrk_rows(const double *A, size_t n, size_t w, size_t lda, size_t rows, double beta,
                    double *X, size_t ldx);
 
+/* Gram products on AVX-512 registers (gemm.c), where ufm_gram512_ok():
+ * the CPU has AVX-512 F and VL (and GCC built them). ufm_gram512_pack puts
+ * the n x w matrix A (row-major, row stride lda) into P, ufm_gram512_size(n,
+ * w) doubles, in panels of 8 rows; ufm_gram512 then sets (first) or adds
+ * to X (nr x nc, row stride ldx) the products R C^T of two such packed
+ * matrices (nr and nc rows, w columns each), or with sym (R = C, nr = nc)
+ * only X's 8 x 8 blocks on and above the diagonal, which hold its upper
+ * triangle. Each entry is one chain of fused multiply-adds over the w
+ * columns in order: the same bits on any thread. */
+int ufm_gram512_ok(void);
+size_t ufm_gram512_size(size_t n, size_t w);
+void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P);
+void ufm_gram512(const double *PR, size_t nr, const double *PC, size_t nc, size_t w, int sym,
+                 int first, double *X, size_t ldx);
+
 #endif

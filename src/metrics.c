@@ -218,6 +218,10 @@ struct ufm_metrics_ws {
   int ncc_apart;      /* with slabs: every block scored on its own (tests)       */
   size_t syrk_bs;     /* D D^T's diagonal tiles summed in row blocks of this
                        * many rows (ufm_syrk_rows), 0: one DSYRK each       */
+  int gram512;        /* D D^T on AVX-512 registers (ufm_gram512), its chunks of
+                       * deviations packed as they are formed                   */
+  size_t dpack;       /* doubles of one chunk of deviations (p or a tile's rows
+                       * by dchunk), packed for ufm_gram512 where gram512       */
   size_t *ufirst;     /* nslab + 1: each slab's first block (the last: nnblk)   */
   size_t *unext;      /* nslab: the block each slab is forming (SIZE_MAX: not
                        * started)                                               */
@@ -402,9 +406,14 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
                     : 1;
     if (mw->nslab > 1 && !four) mw->dchunk = ((N + 3) / 4 + 7) / 8 * 8; /* two a slab */
     const size_t ch = mw->dchunk, ts = mw->dtile;
-    mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * ts * ch + 2 * ts * CBLK + C;
+    /* with gram512, each chunk packed (rows to a multiple of 8) and 8 rows
+     * of deviations before they are packed */
+    mw->gram512 = ufm_gram512_ok();
+    mw->dpack = mw->gram512 ? ufm_gram512_size(ts, ch) : ts * ch;
+    const size_t d8 = mw->gram512 ? 8 * ch : 0;
+    mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * mw->dpack + 2 * ts * CBLK + C + d8;
     if (mw->nslab > 1) {
-      mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * p * ch) * sizeof(double));
+      mw->slabbuf = ufm_malloc((mw->nslab * p * p + T * (mw->dpack + d8)) * sizeof(double));
       mw->pinv = ufm_malloc((2 * p * p + 2 * p * C + C) * sizeof(double));
     }
   } else {
@@ -563,6 +572,12 @@ size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw)
 void ufm_metrics_ncc_pair(ufm_metrics_ws *mw, int how) { mw->pair = how < 0 || how > 2 ? 1 : how; }
 
 void ufm_metrics_syrk_rows(ufm_metrics_ws *mw, size_t rows) { mw->syrk_bs = rows; }
+
+int ufm_metrics_gram512(ufm_metrics_ws *mw, int on)
+{
+  mw->gram512 = on && ufm_gram512_ok() && mw->tiles_dd;
+  return mw->gram512;
+}
 
 size_t ufm_metrics_syrk_rows_default(void)
 {
@@ -1177,22 +1192,21 @@ static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, c
  * to its own loop; the operations are the same in all, so the same bits.
  * Without the filter (f32 = 0) s = 1 and Xf is not used. */
 static inline __attribute__((always_inline)) void features_body(
-    const ufm_model *m, const ufm_metrics_ws *mw, size_t j0, size_t w, double *out,
-    float *restrict Xf, double *restrict xn, double *restrict dn, const int wd, const int wn)
+    const ufm_model *m, const ufm_metrics_ws *mw, size_t j0, size_t w, size_t k0, size_t k1,
+    double *out, float *restrict Xf, double *restrict xn, double *restrict dn, const int wd,
+    const int wn)
 {
-  const size_t C = m->C, N = m->N, p = m->p, c0 = (size_t)m->labels[j0];
+  const size_t C = m->C, N = m->N, c0 = (size_t)m->labels[j0];
   const double sc = mw->f32 ? mw->scale : 1.0;
-  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
-  if (wn)
-    for (size_t j = 0; j < w; j++) dn[j] = 0.0;
   /* two rows at a time: xn and dn are read and written once per pair,
-   * their sums still taken row by row in order (the same bits) */
-  size_t k = 0;
-  for (; k + 2 <= p; k += 2) {
+   * their sums still taken row by row in order (the same bits; k0 is
+   * even) */
+  size_t k = k0;
+  for (; k + 2 <= k1; k += 2) {
     const double *h0 = m->H->data + k * N, *h1 = h0 + N;
     const double *M0 = mw->M->data + k * C, *M1 = M0 + C;
     const double g0 = mw->muG->data[k], g1 = mw->muG->data[k + 1];
-    double *o0 = wd ? out + k * w : NULL, *o1 = wd ? o0 + w : NULL;
+    double *o0 = wd ? out + (k - k0) * w : NULL, *o1 = wd ? o0 + w : NULL;
     float *f0 = Xf + k * w, *f1 = f0 + w;
     for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
       const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
@@ -1212,10 +1226,10 @@ static inline __attribute__((always_inline)) void features_body(
       lo = hi;
     }
   }
-  for (; k < p; k++) {
+  for (; k < k1; k++) {
     const double *h = m->H->data + k * N, *Mk = mw->M->data + k * C;
     const double g = mw->muG->data[k];
-    double *o = wd ? out + k * w : NULL;
+    double *o = wd ? out + (k - k0) * w : NULL;
     float *xf = Xf + k * w;
     for (size_t c = c0, lo = j0; lo < j0 + w; c++) {
       const size_t hi = m->offset[c + 1] < j0 + w ? m->offset[c + 1] : j0 + w;
@@ -1231,22 +1245,44 @@ static inline __attribute__((always_inline)) void features_body(
       lo = hi;
     }
   }
-  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
-  if (wn)
-    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
 }
 
-/* features_body with out and dn each given or NULL: with out, a slab's
- * chunk formed and scored in the same pass over H; without, a block
- * scored on its own. */
+/* features_body on rows k0 .. k1 with out and dn each given or NULL */
+static inline __attribute__((always_inline)) void features_rows(
+    const ufm_model *m, const ufm_metrics_ws *mw, size_t j0, size_t w, size_t k0, size_t k1,
+    double *out, float *restrict Xf, double *restrict xn, double *restrict dn)
+{
+  if (out && dn) features_body(m, mw, j0, w, k0, k1, out, Xf, xn, dn, 1, 1);
+  else if (out) features_body(m, mw, j0, w, k0, k1, out, Xf, xn, NULL, 1, 0);
+  else if (dn) features_body(m, mw, j0, w, k0, k1, NULL, Xf, xn, dn, 0, 1);
+  else features_body(m, mw, j0, w, k0, k1, NULL, Xf, xn, NULL, 0, 0);
+}
+
+/* features_body over all rows, out and dn each given or NULL: with out, a
+ * slab's chunk formed and scored in the same pass over H; without, a block
+ * scored on its own. With P (out then 8 w doubles), the deviations are
+ * formed 8 rows at a time into out and packed from there into P for
+ * ufm_gram512. */
 UFM_CLONES static void deviations_ncc(const ufm_model *m, const ufm_metrics_ws *mw, size_t j0,
                                       size_t w, double *out, float *restrict Xf,
-                                      double *restrict xn, double *restrict dn)
+                                      double *restrict xn, double *restrict dn, double *P)
 {
-  if (out && dn) features_body(m, mw, j0, w, out, Xf, xn, dn, 1, 1);
-  else if (out) features_body(m, mw, j0, w, out, Xf, xn, NULL, 1, 0);
-  else if (dn) features_body(m, mw, j0, w, NULL, Xf, xn, dn, 0, 1);
-  else features_body(m, mw, j0, w, NULL, Xf, xn, NULL, 0, 0);
+  const size_t p = m->p;
+  for (size_t j = 0; j < w; j++) xn[j] = 0.0;
+  if (dn)
+    for (size_t j = 0; j < w; j++) dn[j] = 0.0;
+  if (P && out) {
+    for (size_t k0 = 0; k0 < p; k0 += 8) {
+      const size_t k1 = p - k0 < 8 ? p : k0 + 8;
+      features_rows(m, mw, j0, w, k0, k1, out, Xf, xn, dn);
+      ufm_gram512_pack(out, k1 - k0, w, w, P + k0 * w);
+    }
+  } else {
+    features_rows(m, mw, j0, w, 0, p, out, Xf, xn, dn);
+  }
+  for (size_t j = 0; j < w; j++) xn[j] = sqrt(xn[j]);
+  if (dn)
+    for (size_t j = 0; j < w; j++) dn[j] = sqrt(dn[j]);
 }
 
 /* From the filter's scores Ef (C x w): U_j = min_c (f_cj + d_cj), then
@@ -1423,7 +1459,7 @@ static void ncc_block(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metri
   const ncc_bufs b = ncc_buf(mw, t);
   if (plan < 0) {
     plan = ncc_plan(m, mw, i0, w, b.Ea);
-    deviations_ncc(m, mw, i0, w, NULL, b.Xf, b.xn, plan ? b.dn : NULL);
+    deviations_ncc(m, mw, i0, w, NULL, b.Xf, b.xn, plan ? b.dn : NULL, NULL);
   }
   size_t na = 0, nu = w, settled = 0, paired = 0;
   int32_t *idx = NULL; /* NULL: every column, in order */
@@ -1532,17 +1568,37 @@ UFM_CLONES static void deviations(const ufm_model *m, const ufm_metrics_ws *mw, 
   }
 }
 
+/* deviations() of rows a .. a + na, 8 at a time into d8 (8 w doubles),
+ * packed from there into P for ufm_gram512 */
+static void deviations_packed(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
+                              size_t j0, size_t w, double *d8, double *P)
+{
+  for (size_t k0 = 0; k0 < na; k0 += 8) {
+    const size_t nr = na - k0 < 8 ? na - k0 : 8;
+    deviations(m, mw, a + k0, nr, j0, w, d8);
+    ufm_gram512_pack(d8, nr, w, w, P + k0 * w);
+  }
+}
+
 /* X (na x nb) = D_a D_b^T over the columns j_lo..j_hi, in chunks of
- * dchunk columns in order (dsyrk on the diagonal: X's upper triangle). */
+ * dchunk columns in order (dsyrk on the diagonal: X's upper triangle;
+ * with gram512, ufm_gram512 on the chunks packed into Da and Db through
+ * d8: on the diagonal X's 8 x 8 blocks on and above it). */
 static void dd_accumulate(const ufm_model *m, const ufm_metrics_ws *mw, size_t a, size_t na,
                           size_t b, size_t nb, size_t j_lo, size_t j_hi, double *X, double *Da,
-                          double *Db)
+                          double *Db, double *d8)
 {
   const size_t ch = mw->dchunk;
   gsl_matrix_view Xv = gsl_matrix_view_array(X, na, nb);
   for (size_t j0 = j_lo; j0 < j_hi; j0 += ch) {
     const size_t w = j_hi - j0 < ch ? j_hi - j0 : ch;
     const double beta = j0 == j_lo ? 0.0 : 1.0;
+    if (mw->gram512) {
+      deviations_packed(m, mw, a, na, j0, w, d8, Da);
+      if (a != b) deviations_packed(m, mw, b, nb, j0, w, d8, Db);
+      ufm_gram512(Da, na, a == b ? Da : Db, nb, w, a == b, j0 == j_lo, X, nb);
+      continue;
+    }
     gsl_matrix_view Dav = gsl_matrix_view_array(Da, na, w);
     deviations(m, mw, a, na, j0, w, Da);
     if (a == b) {
@@ -1705,7 +1761,9 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
                     size_t t)
 {
   const size_t p = m->p, N = m->N, ns = mw->nslab, lo = q * N / ns;
-  double *X = mw->slabbuf + q * p * p, *Da = mw->slabbuf + ns * p * p + t * p * mw->dchunk;
+  double *X = mw->slabbuf + q * p * p;
+  double *Da = mw->slabbuf + ns * p * p + t * (mw->dpack + (mw->gram512 ? 8 * mw->dchunk : 0));
+  double *d8 = mw->gram512 ? Da + mw->dpack : NULL; /* else Da is the chunk itself */
   for (size_t u = mw->ufirst[q]; u < mw->ufirst[q + 1]; u++) {
     const size_t j0 = mw->nstart[u], w = mw->nstart[u + 1] - j0;
 #pragma omp atomic write
@@ -1714,12 +1772,17 @@ static void dd_slab(const ufm_model *m, const ufm_grad_ws *ws, const ufm_metrics
     if (ncc_claim(mw, u, 1)) {
       const ncc_bufs b = ncc_buf(mw, t);
       const int plan = ncc_plan(m, mw, j0, w, b.Ea);
-      deviations_ncc(m, mw, j0, w, Da, b.Xf, b.xn, plan ? b.dn : NULL);
+      deviations_ncc(m, mw, j0, w, d8 ? d8 : Da, b.Xf, b.xn, plan ? b.dn : NULL, d8 ? Da : NULL);
       ncc_block(m, ws, mw, u, t, plan);
+    } else if (d8) {
+      deviations_packed(m, mw, 0, p, j0, w, d8, Da);
     } else {
       deviations(m, mw, 0, p, j0, w, Da);
     }
-    ufm_syrk_rows(Da, p, w, w, mw->syrk_bs, j0 == lo ? 0.0 : 1.0, X, p);
+    if (d8)
+      ufm_gram512(Da, p, Da, p, w, 1, j0 == lo, X, p);
+    else
+      ufm_syrk_rows(Da, p, w, w, mw->syrk_bs, j0 == lo ? 0.0 : 1.0, X, p);
   }
 #pragma omp atomic write
   mw->unext[q] = mw->ufirst[q + 1];
@@ -1815,7 +1878,7 @@ static void slabs_finish(const ufm_model *m, ufm_metrics_ws *mw, double *nc1, do
  * (dd_slab); slabs_finish adds them and takes its three sums. */
 static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 {
-  const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile, ch = mw->dchunk;
+  const size_t C = m->C, p = m->p, N = m->N, ts = mw->dtile;
   const size_t nt = ntiles_of(p, ts), npairs = nt * (nt + 1) / 2, ns = mw->nslab;
   if (ns > 1) {
     slabs_finish(m, mw, &mw->tilenc1[0], &mw->tilefro[0], &mw->tilecross[0]);
@@ -1829,12 +1892,12 @@ static void dd_tiles(const ufm_model *m, ufm_metrics_ws *mw)
 #else
     const size_t t = 0;
 #endif
-    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + ts * ch,
-           *Y = Db + ts * ch, *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK;
+    double *X = mw->scratch + p * C + t * mw->bstride, *Da = X + ts * ts, *Db = Da + mw->dpack,
+           *Y = Db + mw->dpack, *Mu = Y + ts * CBLK, *acc = Mu + ts * CBLK, *d8 = acc + C;
     size_t a, b;
     tile_of_ts(q, p, ts, &a, &b);
     const size_t na = p - a < ts ? p - a : ts, nb = p - b < ts ? p - b : ts;
-    dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db);
+    dd_accumulate(m, mw, a, na, b, nb, 0, N, X, Da, Db, d8);
     dd_finish(m, mw, a, na, b, nb, a == b ? 1.0 : 2.0, X, Y, Mu, acc, &mw->tilenc1[q],
               &mw->tilefro[q], &mw->tilecross[q]);
   }

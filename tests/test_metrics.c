@@ -14,6 +14,7 @@
 #include "testutil.h"
 
 #include "common.h"
+#include "gemm.h"
 #include "geometry.h"
 #include "grad.h"
 #include "metrics.h"
@@ -1098,16 +1099,23 @@ static void test_large_tiles(void **s)
 
 /* One evaluation with D D^T's diagonal tiles in row blocks of `rows` rows
  * (0: one DSYRK each), on the current thread count. */
-static void eval_rows(const ufm_model *m, size_t rows, double *out)
+static void eval_g512(const ufm_model *m, size_t rows, int g512, double *out)
 {
   ufm_problem pb = {&ufm_loss_ce, 2.385e-3, 1.7e-3, 0};
   ufm_grad_ws *ws = ufm_grad_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_ws *mw = ufm_metrics_ws_alloc(m->C, m->p, m->N);
   ufm_metrics_syrk_rows(mw, rows);
+  assert_int_equal(ufm_metrics_gram512(mw, g512), g512);
   assert_int_equal(ufm_grad_eval(&pb, m, ws), UFM_OK);
   ufm_metrics_eval(&pb, m, ws, mw, out);
   ufm_metrics_ws_free(mw);
   ufm_grad_ws_free(ws);
+}
+
+/* With the BLAS (not ufm_gram512) */
+static void eval_rows(const ufm_model *m, size_t rows, double *out)
+{
+  eval_g512(m, rows, 0, out);
 }
 
 /* D D^T's diagonal tiles in row blocks (a DSYRK on each diagonal block, a
@@ -1144,6 +1152,104 @@ static void test_syrk_rows(void **s)
         }
         assert_close(b[k], one[k], 1e-12, 1e-300);
       }
+    }
+    ufm_model_free(m);
+  }
+}
+
+/* ufm_gram512 (gemm.c) against the chains it promises: entry (i, j) of X
+ * is fma(C_js, R_is, .) over s in order from 0, stored (first) or added
+ * to X, bit for bit, at shapes with partial panels (rows not a multiple
+ * of 8), one to three panels left in a block row, and w from 1; with sym,
+ * X's 8 x 8 blocks below the diagonal and the columns past nc untouched.
+ * Then the metrics with it (the default where the CPU has AVX-512) against
+ * the BLAS's sums (DSYRK or its row blocks, and DGEMM) to round-off, in
+ * the slabs (p = 192), in one tile without slabs (p = 45, N = 60), in two
+ * tiles of side 260 (rows not a multiple of 8) and in three (p = 1030:
+ * 512, 512, 6), each with the same bits on 1 and 2 threads. Without
+ * AVX-512 (valgrind's CPU too): a workspace does not take it. */
+static void gram_chains(const double *R, size_t nr, const double *Cm, size_t nc, size_t w,
+                        int sym, const double *X0, const double *X, size_t ldx, int first)
+{
+  for (size_t i = 0; i < nr; i++)
+    for (size_t j = 0; j < ldx; j++) {
+      const double x0 = X0[i * ldx + j], x = X[i * ldx + j];
+      if (j >= nc || (sym && j / 8 < i / 8)) { /* untouched */
+        assert_memory_equal(&x, &x0, sizeof x);
+        continue;
+      }
+      double acc = 0.0;
+      for (size_t k = 0; k < w; k++) acc = fma(Cm[j * w + k], R[i * w + k], acc);
+      const double want = first ? acc : x0 + acc;
+      assert_memory_equal(&x, &want, sizeof x);
+    }
+}
+
+static void test_gram512(void **s)
+{
+  (void)s;
+  if (!ufm_gram512_ok()) {
+    size_t cc[4] = {50, 50, 50, 50};
+    ufm_metrics_ws *mw = ufm_metrics_ws_alloc(4, 64, 200);
+    assert_int_equal(ufm_metrics_gram512(mw, 1), 0);
+    ufm_metrics_ws_free(mw);
+    (void)cc;
+    printf("# no AVX-512 here: D D^T by the BLAS only\n");
+    return;
+  }
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 77);
+  const size_t shapes[][3] = {{1, 1, 1},   {7, 9, 3},   {8, 8, 8},    {13, 29, 5},
+                              {24, 16, 17}, {25, 40, 2}, {67, 33, 33}, {40, 41, 64}};
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    const size_t nr = shapes[t][0], nc = shapes[t][1], w = shapes[t][2], ldx = nc + 3;
+    double *R = malloc(nr * w * sizeof(double)), *Cm = malloc(nc * w * sizeof(double));
+    double *PR = malloc(ufm_gram512_size(nr, w) * sizeof(double));
+    double *PC = malloc(ufm_gram512_size(nc, w) * sizeof(double));
+    double *X0 = malloc(nr * ldx * sizeof(double)), *X = malloc(nr * ldx * sizeof(double));
+    for (size_t k = 0; k < nr * w; k++) R[k] = gsl_ran_gaussian(rng, 1.0);
+    for (size_t k = 0; k < nc * w; k++) Cm[k] = gsl_ran_gaussian(rng, 1.0);
+    for (size_t k = 0; k < nr * ldx; k++) X0[k] = gsl_ran_gaussian(rng, 3.0);
+    ufm_gram512_pack(R, nr, w, w, PR);
+    ufm_gram512_pack(Cm, nc, w, w, PC);
+    for (int first = 0; first < 2; first++) {
+      memcpy(X, X0, nr * ldx * sizeof(double));
+      ufm_gram512(PR, nr, PC, nc, w, 0, first, X, ldx);
+      gram_chains(R, nr, Cm, nc, w, 0, X0, X, ldx, first);
+      const size_t ld2 = nr + 2; /* R R^T, nr x nr in rows of nr + 2 */
+      double *Y0 = malloc(nr * ld2 * sizeof(double)), *Y = malloc(nr * ld2 * sizeof(double));
+      for (size_t k = 0; k < nr * ld2; k++) Y0[k] = gsl_ran_gaussian(rng, 3.0);
+      memcpy(Y, Y0, nr * ld2 * sizeof(double));
+      ufm_gram512(PR, nr, PR, nr, w, 1, first, Y, ld2);
+      gram_chains(R, nr, R, nr, w, 1, Y0, Y, ld2, first);
+      free(Y0);
+      free(Y);
+    }
+    free(R), free(Cm), free(PR), free(PC), free(X0), free(X);
+  }
+  gsl_rng_free(rng);
+  const struct { size_t C, p, n; } cases[] = {{8, 192, 50}, {4, 45, 15}, {8, 520, 66}, {5, 1030, 220}};
+  for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
+    size_t cc[8];
+    for (size_t c = 0; c < cases[j].C; c++) cc[c] = cases[j].n;
+    ufm_model *m = random_state(cases[j].C, cases[j].p, cc, 95 + (unsigned long)j);
+    double blas[UFM_NMETRICS], a[UFM_NMETRICS], b[UFM_NMETRICS];
+    ufm_set_threads(2);
+    eval_g512(m, ufm_metrics_syrk_rows_default(), 0, blas);
+    eval_g512(m, 0, 1, b);
+    ufm_set_threads(1);
+    eval_g512(m, 0, 1, a);
+    ufm_set_threads(2);
+    printf("# gram512, C = %zu, p = %zu, N = %zu: nc1 %.17g (BLAS %.17g), seli_H %.17g (%.17g)\n",
+           m->C, m->p, m->N, b[UFM_M_NC1], blas[UFM_M_NC1], b[UFM_M_SELI_H], blas[UFM_M_SELI_H]);
+    assert_memory_equal(a, b, sizeof a);
+    assert_true(isfinite(b[UFM_M_SELI_H]) && b[UFM_M_NC1] > 0.0);
+    for (int k = 0; k < UFM_NMETRICS; k++) {
+      if (isnan(blas[k])) {
+        assert_true(isnan(b[k]));
+        continue;
+      }
+      assert_close(b[k], blas[k], 1e-12, 1e-300);
     }
     ufm_model_free(m);
   }
@@ -1282,6 +1388,7 @@ int main(void)
       cmocka_unit_test(test_ncc_pair),
       cmocka_unit_test(test_large_tiles),
       cmocka_unit_test(test_syrk_rows),
+      cmocka_unit_test(test_gram512),
       cmocka_unit_test(test_without_seli_H),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
