@@ -164,12 +164,17 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *G, bare_ws *b)
  * are left out too), and takes its share of the samples to score. With
  * OpenBLAS's AVX2 kernels the Gram is summed in row blocks, a dsyrk on each
  * diagonal block and a dgemm for the rest of its row, as ufm sums D D^T
- * (faster than one dsyrk there: src/metrics.c, SYRK_ROWS). Timed only
- * while the threads' Grams fit in 2^27 doubles (1 GiB). */
+ * (faster than one dsyrk there: src/metrics.c, SYRK_ROWS). Where the CPU
+ * has AVX-512, ufm sums D D^T with its own kernel instead (ufm_gram512,
+ * src/gemm.c), and so does this: each thread packs its columns of H in
+ * the evaluation's chunks (5 2^15 / p columns) and sums their Grams with
+ * it. Timed only while the threads' Grams fit in 2^27 doubles (1 GiB). */
 typedef struct {
   double *X; /* a Gram per thread */
   float *Hf, *Mf, *Ef;
   size_t rows; /* the Gram in row blocks of this many rows, as ufm sums D D^T (0: one dsyrk) */
+  double *P;   /* with ufm_gram512 (p <= N): a packed chunk per thread, else NULL */
+  size_t ch;   /* its columns */
 } bare_ev;
 
 #define EVAL_FLOOR_MAX ((size_t)1 << 27)
@@ -183,7 +188,14 @@ static void bare_eval(const ufm_model *m, bare_ev *e)
     const size_t T = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
     const size_t j0 = t * N / T, j1 = (t + 1) * N / T, k0 = t * p / T, k1 = (t + 1) * p / T;
     double *X = e->X + t * q * q;
-    if (p <= N) /* in row blocks where ufm sums D D^T so */
+    if (p <= N && e->P) { /* packed chunk by chunk, as ufm sums D D^T */
+      double *P = e->P + t * ufm_gram512_size(p, e->ch);
+      for (size_t c0 = j0; c0 < j1; c0 += e->ch) {
+        const size_t w = j1 - c0 < e->ch ? j1 - c0 : e->ch;
+        ufm_gram512_pack(H + c0, p, w, N, P);
+        ufm_gram512(P, p, P, p, w, 1, c0 == j0, X, p);
+      }
+    } else if (p <= N) /* in row blocks where ufm sums D D^T so */
       ufm_syrk_rows(H + j0, p, j1 - j0, N, e->rows, 0.0, X, p);
     else
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)N, (int)(k1 - k0), 1.0, H + k0 * N,
@@ -253,13 +265,17 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
                gsl_matrix_alloc(m->p, m->N)};
   gsl_matrix *G = gsl_matrix_alloc(m->C, m->N);
   const size_t q = m->p < m->N ? m->p : m->N;
-  bare_ev e = {NULL, NULL, NULL, NULL, ufm_metrics_syrk_rows_default()};
+  bare_ev e = {NULL, NULL, NULL, NULL, ufm_metrics_syrk_rows_default(), NULL, 0};
   if (q * q * (size_t)bare_threads <= EVAL_FLOOR_MAX) {
     e.X = ufm_malloc(q * q * (size_t)bare_threads * sizeof(double));
     e.Hf = ufm_malloc(m->p * m->N * sizeof(float));
     e.Mf = ufm_malloc(m->p * m->C * sizeof(float));
     e.Ef = ufm_malloc(m->C * m->N * sizeof(float));
     for (size_t k = 0; k < m->p * m->N; k++) e.Hf[k] = (float)m->H->data[k];
+    if (m->p <= m->N && ufm_metrics_gram512(mw, 1)) {
+      e.ch = ((size_t)5 << 15) / m->p < m->N ? ((size_t)5 << 15) / m->p : m->N;
+      e.P = ufm_malloc(ufm_gram512_size(m->p, e.ch) * (size_t)bare_threads * sizeof(double));
+    }
     for (size_t k = 0; k < m->p; k++) /* any centres: W's rows will do */
       for (size_t c = 0; c < m->C; c++) e.Mf[k * m->C + c] = (float)gsl_matrix_get(m->W, c, k);
   }
@@ -355,6 +371,7 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
   free(e.Hf);
   free(e.Mf);
   free(e.Ef);
+  free(e.P);
   fprintf(stderr, "  %s: the pair test settled %zu of %zu samples, the collapse test %zu\n",
           sz->name, ufm_metrics_ncc_paired(mw), m->N, ufm_metrics_ncc_certified(mw));
   /* a separated state, as log points of a run see it once the classifier
