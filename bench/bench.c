@@ -168,7 +168,8 @@ static void bare_dgemms(const ufm_model *m, const gsl_matrix *G, bare_ws *b)
  * has AVX-512, ufm sums D D^T with its own kernel instead (ufm_gram512,
  * src/gemm.c), and so does this: each thread packs its columns of H in
  * the evaluation's chunks (5 2^15 / p columns) and sums their Grams with
- * it. Timed only while the threads' Grams fit in 2^27 doubles (1 GiB). */
+ * it (for p > N, H^T H from its rows, 256 at a time, as ufm's tiles of
+ * H^T H). Timed only while the threads' Grams fit in 2^27 doubles (1 GiB). */
 typedef struct {
   double *X; /* a Gram per thread */
   float *Hf, *Mf, *Ef;
@@ -195,9 +196,16 @@ static void bare_eval(const ufm_model *m, bare_ev *e)
         ufm_gram512_pack(H + c0, p, w, N, P);
         ufm_gram512(P, p, P, p, w, 1, c0 == j0, X, p);
       }
-    } else if (p <= N) /* in row blocks where ufm sums D D^T so */
+    } else if (p <= N) { /* in row blocks where ufm sums D D^T so */
       ufm_syrk_rows(H + j0, p, j1 - j0, N, e->rows, 0.0, X, p);
-    else
+    } else if (e->P) { /* H^T H as ufm sums its tiles, 256 rows of H at a time */
+      double *P = e->P + t * ufm_gram512_size(N, e->ch);
+      for (size_t c0 = k0; c0 < k1; c0 += e->ch) {
+        const size_t w = k1 - c0 < e->ch ? k1 - c0 : e->ch;
+        ufm_gram512_pack_cols(H + c0 * N, w, N, N, P);
+        ufm_gram512(P, N, P, N, w, 1, c0 == k0, X, N);
+      }
+    } else
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)N, (int)(k1 - k0), 1.0, H + k0 * N,
                   (int)N, 0.0, X, (int)N);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)(j1 - j0), (int)p, 1.0f,
@@ -275,6 +283,9 @@ static void bench_c(const bench_size *sz, int reps, double target, bench_result 
     if (m->p <= m->N && ufm_metrics_gram512(mw, 1)) {
       e.ch = ((size_t)5 << 15) / m->p < m->N ? ((size_t)5 << 15) / m->p : m->N;
       e.P = ufm_malloc(ufm_gram512_size(m->p, e.ch) * (size_t)bare_threads * sizeof(double));
+    } else if (m->p > m->N && ufm_gram512_ok()) {
+      e.ch = 256;
+      e.P = ufm_malloc(ufm_gram512_size(m->N, e.ch) * (size_t)bare_threads * sizeof(double));
     }
     for (size_t k = 0; k < m->p; k++) /* any centres: W's rows will do */
       for (size_t c = 0; c < m->C; c++) e.Mf[k * m->C + c] = (float)gsl_matrix_get(m->W, c, k);

@@ -199,6 +199,17 @@ T512 static void pack512(const double *A, size_t n, size_t w, size_t lda, double
   }
 }
 
+T512 static void pack512_cols(const double *A, size_t L, size_t n, size_t lda, double *P)
+{
+  const __mmask8 last = n % 8 ? (__mmask8)((1u << (n % 8)) - 1) : (__mmask8)0xFF;
+  for (size_t q = 0; q < (n + 7) / 8; q++) {
+    double *o = P + 8 * L * q;
+    const __mmask8 mk = 8 * q + 8 >= n ? last : (__mmask8)0xFF;
+    for (size_t s = 0; s < L; s++)
+      _mm512_storeu_pd(o + 8 * s, _mm512_maskz_loadu_pd(mk, A + s * lda + 8 * q));
+  }
+}
+
 /* X[i0 + v][8 a + 8 u + l] (+)= sum_s R[s][v] C_{a+u}[s][l] for v < nv,
  * u < G, l where mask (last panel) allows */
 T512 static inline __attribute__((always_inline)) void gram_kernel(
@@ -255,6 +266,16 @@ void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P
   pack512(A, n, w, lda, P);
 #else
   (void)A, (void)n, (void)w, (void)lda, (void)P;
+  abort();
+#endif
+}
+
+void ufm_gram512_pack_cols(const double *A, size_t L, size_t n, size_t lda, double *P)
+{
+#ifdef GRAM512
+  pack512_cols(A, L, n, lda, P);
+#else
+  (void)A, (void)L, (void)n, (void)lda, (void)P;
   abort();
 #endif
 }

@@ -61,6 +61,9 @@ void ufm_syrk_rows(const double *A, size_t n, size_t w, size_t lda, size_t rows,
 int ufm_gram512_ok(void);
 size_t ufm_gram512_size(size_t n, size_t w);
 void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P);
+/* The same for the n columns of the L x n matrix A (its rows of stride lda)
+ * as the rows of A^T: packed n x L */
+void ufm_gram512_pack_cols(const double *A, size_t L, size_t n, size_t lda, double *P);
 void ufm_gram512(const double *PR, size_t nr, const double *PC, size_t nc, size_t w, int sym,
                  int first, double *X, size_t ldx);
 

@@ -219,7 +219,8 @@ struct ufm_metrics_ws {
   size_t syrk_bs;     /* D D^T's diagonal tiles summed in row blocks of this
                        * many rows (ufm_syrk_rows), 0: one DSYRK each       */
   int gram512;        /* D D^T on AVX-512 registers (ufm_gram512), its chunks of
-                       * deviations packed as they are formed                   */
+                       * deviations packed as they are formed, and the Gram
+                       * tiles of section 3 from GKC_MIN multiply-adds           */
   size_t dpack;       /* doubles of one chunk of deviations (p or a tile's rows
                        * by dchunk), packed for ufm_gram512 where gram512       */
   size_t *ufirst;     /* nslab + 1: each slab's first block (the last: nnblk)   */
@@ -396,6 +397,7 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
    * during A); or (p > N, or without seli_H) a block of U_r^T D and a panel
    * of D (nc1_blocks) */
   mw->nslab = 1;
+  mw->gram512 = ufm_gram512_ok();
   if (mw->tiles_dd) {
     mw->dchunk = DCHUNK / mw->dtile < N ? DCHUNK / mw->dtile : N;
     const int four = N >= 4 * mw->dchunk; /* four chunks or more */
@@ -408,7 +410,6 @@ ufm_metrics_ws *ufm_metrics_ws_alloc_seli(size_t C, size_t p, size_t N, int seli
     const size_t ch = mw->dchunk, ts = mw->dtile;
     /* with gram512, each chunk packed (rows to a multiple of 8) and 8 rows
      * of deviations before they are packed */
-    mw->gram512 = ufm_gram512_ok();
     mw->dpack = mw->gram512 ? ufm_gram512_size(ts, ch) : ts * ch;
     const size_t d8 = mw->gram512 ? 8 * ch : 0;
     mw->bstride = mw->nslab > 1 ? 0 : ts * ts + 2 * mw->dpack + 2 * ts * CBLK + C + d8;
@@ -575,7 +576,7 @@ void ufm_metrics_syrk_rows(ufm_metrics_ws *mw, size_t rows) { mw->syrk_bs = rows
 
 int ufm_metrics_gram512(ufm_metrics_ws *mw, int on)
 {
-  mw->gram512 = on && ufm_gram512_ok() && mw->tiles_dd;
+  mw->gram512 = on && ufm_gram512_ok();
   return mw->gram512;
 }
 
@@ -724,12 +725,38 @@ static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb) { tile_of_ts(q, 
 
 /* Tile (a, b) of G = A A^T (rows of A, trans = CblasNoTrans) or A^T A
  * (columns, CblasTrans) into out (na x nb, row stride ldo): dsyrk (upper
- * triangle) on the diagonal, dgemm elsewhere. One BLAS call, one thread. */
+ * triangle) on the diagonal, dgemm elsewhere. One BLAS call, one thread.
+ * With g512 (the workspace's gram512: the CPU has AVX-512) and a tile of
+ * at least GKC_MIN multiply-adds, ufm_gram512 instead (on the diagonal its 8 x 8 blocks
+ * on and above it), on GKC columns of A (rows, for A^T A) at a time packed
+ * into a buffer of the thread's own (dgemm's 0.5-0.6 of the time with
+ * OpenBLAS's AVX2 kernels, as D D^T's). The choice depends on the shapes
+ * alone. */
+#define GKC ((size_t)256)
+#define GKC_MIN ((size_t)1 << 20)
 static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, size_t b,
-                      size_t na, size_t nb, double *out, size_t ldo)
+                      size_t na, size_t nb, double *out, size_t ldo, int g512)
 {
   const int rows = trans == CblasNoTrans;
   const size_t L = rows ? A->size2 : A->size1;
+  if (g512 && na * nb * L >= GKC_MIN) {
+    const size_t pa = ufm_gram512_size(na, GKC);
+    double *Pa = ufm_malloc((pa + (a == b ? 0 : ufm_gram512_size(nb, GKC))) * sizeof(double));
+    double *Pb = a == b ? Pa : Pa + pa;
+    for (size_t k0 = 0; k0 < L; k0 += GKC) {
+      const size_t w = L - k0 < GKC ? L - k0 : GKC;
+      if (rows) {
+        ufm_gram512_pack(A->data + a * A->tda + k0, na, w, A->tda, Pa);
+        if (a != b) ufm_gram512_pack(A->data + b * A->tda + k0, nb, w, A->tda, Pb);
+      } else {
+        ufm_gram512_pack_cols(A->data + k0 * A->tda + a, w, na, A->tda, Pa);
+        if (a != b) ufm_gram512_pack_cols(A->data + k0 * A->tda + b, w, nb, A->tda, Pb);
+      }
+      ufm_gram512(Pa, na, Pb, nb, w, a == b, k0 == 0, out, ldo);
+    }
+    free(Pa);
+    return;
+  }
   gsl_matrix_view o = gsl_matrix_view_array_with_tda(out, na, nb, ldo);
   gsl_matrix_const_view Aa = rows ? gsl_matrix_const_submatrix(A, a, 0, na, L)
                                   : gsl_matrix_const_submatrix(A, 0, a, L, na);
@@ -745,14 +772,15 @@ static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, si
 
 /* Tile q of G = A A^T or A^T A (n x n) in the upper triangle, and its
  * mirror image below. */
-static void gram_pair(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, size_t q)
+static void gram_pair(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, size_t q,
+                      int g512)
 {
   const size_t n = G->size1, ld = G->tda;
   size_t a, b;
   tile_of(q, n, &a, &b);
   size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
   double *g = G->data;
-  gram_tile(trans, A, a, b, na, nb, g + a * ld + b, ld);
+  gram_tile(trans, A, a, b, na, nb, g + a * ld + b, ld, g512);
   if (a == b) {
     for (size_t i = 0; i < na; i++)
       for (size_t j = 0; j < i; j++) g[(a + i) * ld + a + j] = g[(a + j) * ld + a + i];
@@ -764,26 +792,26 @@ static void gram_pair(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *
 
 /* G = A A^T or A^T A (n x n) through its upper tiles in parallel, each
  * mirrored: half the work of a dgemm, each entry from one BLAS call. */
-static void gram(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
+static void gram(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, int g512)
 {
   const size_t n = G->size1, nt = ntiles(n), npairs = nt * (nt + 1) / 2;
   const size_t L = trans == CblasNoTrans ? A->size2 : A->size1;
 #pragma omp parallel for schedule(dynamic, 1) if (npairs > 1 && n * n * L >= 64 * UFM_PAR_MIN)
-  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q, g512);
 }
 
 /* The same on the calling thread alone. */
-static void gram_serial(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G)
+static void gram_serial(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, gsl_matrix *G, int g512)
 {
   const size_t nt = ntiles(G->size1), npairs = nt * (nt + 1) / 2;
-  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q);
+  for (size_t q = 0; q < npairs; q++) gram_pair(trans, A, G, q, g512);
 }
 
 /* Squared Frobenius norms of the tiles of the Gram of H's shorter side
  * (H H^T when p <= N, else H^T H): min(p,N)^2 max(p,N)/2 multiply-adds, no
  * Gram stored. An orphaned worksharing loop: it shares the tiles among the
  * threads of an enclosing parallel region, or runs them all on its own. */
-static void gram_fro_tiles(const gsl_matrix *H, double *tilefro, size_t npairs)
+static void gram_fro_tiles(const gsl_matrix *H, double *tilefro, size_t npairs, int g512)
 {
   const size_t n = H->size1 <= H->size2 ? H->size1 : H->size2;
   const CBLAS_TRANSPOSE_t trans = H->size1 <= H->size2 ? CblasNoTrans : CblasTrans;
@@ -794,7 +822,7 @@ static void gram_fro_tiles(const gsl_matrix *H, double *tilefro, size_t npairs)
     size_t a, b;
     tile_of(q, n, &a, &b);
     size_t na = n - a < TILE ? n - a : TILE, nb = n - b < TILE ? n - b : TILE;
-    gram_tile(trans, H, a, b, na, nb, buf, nb);
+    gram_tile(trans, H, a, b, na, nb, buf, nb, g512);
     double s = 0.0;
     if (a == b) { /* the upper triangle: off-diagonal entries twice */
       for (size_t i = 0; i < na; i++) {
@@ -2269,7 +2297,7 @@ static double seli_H_inner(const ufm_model *m, const ufm_metrics_ws *mw, const d
   for (size_t k = 0; k < p; k++)
     for (size_t c = 0; c < C; c++)
       tmp[k * C + c] = (double)m->counts[c] * mu[k * C + c] - N / Cd * mw->muG->data[k];
-  gram(CblasTrans, &T.matrix, &TT.matrix);
+  gram(CblasTrans, &T.matrix, &TT.matrix, mw->gram512);
   double inner = 0.0;
   for (size_t c = 0; c < C; c++)
     for (size_t d = 0; d < C; d++) inner += gsl_matrix_get(mw->seliK, c, d) * gsl_matrix_get(&TT.matrix, d, c);
@@ -2404,11 +2432,11 @@ void ufm_metrics_grams(const ufm_metrics_ws *mw, const ufm_model *m, size_t stri
   }
   /* the norms of the whole W W^T and M^T M from the evaluation */
   if (WW) {
-    gram(CblasNoTrans, Ws, WW);
+    gram(CblasNoTrans, Ws, WW, mw->gram512);
     scale_by(WW, mw->fro_W);
   }
   if (MM) {
-    gram(CblasTrans, Ms, MM);
+    gram(CblasTrans, Ms, MM, mw->gram512);
     scale_by(MM, mw->fro_M);
   }
   if (WM) {
@@ -2494,7 +2522,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
   for (size_t k = 0; k < p; k++) mw->dzero &= mw->dmax[k] == 0.0;
   for (size_t c = 0; c < C; c++) mw->dzero &= mw->s2[c] == 0.0;
   double inner_H = mw->tiles_dd || !mw->seli_H ? 0.0 : seli_H_inner(m, mw, mu, mu + p * C);
-  gram(CblasTrans, mw->M, mw->G);
+  gram(CblasTrans, mw->M, mw->G, mw->gram512);
   for (size_t c = 0; c < C; c++) {
     mw->gdiag[c] = gsl_matrix_get(mw->G, c, c);
     mw->mnorm[c] = sqrt(fmax(mw->gdiag[c], 0.0));
@@ -2548,7 +2576,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     }
 #pragma omp single nowait
     {
-      gram_serial(CblasNoTrans, m->W, &mw->WW.matrix);
+      gram_serial(CblasNoTrans, m->W, &mw->WW.matrix, mw->gram512);
       gram_extra x = {.R = mw->balanced ? NULL : mw->seliW->data, .fb = mw->seli_fb};
       gram_metrics_W(&mw->WW.matrix, mw->wnorm, out, &x);
       mw->fro_W = x.fro;
@@ -2571,7 +2599,7 @@ void ufm_metrics_eval(const ufm_problem *pb, const ufm_model *m, const ufm_grad_
     } else {
       ncc_blocks(m, ws, mw);
     }
-    if (!mw->tiles_dd && mw->seli_H) gram_fro_tiles(m->H, mw->tilefro, mw->ntile);
+    if (!mw->tiles_dd && mw->seli_H) gram_fro_tiles(m->H, mw->tilefro, mw->ntile, mw->gram512);
   }
   if (svd_st != 0) mw->r = 0; /* LAPACK did not converge (never seen): NC1 unknown */
   size_t mismatch = 0;

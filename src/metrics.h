@@ -113,9 +113,11 @@ size_t ufm_metrics_syrk_rows_default(void);
 
 /* Where the CPU has AVX-512 (ufm_gram512_ok, gemm.h), a workspace sums
  * D D^T with ufm_gram512 instead, its chunks of deviations packed as they
- * are formed. ufm_metrics_gram512(mw, 0) switches to the BLAS (DSYRK,
- * ufm_syrk_rows, DGEMM), for tests and benchmarks, and (mw, 1) back where
- * the CPU allows; returns whether ufm_gram512 is now used. */
+ * are formed, and so the other Gram matrices (W W^T, M^T M, the tiles of
+ * H^T H for p > N) wherever a tile has 2^20 multiply-adds or more.
+ * ufm_metrics_gram512(mw, 0) switches to the BLAS (DSYRK, ufm_syrk_rows,
+ * DGEMM), for tests and benchmarks, and (mw, 1) back where the CPU
+ * allows; returns whether ufm_gram512 is now used. */
 int ufm_metrics_gram512(ufm_metrics_ws *mw, int on);
 
 #endif

@@ -1166,7 +1166,10 @@ static void test_syrk_rows(void **s)
  * the BLAS's sums (DSYRK or its row blocks, and DGEMM) to round-off, in
  * the slabs (p = 192), in one tile without slabs (p = 45, N = 60), in two
  * tiles of side 260 (rows not a multiple of 8) and in three (p = 1030:
- * 512, 512, 6), each with the same bits on 1 and 2 threads. Without
+ * 512, 512, 6), with W W^T and M^T M in tiles of 2^20 multiply-adds and
+ * more (C = 130, p = 70: one tile; C = 300, p = 100: three), and with
+ * H^T H's tiles for p > N (p = 700, N = 240: one; p = 900, N = 280:
+ * three), each with the same bits on 1 and 2 threads. Without
  * AVX-512 (valgrind's CPU too): a workspace does not take it. */
 static void gram_chains(const double *R, size_t nr, const double *Cm, size_t nc, size_t w,
                         int sym, const double *X0, const double *X, size_t ldx, int first)
@@ -1228,9 +1231,11 @@ static void test_gram512(void **s)
     free(R), free(Cm), free(PR), free(PC), free(X0), free(X);
   }
   gsl_rng_free(rng);
-  const struct { size_t C, p, n; } cases[] = {{8, 192, 50}, {4, 45, 15}, {8, 520, 66}, {5, 1030, 220}};
+  const struct { size_t C, p, n; } cases[] = {{8, 192, 50}, {4, 45, 15},  {8, 520, 66},
+                                               {5, 1030, 220}, {130, 70, 3}, {6, 700, 40},
+                                               {300, 100, 2},  {4, 900, 70}};
+  size_t cc[300];
   for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) {
-    size_t cc[8];
     for (size_t c = 0; c < cases[j].C; c++) cc[c] = cases[j].n;
     ufm_model *m = random_state(cases[j].C, cases[j].p, cc, 95 + (unsigned long)j);
     double blas[UFM_NMETRICS], a[UFM_NMETRICS], b[UFM_NMETRICS];
