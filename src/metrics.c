@@ -30,7 +30,9 @@
  *      H read once for both; threads with nothing else to do (the one
  *      that had the LQ factorisation starts its slab late) score chunks
  *      of the slab furthest behind on their own, from its end (section 5);
- *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk;
+ *   B. the tiles of D D^T (p^2 N / 2, the deviations formed chunk by chunk
+ *      and, where the CPU has AVX-512, packed as they are formed for ufm's
+ *      own kernel, ufm_gram512 (gemm.c), else summed by the BLAS;
  *      tiles of side p, ceil(p/2) (512 < p < 1024) or 512, or the slabs of
  *      A added), which give
  *      NC1 = Tr(B^T D D^T B)/N and, with the class means, seli_H as a sum
@@ -132,7 +134,13 @@ const char *const ufm_metric_names[UFM_NMETRICS] = {
  * an evaluation 5% faster at M, 6% at 5:512:200, 1-3% at 50:256:200,
  * 32:384:100, 20:300:300 and 200:512:20, the same at p >= 700 (paired
  * medians, session 17). With the AVX-512 kernels DSYRK ran at 94% and the blocks
- * were as fast or slower, so they are used with the AVX2 kernels only. */
+ * were as fast or slower, so they are used with the AVX2 kernels only.
+ * Where the CPU has AVX-512 (since session 18), ufm_gram512 sums D D^T
+ * instead, whatever OpenBLAS's kernels: 2x the AVX2 DSYRK, 1.05-1.15x the
+ * AVX-512 one on a Zen 5, and the deviations are packed as they are formed
+ * (no pass over a row-major chunk): at M an evaluation took 0.57 of a step
+ * instead of 0.95 with the AVX2 kernels, 0.85 instead of 0.95 with the
+ * AVX-512 ones (make bench). */
 #define SYRK_ROWS ((size_t)128)
 /* A single tile of D D^T (p <= 512) is summed in two column slabs, one a
  * thread, from four chunks of DCHUNK / p columns, or (since session 16)

@@ -101,7 +101,8 @@ size_t ufm_metrics_ncc_certified(const ufm_metrics_ws *mw);
 void ufm_metrics_ncc_pair(ufm_metrics_ws *mw, int how);
 size_t ufm_metrics_ncc_paired(const ufm_metrics_ws *mw);
 
-/* D D^T's diagonal tiles (p <= N) are summed by one DSYRK each, or, with
+/* Without AVX-512 (see ufm_metrics_gram512 below), D D^T's diagonal
+ * tiles (p <= N) are summed by one DSYRK each, or, with
  * OpenBLAS's AVX2 kernels (Haswell, Zen), in row blocks of 128 rows: a
  * DSYRK on each diagonal block and a DGEMM for the rest of its row, which
  * those kernels do faster (metrics.c, SYRK_ROWS). ufm_metrics_syrk_rows(mw,
