@@ -607,9 +607,11 @@ static void print_table(const bench_size *sizes, const bench_result *res, size_t
     else printf(" — |\n");
   }
   printf("\neval floor: the evaluation's two bare products, the Gram of H's shorter side "
-         "(dsyrk,\nmin(p,N)^2 max(p,N)/2, for seli_H's exact ||H^T H||_F and NC1) and the "
-         "nearest-centre\nscores (sgemm, C p N), on every thread: an evaluation costs at most "
-         "one step only where\nthis is well under 1. no seli_H: the evaluation with "
+         "(dsyrk,\nor ufm's own kernel where ufm uses it; min(p,N)^2 max(p,N)/2, for seli_H's "
+         "exact ||H^T H||_F\nand NC1) and the nearest-centre scores (sgemm, C p N), on every "
+         "thread: an evaluation costs\nat most one step only where this is well under 1. %s",
+         ufm_gram512_ok() ? "Here: ufm's own kernel (AVX-512).\n" : "Here: dsyrk (no AVX-512).\n");
+  printf("no seli_H: the evaluation with "
          "compute_seli_H = false (seli_H not\ncomputed; NC1 from U_r^T D, r p N, where that is "
          "cheaper than the Gram, p > 2 (C - 1)).\n");
   printf("\nThe same ratios within each rep (its dgemm, step, metrics and floor samples ran back "
@@ -659,7 +661,7 @@ static void usage(FILE *fp)
           "Time a full-batch GD step (CE, bias, weight decay) at sizes S (C=10, p=64, n=50),\n"
           "M (C=100, p=512, n=100) and L (C=1000, p=1024, n=10) against the three bare\n"
           "dgemm calls of the same shapes, one metrics evaluation against its two bare\n"
-          "products (dsyrk of H's shorter side, sgemm of the nearest-centre scores), and\n"
+          "products (the Gram of H's shorter side, sgemm of the nearest-centre scores), and\n"
           "the same step in NumPy and PyTorch. Prints a Markdown table on stdout, progress\n"
           "on stderr.\n\n"
           "  --sizes LIST     sizes to run: S, M, L or C:p:n, e.g. S,M,20:20:20 (default S,M,L)\n"
