@@ -174,7 +174,7 @@ typedef struct {
   double *X; /* a Gram per thread */
   float *Hf, *Mf, *Ef;
   size_t rows; /* the Gram in row blocks of this many rows, as ufm sums D D^T (0: one dsyrk) */
-  double *P;   /* with ufm_gram512 (p <= N): a packed chunk per thread, else NULL */
+  double *P;   /* with ufm_gram512: a packed chunk per thread, else NULL */
   size_t ch;   /* its columns */
 } bare_ev;
 

@@ -138,8 +138,9 @@ void ufm_syrk_rows(const double *A, size_t n, size_t w, size_t lda, size_t rows,
  * contiguous. Entry (i, j) is one chain of fused multiply-adds over s in
  * order from 0, then added to X: the same bits on any thread, in any
  * block order. On a Zen 5 (family 26) R R^T of a 512 x 320 chunk took
- * half the time of OpenBLAS 0.3.21's DSYRK with its AVX2 kernels and 0.85
- * of it with its AVX-512 ones (SkylakeX), packing included (session 18). */
+ * half the time of OpenBLAS 0.3.21's DSYRK with its AVX2 kernels and
+ * 0.85-0.95 of it with its AVX-512 ones (SkylakeX), packing included
+ * (session 18). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #include <immintrin.h>
 #define GRAM512 1
@@ -210,8 +211,9 @@ T512 static void pack512_cols(const double *A, size_t L, size_t n, size_t lda, d
   }
 }
 
-/* X[i0 + v][8 a + 8 u + l] (+)= sum_s R[s][v] C_{a+u}[s][l] for v < nv,
- * u < G, l where mask (last panel) allows */
+/* X[v][8 u + l] (+)= sum_s R[s][v] Cp_u[s][l] (R and Cp_u = Cp + 8 w u
+ * packed panels) for v < nv, u < G, and l where mask allows (the last
+ * panel u = G - 1) */
 T512 static inline __attribute__((always_inline)) void gram_kernel(
     const int G, const double *R, const double *Cp, size_t w, size_t nv, __mmask8 mask, int first,
     double *X, size_t ldx)

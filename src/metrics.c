@@ -735,11 +735,11 @@ static void tile_of(size_t q, size_t n, size_t *ra, size_t *rb) { tile_of_ts(q, 
  * (columns, CblasTrans) into out (na x nb, row stride ldo): dsyrk (upper
  * triangle) on the diagonal, dgemm elsewhere. One BLAS call, one thread.
  * With g512 (the workspace's gram512: the CPU has AVX-512) and a tile of
- * at least GKC_MIN multiply-adds, ufm_gram512 instead (on the diagonal its 8 x 8 blocks
- * on and above it), on GKC columns of A (rows, for A^T A) at a time packed
- * into a buffer of the thread's own (dgemm's 0.5-0.6 of the time with
- * OpenBLAS's AVX2 kernels, as D D^T's). The choice depends on the shapes
- * alone. */
+ * at least GKC_MIN multiply-adds, ufm_gram512 instead (on the diagonal
+ * its 8 x 8 blocks on and above it), on GKC columns of A (rows, for A^T A)
+ * at a time packed into a buffer of the call's own (about 0.6 of DGEMM's
+ * time with OpenBLAS's AVX2 kernels, as for D D^T). The choice depends on
+ * the shapes alone. */
 #define GKC ((size_t)256)
 #define GKC_MIN ((size_t)1 << 20)
 static void gram_tile(CBLAS_TRANSPOSE_t trans, const gsl_matrix *A, size_t a, size_t b,
