@@ -183,7 +183,7 @@ T512 static inline __attribute__((always_inline)) void transpose8(__m512d r[8], 
   }
 }
 
-T512 static void pack512(const double *A, size_t n, size_t w, size_t lda, double *P)
+T512 void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P)
 {
   for (size_t q = 0; q < (n + 7) / 8; q++) {
     double *o = P + 8 * w * q;
@@ -200,7 +200,7 @@ T512 static void pack512(const double *A, size_t n, size_t w, size_t lda, double
   }
 }
 
-T512 static void pack512_cols(const double *A, size_t L, size_t n, size_t lda, double *P)
+T512 void ufm_gram512_pack_cols(const double *A, size_t L, size_t n, size_t lda, double *P)
 {
   const __mmask8 last = n % 8 ? (__mmask8)((1u << (n % 8)) - 1) : (__mmask8)0xFF;
   for (size_t q = 0; q < (n + 7) / 8; q++) {
@@ -242,8 +242,8 @@ T512 static inline __attribute__((always_inline)) void gram_kernel(
   }
 }
 
-T512 static void gram512(const double *PR, size_t nr, const double *PC, size_t nc, size_t w,
-                         int sym, int first, double *X, size_t ldx)
+T512 void ufm_gram512(const double *PR, size_t nr, const double *PC, size_t nc, size_t w,
+                      int sym, int first, double *X, size_t ldx)
 {
   const size_t npc = (nc + 7) / 8;
   const __mmask8 last = nc % 8 ? (__mmask8)((1u << (nc % 8)) - 1) : (__mmask8)0xFF;
@@ -260,35 +260,14 @@ T512 static void gram512(const double *PR, size_t nr, const double *PC, size_t n
       gram_kernel(1, R, PC + 8 * w * a, w, nv, last, first, Xr + 8 * a, ldx);
   }
 }
-#endif
-
-void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P)
-{
-#ifdef GRAM512
-  pack512(A, n, w, lda, P);
 #else
-  (void)A, (void)n, (void)w, (void)lda, (void)P;
-  abort();
-#endif
-}
-
-void ufm_gram512_pack_cols(const double *A, size_t L, size_t n, size_t lda, double *P)
-{
-#ifdef GRAM512
-  pack512_cols(A, L, n, lda, P);
-#else
-  (void)A, (void)L, (void)n, (void)lda, (void)P;
-  abort();
-#endif
-}
-
+/* never called: ufm_gram512_ok() is 0 */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+void ufm_gram512_pack(const double *A, size_t n, size_t w, size_t lda, double *P) { abort(); }
+void ufm_gram512_pack_cols(const double *A, size_t L, size_t n, size_t lda, double *P) { abort(); }
 void ufm_gram512(const double *PR, size_t nr, const double *PC, size_t nc, size_t w, int sym,
                  int first, double *X, size_t ldx)
 {
-#ifdef GRAM512
-  gram512(PR, nr, PC, nc, w, sym, first, X, ldx);
-#else
-  (void)PR, (void)nr, (void)PC, (void)nc, (void)w, (void)sym, (void)first, (void)X, (void)ldx;
   abort();
-#endif
 }
+#endif

@@ -1220,10 +1220,13 @@ static void ncc_exact(const ufm_model *m, const ufm_metrics_ws *mw, size_t i0, c
   }
 }
 
-/* Columns j0 .. j0 + w of H, in one pass: Xf = fl(s (H_b - mu_G 1^T))
- * (p x w) and xn, the columns' norms; if out is not NULL, the deviations
- * h_i - mu_{y_i} (p x w, formed as deviations() forms them, for D D^T);
- * if dn is not NULL, their norms (the collapse test). The flags are
+/* Rows k0 .. k1 of columns j0 .. j0 + w of H, in one pass: those rows of
+ * Xf = fl(s (H_b - mu_G 1^T)) (p x w), and their squares added to xn, the
+ * columns' squared norms; if out is not NULL, the deviations h_i -
+ * mu_{y_i} (k1 - k0 rows of w from out, formed as deviations() forms
+ * them, for D D^T); if dn is not NULL, their squares added to dn (the
+ * collapse test's norms; deviations_ncc zeroes both and takes the roots).
+ * The flags are
  * constants where deviations_ncc calls this, so each combination compiles
  * to its own loop; the operations are the same in all, so the same bits.
  * Without the filter (f32 = 0) s = 1 and Xf is not used. */
